@@ -1,0 +1,10 @@
+"""fastconv: fast from-scratch convolutional-network training on the CPU.
+
+- :mod:`fastconv.ops`        validated Cython kernels on NumPy arrays (conv2d, ReLU, max-pool, Adam, SGD, CE)
+- :mod:`fastconv.reference`  their slow, obviously-correct NumPy twins (same signatures)
+"""
+from . import ops, reference
+from .ops import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+__all__ = ["ops", "reference", "get_num_threads", "set_num_threads", "__version__"]

@@ -1,0 +1,402 @@
+"""Validated functional kernels on NumPy arrays (NCHW layout, PyTorch weight layout ``(F, C, kh, kw)``).
+
+Every function checks its arguments (raising ``TypeError``/``ValueError`` that name the argument), makes
+inputs C-contiguous, allocates outputs, and only then runs the compiled ``nogil`` loop.  Each has a slow
+NumPy twin of the same signature in :mod:`fastconv.reference`.
+
+Supported dtypes are float32 and float64; all floating inputs of one call must share the dtype.  Integer
+or boolean arrays are rejected rather than silently converted: cast them explicitly (``x.astype(np.float32)``).
+
+Threads: the kernels use OpenMP when the build found it.  :func:`set_num_threads` sets how many (default:
+``OMP_NUM_THREADS`` or the number of cores).
+"""
+import numbers
+import threading
+
+import numpy as np
+
+from . import _adam, _conv, _maxpool, _relu, _sgd, _softmax_ce
+from .reference import _adam_coefficients
+
+__all__ = [
+    "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
+    "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
+    "set_num_threads", "get_num_threads", "openmp_enabled",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_threads_lock = threading.Lock()
+_num_threads = max(1, int(_conv.max_threads()))
+
+
+def set_num_threads(n):
+    """Set the number of OpenMP threads the kernels use (an int >= 1)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"num_threads must be an integer >= 1, got {n!r}")
+    with _threads_lock:
+        _num_threads = int(n)
+
+
+def get_num_threads():
+    """Number of OpenMP threads the kernels use."""
+    return _num_threads
+
+
+def openmp_enabled():
+    """True when the compiled core was built with OpenMP."""
+    return _conv.have_openmp()
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+def _float_array(a, name, ndim=None):
+    """Return ``a`` as a float32/float64 ndarray (C-contiguous), or raise naming ``name``."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array of floats, got {type(a).__name__}") from exc
+    if a.dtype not in _FLOAT_DTYPES:
+        if a.dtype.kind in "biuf":
+            raise TypeError(
+                f"{name} has dtype {a.dtype}; fastconv kernels take float32 or float64 "
+                f"(convert explicitly, e.g. {name}.astype(np.float32))"
+            )
+        raise TypeError(f"{name} must be a numeric float array, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _same_dtype(ref, ref_name, **arrays):
+    for name, a in arrays.items():
+        if a is not None and a.dtype != ref.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; they must match")
+
+
+def _pair(value, name, minimum):
+    """An int or a pair of ints, each >= minimum, as a tuple of two Python ints."""
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a (height, width) pair, got {value!r}")
+    out = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        if v < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0):
+    """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry."""
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    N, C, H, W = input_shape
+    F, Cw, kh, kw = weight_shape
+    if Cw != C:
+        raise ValueError(f"channel mismatch: x has {C} channels but w expects {Cw} (w shape {tuple(weight_shape)})")
+    if kh < 1 or kw < 1 or F < 1:
+        raise ValueError(f"w must have non-empty filters and kernel, got shape {tuple(weight_shape)}")
+    if kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ValueError(
+            f"kernel {kh}x{kw} is larger than the padded input {H + 2 * ph}x{W + 2 * pw} "
+            f"(input {H}x{W}, padding {(ph, pw)})"
+        )
+    return N, F, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+
+# ----------------------------------------------------------------------------------------------- conv
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as PyTorch's ``conv2d``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 or float64
+    w : ndarray, shape (F, C, kh, kw), same dtype
+    b : ndarray, shape (F,), optional
+    stride, padding : int or (h, w) pair; zero padding.
+
+    Returns
+    -------
+    y : ndarray, shape (N, F, Ho, Wo), ``Ho = (H + 2*ph - kh)//sh + 1``;
+        ``y[n, f, i, j] = sum_{c,a,e} w[f, c, a, e] * x_pad[n, c, i*sh + a, j*sw + e] + b[f]``.
+
+    Examples
+    --------
+    >>> x = np.ones((1, 1, 4, 4)); w = np.ones((2, 1, 3, 3))
+    >>> conv2d_forward(x, w, padding=1).shape
+    (1, 2, 4, 4)
+    """
+    x = _float_array(x, "x", 4)
+    w = _float_array(w, "w", 4)
+    _same_dtype(x, "x", w=w)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    shape = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    if b is not None:
+        b = _float_array(b, "b", 1)
+        _same_dtype(x, "x", b=b)
+        if b.shape[0] != w.shape[0]:
+            raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
+    y = np.empty(shape, dtype=x.dtype)
+    if y.size:
+        _conv.conv2d_forward(x, w, b, y, stride, padding, _num_threads)
+    return y
+
+
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
+    """Gradients of :func:`conv2d_forward`.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, F, Ho, Wo) -- gradient of the loss with respect to y.
+    x, w, stride, padding : as given to the forward pass.
+    need_dx : bool -- False skips the input gradient (a first layer never needs it).
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W) or None;  dw : ndarray (F, C, kh, kw);  db : ndarray (F,)
+    """
+    x = _float_array(x, "x", 4)
+    w = _float_array(w, "w", 4)
+    dy = _float_array(dy, "dy", 4)
+    _same_dtype(x, "x", w=w, dy=dy)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    shape = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    if dy.shape != shape:
+        raise ValueError(f"dy has shape {dy.shape} but the convolution output has shape {shape}")
+    dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
+    dw = np.zeros(w.shape, dtype=x.dtype)
+    db = np.zeros(w.shape[0], dtype=x.dtype)
+    if dy.size:
+        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, _num_threads)
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------------- relu
+
+def relu_forward(x):
+    """ReLU with PyTorch's semantics: ``y = 0 where x <= 0 else x`` (NaN stays NaN).
+
+    Returns ``(y, mask)`` with ``mask = not (x <= 0)`` as a bool array of x's shape.
+    """
+    x = _float_array(x, "x")
+    y = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    _relu.relu_forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1).view(np.uint8), _num_threads)
+    return y, mask
+
+
+def relu_backward(dy, mask):
+    """``dx = dy where mask else 0`` (zero gradient at exactly 0, as PyTorch)."""
+    dy = _float_array(dy, "dy")
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be the bool array returned by relu_forward, got dtype {mask.dtype}")
+    if mask.shape != dy.shape:
+        raise ValueError(f"mask has shape {mask.shape} but dy has shape {dy.shape}")
+    mask = np.ascontiguousarray(mask)
+    dx = np.empty_like(dy)
+    _relu.relu_backward(dy.reshape(-1), mask.reshape(-1).view(np.uint8), dx.reshape(-1), _num_threads)
+    return dx
+
+
+# -------------------------------------------------------------------------------------------- maxpool
+
+def maxpool2d_forward(x, *, size=2, stride=None):
+    """Max-pooling over ``size`` windows (int or pair) moved by ``stride`` (default: ``size``), no padding.
+
+    Returns ``(y, idx)``: y (N, C, Ho, Wo) with ``Ho = (H - kh)//sh + 1``; idx int64, the flat position
+    ``h*W + w`` of each window's first maximum in its plane (a NaN in the window wins, so NaN propagates).
+    """
+    x = _float_array(x, "x", 4)
+    kh, kw = _pair(size, "size", 1)
+    sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", 1)
+    N, C, H, W = x.shape
+    if kh > H or kw > W:
+        raise ValueError(f"pool size {kh}x{kw} is larger than the input {H}x{W}")
+    y = np.empty((N, C, (H - kh) // sh + 1, (W - kw) // sw + 1), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int64)
+    if y.size:
+        _maxpool.maxpool2d_forward(x, y, idx, kh, kw, sh, sw, _num_threads)
+    return y, idx
+
+
+def maxpool2d_backward(dy, idx, x_shape):
+    """Gradient of :func:`maxpool2d_forward`: ``dx`` of shape ``x_shape`` with dy added at idx."""
+    dy = _float_array(dy, "dy", 4)
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"idx must be the integer array returned by maxpool2d_forward, got dtype {idx.dtype}")
+    if idx.shape != dy.shape:
+        raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
+    try:
+        x_shape = tuple(int(s) for s in x_shape)
+    except TypeError as exc:
+        raise TypeError(f"x_shape must be a tuple of 4 ints, got {x_shape!r}") from exc
+    if len(x_shape) != 4 or min(x_shape) < 0:
+        raise ValueError(f"x_shape must be 4 non-negative ints (N, C, H, W), got {x_shape}")
+    if x_shape[:2] != dy.shape[:2]:
+        raise ValueError(f"x_shape {x_shape} does not match dy's batch and channels {dy.shape[:2]}")
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    if dy.size:
+        _maxpool.maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), dx, _num_threads)
+    return dx
+
+
+# ------------------------------------------------------------------------------------------ optimizers
+
+def _writable_float(a, name, like=None, like_name="param"):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array updated in place, got {type(a).__name__}")
+    if a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only; it is updated in place")
+    if like is not None:
+        if a.shape != like.shape:
+            raise ValueError(f"{name} has shape {a.shape} but {like_name} has shape {like.shape}")
+        if a.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but {like_name} has dtype {like.dtype}")
+    return a
+
+
+def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if value != value:
+        raise ValueError(f"{name} must not be NaN")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def _flat_views(arrays):
+    """Contiguous 1-D views (or copies for non-contiguous arrays, written back by the caller)."""
+    flat = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    return flat
+
+
+def _write_back(originals, flats):
+    for a, f in zip(originals, flats):
+        if a is not None and not a.flags.c_contiguous:
+            a[...] = f.reshape(a.shape)
+
+
+def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                decoupled=False, amsgrad=False, vmax=None, eps_hat=False):
+    """One fused, in-place Adam step (``torch.optim.Adam`` semantics by default).
+
+    Parameters
+    ----------
+    param, grad, m, v : ndarrays of one shape and dtype; param, m, v are updated in place.
+    step : int >= 1 -- the 1-based step number (bias correction uses ``beta**step``).
+    weight_decay : L2 added to the gradient, or (``decoupled=True``, AdamW) ``p *= 1 - lr*weight_decay``.
+    amsgrad : keep ``vmax = max(vmax, v)`` (``vmax`` array required) and use it in the denominator.
+    eps_hat : Kingma-Ba/Keras form used by seed 000:
+        ``lr_t = lr*sqrt(1-beta2**t)/(1-beta1**t)``, ``p -= lr_t*m/(sqrt(v)+eps)``.
+        Default (torch): ``p -= lr/(1-beta1**t) * m / (sqrt(v)/sqrt(1-beta2**t) + eps)``.
+    """
+    _writable_float(param, "param")
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
+    if grad.shape != param.shape:
+        raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
+    if grad.dtype != param.dtype:
+        raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
+    _writable_float(m, "m", param)
+    _writable_float(v, "v", param)
+    if amsgrad:
+        if vmax is None:
+            raise ValueError("amsgrad=True needs a vmax array (zeros of param's shape) to hold max(v)")
+        _writable_float(vmax, "vmax", param)
+    elif vmax is not None:
+        raise ValueError("vmax is only used with amsgrad=True")
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an int (1-based step number), got {step!r}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")
+    lr = _check_scalar(lr, "lr", 0.0)
+    beta1 = _check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True)
+    beta2 = _check_scalar(beta2, "beta2", 0.0, 1.0, high_open=True)
+    eps = _check_scalar(eps, "eps", 0.0)
+    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
+    step_size, bc2_sqrt, decay_factor = _adam_coefficients(int(step), lr, beta1, beta2, weight_decay, eps_hat)
+    arrays = [param, grad, m, v] + ([vmax] if amsgrad else [])
+    flats = _flat_views(arrays)
+    _adam.adam_update(flats[0], flats[1], flats[2], flats[3], flats[4] if amsgrad else None,
+                      beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps, weight_decay,
+                      decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
+    _write_back([param, None, m, v] + ([vmax] if amsgrad else []), flats)
+
+
+def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One fused, in-place SGD step with ``torch.optim.SGD`` semantics.
+
+    ``velocity`` (zeros at the start, same shape/dtype as param) is required when ``momentum != 0``:
+    ``buf = momentum*buf + d`` (with buf starting at zero this equals torch's first-step ``buf = d``);
+    the step uses ``d + momentum*buf`` (Nesterov) or ``buf``.  ``d = grad + weight_decay*param``.
+    """
+    _writable_float(param, "param")
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
+    if grad.shape != param.shape:
+        raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
+    if grad.dtype != param.dtype:
+        raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
+    lr = _check_scalar(lr, "lr", 0.0)
+    momentum = _check_scalar(momentum, "momentum", 0.0)
+    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
+    if momentum != 0:
+        if velocity is None:
+            raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+        _writable_float(velocity, "velocity", param)
+    elif velocity is not None:
+        _writable_float(velocity, "velocity", param)
+    use = momentum != 0
+    arrays = [param, grad] + ([velocity] if use else [])
+    flats = _flat_views(arrays)
+    _sgd.sgd_update(flats[0], flats[1], flats[2] if use else None, lr, momentum,
+                    bool(nesterov), weight_decay, _num_threads)
+    _write_back([param, None] + ([velocity] if use else []), flats)
+
+
+# --------------------------------------------------------------------------------------------- losses
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy over the batch, fused and stable (log-sum-exp).
+
+    Parameters
+    ----------
+    logits : ndarray (N, K) float32/float64
+    labels : integer ndarray (N,) of class indices in [0, K)
+
+    Returns
+    -------
+    loss : float;  dlogits : ndarray (N, K) = (softmax(logits) - onehot(labels)) / N
+    """
+    logits = _float_array(logits, "logits", 2)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"labels must have shape ({logits.shape[0]},), got {labels.shape}")
+    if logits.shape[0] == 0 or logits.shape[1] == 0:
+        raise ValueError(f"logits must be non-empty, got shape {logits.shape}")
+    if labels.min() < 0 or labels.max() >= logits.shape[1]:
+        bad = labels[(labels < 0) | (labels >= logits.shape[1])][0]
+        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), found {bad}")
+    dlogits = np.empty_like(logits)
+    loss = _softmax_ce.softmax_cross_entropy(logits, np.ascontiguousarray(labels, dtype=np.int64), dlogits,
+                                             _num_threads)
+    return loss, dlogits

@@ -1,0 +1,63 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""2-D max-pooling forward and backward (NCHW, no padding).
+
+Forward keeps, per window, the first maximum in row-major order; a NaN, once met, wins (NaN propagates).
+``idx`` holds the flat position ``h*W + w`` of the winner inside its (H, W) plane, as PyTorch's
+``return_indices``.  Backward scatter-adds ``dy`` at ``idx`` plane by plane in output order, so
+overlapping windows (stride < size) accumulate in the same order as the reference.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+
+def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y, long long[:, :, :, ::1] idx,
+                      int kh, int kw, int sh, int sw, int nthreads):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t Ho = y.shape[2], Wo = y.shape[3]
+    if (kh < 1 or kw < 1 or sh < 1 or sw < 1 or kh > H or kw > W or y.shape[0] != N or y.shape[1] != C
+            or Ho != (H - kh) // sh + 1 or Wo != (W - kw) // sw + 1
+            or idx.shape[0] != N or idx.shape[1] != C or idx.shape[2] != Ho or idx.shape[3] != Wo):
+        raise ValueError("maxpool2d_forward: inconsistent shapes reached the compiled kernel")
+    cdef Py_ssize_t r, n, c, oh, ow, i, j, h, w, best_i
+    cdef floating best, v
+    for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
+        n = r // C
+        c = r % C
+        for oh in range(Ho):
+            for ow in range(Wo):
+                h = oh * sh
+                w = ow * sw
+                best = x[n, c, h, w]
+                best_i = h * W + w
+                for i in range(kh):
+                    for j in range(kw):
+                        v = x[n, c, h + i, w + j]
+                        if v > best or (v != v and best == best):
+                            best = v
+                            best_i = (h + i) * W + w + j
+                y[n, c, oh, ow] = best
+                idx[n, c, oh, ow] = best_i
+
+
+def maxpool2d_backward(const floating[:, :, :, ::1] dy, const long long[:, :, :, ::1] idx,
+                       floating[:, :, :, ::1] dx, int nthreads):
+    """dx (zero-initialised) += dy scattered to idx."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t Ho = dy.shape[2], Wo = dy.shape[3]
+    if (dy.shape[0] != N or dy.shape[1] != C or idx.shape[0] != N or idx.shape[1] != C
+            or idx.shape[2] != Ho or idx.shape[3] != Wo):
+        raise ValueError("maxpool2d_backward: inconsistent shapes reached the compiled kernel")
+    cdef Py_ssize_t r, n, c, oh, ow, k, HW = H * W
+    cdef Py_ssize_t nbad = 0
+    for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
+        n = r // C
+        c = r % C
+        for oh in range(Ho):
+            for ow in range(Wo):
+                k = idx[n, c, oh, ow]
+                if k < 0 or k >= HW:
+                    nbad += 1
+                else:
+                    dx[n, c, k // W, k % W] += dy[n, c, oh, ow]
+    if nbad:
+        raise ValueError(f"maxpool2d_backward: idx holds positions outside the {H}x{W} input plane")

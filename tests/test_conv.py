@@ -1,0 +1,282 @@
+"""conv2d_forward / conv2d_backward against the reference, finite differences, threads and PyTorch."""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastconv import _conv, ops, reference
+from conftest import DTYPES, assert_reduction_close, numerical_gradient
+
+
+def check_against_reference(x, w, b, stride, padding, dy_seed=0, need_dx=True):
+    """Forward and backward of ops vs reference, each within the derived bound."""
+    y = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+    y_ref = reference.conv2d_forward(x, w, b, stride=stride, padding=padding)
+    y_abs = reference.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b),
+                                     stride=stride, padding=padding)
+    F, C, kh, kw = w.shape
+    assert_reduction_close(y, y_ref, y_abs, C * kh * kw, "y")
+
+    dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=need_dx)
+    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=need_dx)
+    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), stride=stride,
+                                                 padding=padding, need_dx=need_dx)
+    N, _, Ho, Wo = y.shape
+    assert_reduction_close(dw, dw_r, dw_a, N * Ho * Wo, "dw")
+    assert_reduction_close(db, db_r, db_a, N * Ho * Wo, "db")
+    if need_dx:
+        assert_reduction_close(dx, dx_r, dx_a, F * kh * kw, "dx")
+    else:
+        assert dx is None
+
+
+def pairs(lo, hi):
+    return st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi), st.integers(lo, hi)))
+
+
+@st.composite
+def conv_cases(draw):
+    N = draw(st.integers(1, 3))
+    C = draw(st.integers(1, 4))
+    F = draw(st.integers(1, 11))
+    H = draw(st.integers(1, 12))
+    W = draw(st.integers(1, 12))
+    stride = draw(pairs(1, 3))
+    padding = draw(pairs(0, 2))
+    ph, pw = padding if isinstance(padding, tuple) else (padding, padding)
+    kh = draw(st.integers(1, H + 2 * ph))
+    kw = draw(st.integers(1, W + 2 * pw))
+    kh, kw = min(kh, 6), min(kw, 6)
+    dtype = draw(st.sampled_from(DTYPES))
+    bias = draw(st.booleans())
+    seed = draw(st.integers(0, 2**31))
+    return N, C, F, H, W, kh, kw, stride, padding, dtype, bias, seed
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_random_shapes_match_reference(case):
+    N, C, F, H, W, kh, kw, stride, padding, dtype, bias, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    check_against_reference(x, w, b, stride, padding, dy_seed=seed)
+
+
+EDGE_CASES = [
+    # name: (x shape, w shape, stride, padding)
+    ("1x1 kernel", (2, 5, 7, 6), (9, 5, 1, 1), 1, 0),
+    ("kernel = padded input", (2, 3, 5, 4), (4, 3, 7, 6), 1, 1),
+    ("kernel = input, no padding", (1, 2, 6, 6), (3, 2, 6, 6), 1, 0),
+    ("stride > kernel", (2, 3, 11, 13), (4, 3, 2, 3), (4, 5), 0),
+    ("stride > kernel, padded", (1, 2, 9, 9), (3, 2, 1, 1), 3, 2),
+    ("non-square kernel and stride", (2, 3, 12, 10), (5, 3, 5, 2), (2, 1), (1, 2)),
+    ("seed conv 1", (1, 1, 28, 28), (16, 1, 8, 8), 1, 0),
+    ("seed conv 2 (stride 2)", (1, 16, 21, 21), (8, 16, 4, 4), 2, 0),
+    ("many filters (several row tiles)", (2, 3, 9, 9), (37, 3, 3, 3), 1, 1),
+    ("wide output (many column tiles)", (1, 2, 40, 45), (3, 2, 3, 3), 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,xs,ws,stride,padding", EDGE_CASES, ids=[c[0] for c in EDGE_CASES])
+def test_edge_sizes(name, xs, ws, stride, padding, dtype, rng):
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    check_against_reference(x, w, b, stride, padding)
+    check_against_reference(x, w, None, stride, padding, need_dx=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chunked_batches_match_unchunked(monkeypatch, dtype, rng):
+    """Tiny chunk budget: one sample per chunk, including a partial last chunk."""
+    x = rng.standard_normal((5, 3, 10, 9)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    monkeypatch.setattr(_conv, "CHUNK_BYTES", 1)
+    check_against_reference(x, w, b, (2, 1), 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noncontiguous_and_fortran_inputs(dtype, rng):
+    base = rng.standard_normal((3, 4, 14, 12)).astype(dtype)
+    x_strided = base[::2, ::2, 1::2, ::-1]  # non-contiguous, negative stride
+    x_fortran = np.asfortranarray(base[:2, :2, :9, :9])
+    w_base = rng.standard_normal((6, 2, 3, 3)).astype(dtype)
+    w_fortran = np.asfortranarray(w_base)
+    w_strided = np.repeat(w_base, 2, axis=0)[::2]
+    for x in (x_strided, x_fortran):
+        for w in (w_fortran, w_strided):
+            check_against_reference(x, w, rng.standard_normal(6).astype(dtype)[::-1], 2, 1)
+            # the compiled result does not depend on the memory layout
+            y1 = ops.conv2d_forward(x, w, stride=2, padding=1)
+            y2 = ops.conv2d_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), stride=2, padding=1)
+            np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize(
+    "xs,ws,stride,padding",
+    [((2, 3, 7, 8), (4, 3, 3, 2), 1, 1), ((1, 2, 9, 9), (3, 2, 4, 4), 2, 0), ((2, 2, 8, 7), (2, 2, 3, 3), (3, 2), (2, 1))],
+)
+def test_finite_differences(xs, ws, stride, padding, rng):
+    """dx, dw, db equal central differences of L = sum(conv(x, w, b) * R) in float64."""
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0])
+    R = rng.standard_normal(ops.conv2d_forward(x, w, b, stride=stride, padding=padding).shape)
+
+    def loss():
+        return float(np.sum(ops.conv2d_forward(x, w, b, stride=stride, padding=padding) * R))
+
+    dx, dw, db = ops.conv2d_backward(R, x, w, stride=stride, padding=padding)
+    for name, arr, grad in (("x", x, dx), ("w", w, dw), ("b", b, db)):
+        idx = rng.choice(arr.size, size=min(arr.size, 25), replace=False)
+        num = numerical_gradient(loss, arr, idx)
+        np.testing.assert_allclose(grad.reshape(-1)[idx], num, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def seed000_stride2_dw(dLdkk, kr, fsh2, fsw2):
+    """Seed 000's weight gradient of its stride-2 conv, verbatim in structure: the window slice ignores
+    the stride (``kr[:, j:j+rsh2]``)."""
+    filts2, rsh2, rsw2 = dLdkk.shape
+    dk = np.zeros((filts2, kr.shape[0], fsh2, fsw2))
+    for f in range(filts2):
+        for j in range(fsh2):
+            for jj in range(fsw2):
+                dk[f, :, j, jj] = (dLdkk[f].reshape(1, rsh2, rsw2) * kr[:, j:j + rsh2, jj:jj + rsw2]).sum(axis=(1, 2))
+    return dk
+
+
+def test_gradient_check_catches_seed000_stride_bug(rng):
+    """The finite-difference check used above rejects seed 000's stride-2 dW and accepts ours."""
+    kr = rng.standard_normal((1, 16, 21, 21))
+    w = rng.standard_normal((8, 16, 4, 4)) * 0.1
+    R = rng.standard_normal((1, 8, 9, 9))
+
+    def loss():
+        return float(np.sum(ops.conv2d_forward(kr, w, stride=2) * R))
+
+    idx = rng.choice(w.size, size=40, replace=False)
+    num = numerical_gradient(loss, w, idx)
+    ours = ops.conv2d_backward(R, kr, w, stride=2)[1].reshape(-1)[idx]
+    seed = seed000_stride2_dw(R[0], kr[0], 4, 4).reshape(-1)[idx]
+    np.testing.assert_allclose(ours, num, rtol=1e-6, atol=1e-7)
+    relative_error = np.abs(seed - num).max() / np.abs(num).max()
+    assert relative_error > 0.5, relative_error  # an error as large as the gradient itself
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_thread_count_changes_only_rounding(dtype, rng):
+    x = rng.standard_normal((3, 4, 16, 16)).astype(dtype)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(dtype)
+    dy = rng.standard_normal((3, 8, 16, 16)).astype(dtype)
+    old = ops.get_num_threads()
+    try:
+        ops.set_num_threads(1)
+        one = ops.conv2d_backward(dy, x, w, padding=1)
+        ops.set_num_threads(3)
+        three = ops.conv2d_backward(dy, x, w, padding=1)
+    finally:
+        ops.set_num_threads(old)
+    np.testing.assert_array_equal(one[0], three[0])  # dx: no cross-thread reduction
+    _, dw_abs, _ = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), padding=1)
+    assert_reduction_close(three[1], one[1], dw_abs, 3 * 16 * 16, "dw across thread counts")
+
+
+def test_concurrent_python_threads_give_identical_results(rng):
+    x = rng.standard_normal((4, 3, 20, 20))
+    w = rng.standard_normal((8, 3, 5, 5))
+    dy = rng.standard_normal((4, 8, 16, 16))
+    expected = (ops.conv2d_forward(x, w),) + ops.conv2d_backward(dy, x, w)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append((ops.conv2d_forward(x, w),) + ops.conv2d_backward(dy, x, w))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 20
+    for r in results:
+        for got, want in zip(r, expected):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_nan_and_inf_propagate():
+    x = np.ones((1, 1, 5, 5))
+    x[0, 0, 2, 2] = np.nan
+    x[0, 0, 0, 0] = np.inf
+    w = np.ones((1, 1, 2, 2))
+    y = ops.conv2d_forward(x, w)
+    y_ref = reference.conv2d_forward(x, w)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(y_ref))
+    assert np.isnan(y[0, 0, 1:3, 1:3]).all() and np.isinf(y[0, 0, 0, 0])
+
+
+def test_empty_batch():
+    y = ops.conv2d_forward(np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)))
+    assert y.shape == (0, 3, 3, 3)
+    dx, dw, db = ops.conv2d_backward(np.zeros((0, 3, 3, 3)), np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)))
+    assert dx.shape == (0, 2, 5, 5) and not dw.any() and not db.any()
+
+
+BAD_CALLS = [
+    ("x ndim", lambda: ops.conv2d_forward(np.ones((2, 3, 4)), np.ones((1, 3, 2, 2))), ValueError, "x must be 4-D"),
+    ("w ndim", lambda: ops.conv2d_forward(np.ones((1, 3, 4, 4)), np.ones((3, 2, 2))), ValueError, "w must be 4-D"),
+    ("channels", lambda: ops.conv2d_forward(np.ones((1, 3, 4, 4)), np.ones((2, 2, 2, 2))), ValueError, "channel mismatch"),
+    ("bias length", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((2, 1, 2, 2)), np.ones(3)), ValueError, "b has length 3"),
+    ("stride 0", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=0), ValueError, "stride must be >= 1"),
+    ("stride pair", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=(1, -2)), ValueError, "stride"),
+    ("stride float", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=1.5), TypeError, "stride"),
+    ("stride triple", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=(1, 1, 1)), ValueError, "stride"),
+    ("negative padding", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), padding=-1), ValueError, "padding must be >= 0"),
+    ("kernel too large", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 7, 2)), padding=1), ValueError, "larger than the padded input"),
+    ("dtype mix", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2), np.float32)), TypeError, "must match"),
+    ("integer x", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4), int), np.ones((1, 1, 2, 2))), TypeError, "astype"),
+    ("strings", lambda: ops.conv2d_forward(np.array([["a"]]), np.ones((1, 1, 2, 2))), TypeError, "numeric"),
+    ("object", lambda: ops.conv2d_forward(object(), np.ones((1, 1, 2, 2))), TypeError, "x"),
+    ("dy shape", lambda: ops.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))), ValueError, "dy has shape"),
+    ("dy dtype", lambda: ops.conv2d_backward(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))), TypeError, "dy has dtype"),
+]
+
+
+@pytest.mark.parametrize("name,call,exc,match", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_raises_clear_error(name, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,stride,padding", [((2, 3, 11, 9), (5, 3, 3, 4), (2, 1), (1, 2)), ((1, 16, 21, 21), (8, 16, 4, 4), 2, 0)])
+def test_matches_pytorch(dtype, xs, ws, stride, padding, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    y = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding)
+    F, C, kh, kw = w.shape
+    N, _, Ho, Wo = y.shape
+    y_abs = reference.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), stride=stride, padding=padding)
+    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), stride=stride, padding=padding)
+    assert_reduction_close(y, ty.detach().numpy(), y_abs, C * kh * kw, "y vs torch")
+    assert_reduction_close(dx, tx.grad.numpy(), dx_a, F * kh * kw, "dx vs torch")
+    assert_reduction_close(dw, tw.grad.numpy(), dw_a, N * Ho * Wo, "dw vs torch")
+    assert_reduction_close(db, tb.grad.numpy(), db_a, N * Ho * Wo, "db vs torch")

@@ -1,0 +1,140 @@
+"""Fused Adam and SGD: bit-identical to the reference step after step, every option; torch as extra oracle."""
+import itertools
+
+import numpy as np
+import pytest
+
+from fastconv import ops, reference
+from conftest import DTYPES
+
+ADAM_OPTIONS = [
+    dict(zip(("weight_decay", "decoupled", "amsgrad", "eps_hat"), combo))
+    for combo in itertools.product([0.0, 0.05], [False, True], [False, True], [False, True])
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts", ADAM_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("size", [7, 70_001])  # serial and threaded paths
+def test_adam_bit_identical_over_many_steps(dtype, opts, size, rng):
+    p = rng.standard_normal(size).astype(dtype)
+    state = [np.zeros_like(p) for _ in range(3)]
+    p_ref = p.copy()
+    state_ref = [np.zeros_like(p) for _ in range(3)]
+    for step in range(1, 31 if size < 100 else 6):
+        g = rng.standard_normal(size).astype(dtype)
+        kw = dict(step=step, lr=1e-2, beta1=0.85, beta2=0.99, eps=1e-7, **opts)
+        vm = state[2] if opts["amsgrad"] else None
+        vm_ref = state_ref[2] if opts["amsgrad"] else None
+        ops.adam_update(p, g, state[0], state[1], vmax=vm, **kw)
+        reference.adam_update(p_ref, g, state_ref[0], state_ref[1], vmax=vm_ref, **kw)
+        assert p.tobytes() == p_ref.tobytes(), f"param differs at step {step}"
+        assert state[0].tobytes() == state_ref[0].tobytes() and state[1].tobytes() == state_ref[1].tobytes()
+
+
+def test_adam_noncontiguous_param_updated_in_place(rng):
+    base = rng.standard_normal((6, 8))
+    p = base[:, ::2]
+    g = rng.standard_normal((6, 4))
+    m, v = np.zeros((6, 4)), np.zeros((6, 4))
+    p_ref, m_r, v_r = p.copy(), m.copy(), v.copy()
+    ops.adam_update(p, g, m, v, step=1)
+    reference.adam_update(p_ref, g, m_r, v_r, step=1)
+    assert np.array_equal(base[:, ::2], p_ref) and np.array_equal(m, m_r)
+
+
+def test_adam_nan_propagates():
+    p = np.array([1.0, 2.0])
+    g = np.array([np.nan, 1.0])
+    m, v = np.zeros(2), np.zeros(2)
+    ops.adam_update(p, g, m, v, step=1)
+    assert np.isnan(p[0]) and np.isfinite(p[1])
+
+
+@pytest.mark.parametrize("decoupled,amsgrad", [(False, False), (True, False), (False, True)])
+def test_adam_matches_torch(decoupled, amsgrad, rng):
+    torch = pytest.importorskip("torch")
+    p0 = rng.standard_normal(500)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    opt = cls([tp], lr=1e-2, weight_decay=0.1, amsgrad=amsgrad)
+    p, m, v, vmax = p0.copy(), np.zeros(500), np.zeros(500), np.zeros(500)
+    for step in range(1, 51):
+        g = rng.standard_normal(500)
+        tp.grad = torch.tensor(g)
+        opt.step()
+        ops.adam_update(p, g, m, v, step=step, lr=1e-2, weight_decay=0.1, decoupled=decoupled, amsgrad=amsgrad,
+                        vmax=vmax if amsgrad else None)
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+SGD_OPTIONS = [
+    dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True), dict(momentum=0.5, nesterov=True, weight_decay=0.1),
+    dict(momentum=0.9, weight_decay=1e-2), dict(weight_decay=1e-2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts", SGD_OPTIONS, ids=str)
+@pytest.mark.parametrize("size", [5, 70_001])
+def test_sgd_bit_identical_over_many_steps(dtype, opts, size, rng):
+    p = rng.standard_normal(size).astype(dtype)
+    vel = np.zeros_like(p) if opts.get("momentum") else None
+    p_ref = p.copy()
+    vel_ref = None if vel is None else vel.copy()
+    for _ in range(20):
+        g = rng.standard_normal(size).astype(dtype)
+        ops.sgd_update(p, g, vel, lr=0.05, **opts)
+        reference.sgd_update(p_ref, g, vel_ref, lr=0.05, **opts)
+        assert p.tobytes() == p_ref.tobytes()
+
+
+@pytest.mark.parametrize("opts", SGD_OPTIONS, ids=str)
+def test_sgd_matches_torch(opts, rng):
+    torch = pytest.importorskip("torch")
+    p0 = rng.standard_normal(300)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    opt = torch.optim.SGD([tp], lr=0.05, **opts)
+    p = p0.copy()
+    vel = np.zeros(300) if opts.get("momentum") else None
+    for _ in range(30):
+        g = rng.standard_normal(300)
+        tp.grad = torch.tensor(g)
+        opt.step()
+        ops.sgd_update(p, g, vel, lr=0.05, **opts)
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+P = np.zeros(4)
+BAD = [
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(5), np.zeros(4), np.zeros(4), step=1), ValueError, "grad has shape"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(3), np.zeros(4), step=1), ValueError, "m has shape"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), np.zeros(4), step=1), TypeError, "grad has dtype"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4, np.float32), step=1), TypeError, "v has dtype"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=0), ValueError, "step must be >= 1"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1.0), TypeError, "step must be an int"),
+    (lambda: ops.adam_update(np.zeros(4, int), np.zeros(4, int), np.zeros(4), np.zeros(4), step=1), TypeError, "param must be float"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, beta1=1.0), ValueError, "beta1"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, amsgrad=True), ValueError, "vmax"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, lr="x"), TypeError, "lr"),
+    (lambda: ops.adam_update([0.0], np.zeros(1), np.zeros(1), np.zeros(1), step=1), TypeError, "param must be a NumPy array"),
+    (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), lr=0.1, momentum=0.9), ValueError, "velocity"),
+    (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), np.zeros(3), lr=0.1, momentum=0.9), ValueError, "velocity has shape"),
+    (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), lr=-1.0), ValueError, "lr"),
+    (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), lr=0.1, nesterov=True), ValueError, "nesterov"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD)
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_read_only_param_rejected():
+    p = np.zeros(4)
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="param is read-only"):
+        ops.adam_update(p, np.zeros(4), np.zeros(4), np.zeros(4), step=1)
+    with pytest.raises(ValueError, match="param is read-only"):
+        ops.sgd_update(p, np.zeros(4), lr=0.1)
