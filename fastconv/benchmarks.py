@@ -1,0 +1,254 @@
+"""Kernel benchmarks: fastconv vs its NumPy reference, a naive NumPy update, and PyTorch when installed.
+
+Run ``python bench/kernels.py`` (or ``fastconv-bench``).  Prints machine facts, a markdown table, and
+writes ``kernels.json`` and ``kernels.md`` into ``--out``.  Ratios are measured in one run: the machines
+this runs on are shared, so compare ratios, not absolute times across runs.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import ops, reference
+
+# name, x shape, w shape, stride, padding, first layer (no dx, as in training)
+CONV_SHAPES = [
+    ("seed conv1 b1", (1, 1, 28, 28), (16, 1, 8, 8), 1, 0, True),
+    ("seed conv2 b1", (1, 16, 21, 21), (8, 16, 4, 4), 2, 0, False),
+    ("seed conv1 b64", (64, 1, 28, 28), (16, 1, 8, 8), 1, 0, True),
+    ("seed conv2 b64", (64, 16, 21, 21), (8, 16, 4, 4), 2, 0, False),
+    ("3x3 64->64 b32", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1, False),
+    ("5x5 s2 stem 3->32 b32", (32, 3, 32, 32), (32, 3, 5, 5), 2, 2, False),
+]
+
+
+def timeit(fn, min_time=0.3, max_reps=10_000):
+    """Median seconds per call over repeats of an adaptive batch of calls."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    reps = int(min(max_reps, max(1, (min_time / 5) / once)))
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        samples.append((time.perf_counter() - t0) / reps)
+        if once > min_time:
+            break
+    return float(np.median(samples))
+
+
+def machine_facts():
+    facts = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
+             "fastconv_threads": ops.get_num_threads(), "openmp": ops.openmp_enabled(),
+             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            facts["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        facts["cpu"] = platform.processor() or "unknown"
+    facts["cores"] = os.cpu_count()
+    try:
+        from threadpoolctl import threadpool_info
+
+        facts["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                         for d in threadpool_info()]
+    except ImportError:
+        facts["blas"] = "threadpoolctl not installed"
+    return facts
+
+
+def _torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def bench_conv(torch, dtype, quick):
+    rows = []
+    for name, xs, ws, s, p, first in CONV_SHAPES:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(xs).astype(dtype)
+        w = (rng.standard_normal(ws) * 0.1).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        y = ops.conv2d_forward(x, w, b, stride=s, padding=p)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        flops = 2.0 * y.size * ws[1] * ws[2] * ws[3] * (2 if first else 3)
+
+        def fast():
+            ops.conv2d_forward(x, w, b, stride=s, padding=p)
+            ops.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=not first)
+
+        def ref():
+            reference.conv2d_forward(x, w, b, stride=s, padding=p)
+            reference.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=not first)
+
+        t_fast = timeit(fast)
+        t_ref = timeit(ref, min_time=0.05, max_reps=3) if not (quick and y.size > 1e6) else float("nan")
+        row = {"kernel": "conv2d fwd+bwd", "shape": name, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
+               "gflops": flops / t_fast / 1e9, "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
+        if torch is not None:
+            tx = torch.tensor(x, requires_grad=not first)
+            tw = torch.tensor(w, requires_grad=True)
+            tb = torch.tensor(b, requires_grad=True)
+            tdy = torch.tensor(dy)
+
+            def tfn():
+                torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p).backward(tdy)
+
+            t_torch = timeit(tfn)
+            row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+        rows.append(row)
+        _print_row(row)
+    return rows
+
+
+def bench_elementwise(torch, dtype):
+    rows = []
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 16, 21, 21)).astype(dtype)
+    cases = [
+        ("relu fwd+bwd", "64x16x21x21", lambda: ops.relu_backward(x, ops.relu_forward(x)[1]),
+         lambda: reference.relu_backward(x, reference.relu_forward(x)[1]),
+         (lambda t: (lambda: torch.relu(t).backward(t.detach()))) if torch else None),
+    ]
+    xp = rng.standard_normal((8, 16, 32, 32)).astype(dtype)
+    yp, idx = ops.maxpool2d_forward(xp)
+    cases.append(("maxpool2d fwd+bwd", "8x16x32x32 k2", lambda: ops.maxpool2d_backward(yp, ops.maxpool2d_forward(xp)[1], xp.shape),
+                  lambda: reference.maxpool2d_backward(yp, reference.maxpool2d_forward(xp)[1], xp.shape),
+                  (lambda t: (lambda: torch.nn.functional.max_pool2d(t, 2).backward(torch.tensor(yp)))) if torch else None))
+    z = rng.standard_normal((64, 10)).astype(dtype)
+    lab = rng.integers(0, 10, 64)
+    cases.append(("softmax CE", "64x10", lambda: ops.softmax_cross_entropy(z, lab), lambda: reference.softmax_cross_entropy(z, lab),
+                  (lambda t: (lambda: torch.nn.functional.cross_entropy(t, torch.tensor(lab)).backward())) if torch else None))
+    for name, shape, fast, ref, tmaker in cases:
+        t_fast = timeit(fast)
+        t_ref = timeit(ref, min_time=0.05, max_reps=5)
+        row = {"kernel": name, "shape": shape, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
+               "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
+        if tmaker is not None:
+            src = {"relu fwd+bwd": x, "maxpool2d fwd+bwd": xp, "softmax CE": z}[name]
+            t_torch = timeit(tmaker(torch.tensor(src, requires_grad=True)))
+            row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+        rows.append(row)
+        _print_row(row)
+    return rows
+
+
+def naive_adam(p, g, m, v, step, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """The textbook NumPy update (temporaries per line), as seeds write it."""
+    m[...] = b1 * m + (1 - b1) * g
+    v[...] = b2 * v + (1 - b2) * g ** 2
+    mhat = m / (1 - b1 ** step)
+    vhat = v / (1 - b2 ** step)
+    p -= lr * mhat / (np.sqrt(vhat) + eps)
+
+
+def bench_adam(torch, dtype, sizes):
+    rows = []
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        p = rng.standard_normal(n).astype(dtype)
+        g = rng.standard_normal(n).astype(dtype)
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        t_fast = timeit(lambda: ops.adam_update(p, g, m, v, step=10))
+        t_naive = timeit(lambda: naive_adam(p, g, m, v, 10))
+        row = {"kernel": "adam_update", "shape": f"{n:.0e} params", "dtype": np.dtype(dtype).name,
+               "fast_us": t_fast * 1e6, "gbytes_per_s": 7 * n * p.itemsize / t_fast / 1e9,
+               "naive_numpy_us": t_naive * 1e6, "speedup_vs_naive": t_naive / t_fast}
+        if torch is not None:
+            tp = torch.tensor(p, requires_grad=True)
+            tp.grad = torch.tensor(g)
+            try:
+                opt = torch.optim.Adam([tp], lr=1e-3, fused=True)
+                opt.step()
+                label = "fused"
+            except (RuntimeError, TypeError):
+                opt = torch.optim.Adam([tp], lr=1e-3, foreach=True)
+                label = "foreach"
+            t_torch = timeit(opt.step)
+            row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast, torch_variant=label)
+        rows.append(row)
+        _print_row(row)
+    return rows
+
+
+def _print_row(row):
+    parts = [f"{row['kernel']:<18} {row['shape']:<22} {row['dtype']:<8} fast {row['fast_us']:10.1f} us"]
+    if "gflops" in row:
+        parts.append(f"{row['gflops']:6.1f} GFLOP/s")
+    if "speedup_vs_ref" in row:
+        parts.append(f"x{row['speedup_vs_ref']:8.1f} vs reference")
+    if "speedup_vs_naive" in row:
+        parts.append(f"x{row['speedup_vs_naive']:6.2f} vs naive NumPy")
+    if "torch_over_fast" in row:
+        parts.append(f"torch {row['torch_us']:10.1f} us  ratio torch/fast {row['torch_over_fast']:5.2f}")
+    print("  ".join(parts), flush=True)
+
+
+def to_markdown(facts, rows):
+    lines = ["# fastconv kernel benchmark", "", "Machine: " + json.dumps(facts), "",
+             "| kernel | shape | dtype | fastconv (us) | GFLOP/s | x vs reference / naive | PyTorch (us) | PyTorch / fastconv |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        speed = r.get("speedup_vs_ref", r.get("speedup_vs_naive", float("nan")))
+        lines.append(f"| {r['kernel']} | {r['shape']} | {r['dtype']} | {r['fast_us']:.1f} | {r.get('gflops', float('nan')):.1f} "
+                     f"| {speed:.1f} | {r.get('torch_us', float('nan')):.1f} | {r.get('torch_over_fast', float('nan')):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="threads for fastconv and PyTorch (default 2)")
+    parser.add_argument("--out", default="bench/results", help="directory for kernels.json and kernels.md")
+    parser.add_argument("--only", choices=["conv", "elementwise", "adam"], action="append",
+                        help="run only these groups (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="skip the slowest reference timings")
+    parser.add_argument("--openblas-coretype", metavar="NAME",
+                        help="re-run with OPENBLAS_CORETYPE=NAME set before NumPy loads (e.g. SkylakeX)")
+    args = parser.parse_args(argv)
+    if args.openblas_coretype and os.environ.get("OPENBLAS_CORETYPE") != args.openblas_coretype:
+        env = dict(os.environ, OPENBLAS_CORETYPE=args.openblas_coretype)
+        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
+        return subprocess.call([sys.executable, "-m", "fastconv.benchmarks"] + rest, env=env)
+    ops.set_num_threads(args.threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+    except ImportError:
+        pass
+    torch = _torch(args.threads)
+    facts = machine_facts()
+    facts["torch"] = torch.__version__ if torch is not None else "not installed"
+    print(json.dumps(facts, indent=1), flush=True)
+    groups = args.only or ["conv", "elementwise", "adam"]
+    rows = []
+    for dtype in (np.float32, np.float64):
+        if "conv" in groups:
+            rows += bench_conv(torch, dtype, args.quick)
+        if "elementwise" in groups:
+            rows += bench_elementwise(torch, dtype)
+    if "adam" in groups:
+        rows += bench_adam(torch, np.float32, [100_000, 10_000_000])
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "kernels.json"), "w") as f:
+        json.dump({"machine": facts, "rows": rows}, f, indent=1)
+    with open(os.path.join(args.out, "kernels.md"), "w") as f:
+        f.write(to_markdown(facts, rows))
+    print(f"wrote {args.out}/kernels.json and {args.out}/kernels.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
