@@ -266,6 +266,17 @@ def _writable_float(a, name, like=None, like_name="param"):
     return a
 
 
+def _check_param_and_grad(param, grad):
+    """param: a writable float array; grad: an array of the same shape and dtype."""
+    _writable_float(param, "param")
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
+    if grad.shape != param.shape:
+        raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
+    if grad.dtype != param.dtype:
+        raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
+
+
 def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
@@ -305,13 +316,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
         ``lr_t = lr*sqrt(1-beta2**t)/(1-beta1**t)``, ``p -= lr_t*m/(sqrt(v)+eps)``.
         Default (torch): ``p -= lr/(1-beta1**t) * m / (sqrt(v)/sqrt(1-beta2**t) + eps)``.
     """
-    _writable_float(param, "param")
-    if not isinstance(grad, np.ndarray):
-        raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
-    if grad.shape != param.shape:
-        raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
-    if grad.dtype != param.dtype:
-        raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
+    _check_param_and_grad(param, grad)
     _writable_float(m, "m", param)
     _writable_float(v, "v", param)
     if amsgrad:
@@ -345,13 +350,7 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     ``buf = momentum*buf + d`` (with buf starting at zero this equals torch's first-step ``buf = d``);
     the step uses ``d + momentum*buf`` (Nesterov) or ``buf``.  ``d = grad + weight_decay*param``.
     """
-    _writable_float(param, "param")
-    if not isinstance(grad, np.ndarray):
-        raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
-    if grad.shape != param.shape:
-        raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
-    if grad.dtype != param.dtype:
-        raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
+    _check_param_and_grad(param, grad)
     lr = _check_scalar(lr, "lr", 0.0)
     momentum = _check_scalar(momentum, "momentum", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
