@@ -2,9 +2,10 @@
 
 - :mod:`fastconv.ops`        validated Cython kernels on NumPy arrays (conv2d, ReLU, max-pool, Adam, SGD, CE)
 - :mod:`fastconv.reference`  their slow, obviously-correct NumPy twins (same signatures)
+- :mod:`fastconv.initializers` He/Glorot/LeCun/... presets of one VarianceScaling core, PyTorch fans
 """
-from . import ops, reference
+from . import initializers, ops, reference
 from .ops import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["ops", "reference", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["initializers", "ops", "reference", "get_num_threads", "set_num_threads", "__version__"]
