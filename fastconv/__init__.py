@@ -4,8 +4,9 @@
 - :mod:`fastconv.reference`  their slow, obviously-correct NumPy twins (same signatures)
 - :mod:`fastconv.initializers` He/Glorot/LeCun/... presets of one VarianceScaling core, PyTorch fans
 """
-from . import datasets, initializers, ops, reference
+from . import datasets, initializers, layers, ops, optimizers, reference
+from .models import History, Sequential, load_model
 from .ops import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["datasets", "initializers", "ops", "reference", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["Sequential", "History", "load_model", "layers", "optimizers", "datasets", "initializers", "ops", "reference", "get_num_threads", "set_num_threads", "__version__"]

@@ -1,0 +1,325 @@
+"""Keras-style layers on fastconv's kernels (NCHW activations, PyTorch weight layout).
+
+A layer declares its parameters in ``build`` (name, shape, initializer); :class:`fastconv.Sequential` then
+places every parameter and gradient of the model in one flat buffer and hands each layer views into it, so
+an optimizer step is one fused kernel call.  ``forward(x, training)`` caches what ``backward(dy)`` needs;
+``backward`` writes parameter gradients into the gradient views and returns the input gradient.
+"""
+import numpy as np
+
+from . import initializers, ops
+
+__all__ = ["Layer", "Conv2D", "Dense", "Flatten", "MaxPool2D", "Dropout", "Activation", "get_activation"]
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "linear")
+
+
+def get_activation(name):
+    """Validate an activation name (None means linear)."""
+    if name is None:
+        return "linear"
+    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid choices: {', '.join(ACTIVATIONS)}")
+    return name.lower()
+
+
+def _sigmoid(x):
+    # split by sign so exp never overflows
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _softmax(x):
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class _ActivationMixin:
+    """Applies ``self.activation`` after the layer's linear part and differentiates through it.
+
+    ``logits_only`` (set by the model for a fused softmax/sigmoid + cross-entropy step) skips the activation
+    in both directions.
+    """
+
+    logits_only = False
+
+    def _activate(self, z, training):
+        act = "linear" if self.logits_only else self.activation
+        if act == "linear":
+            return z
+        if act == "relu":
+            y, self._mask = ops.relu_forward(z)
+            return y
+        if act == "sigmoid":
+            self._out = _sigmoid(z)
+        elif act == "tanh":
+            self._out = np.tanh(z)
+        else:
+            self._out = _softmax(z.reshape(z.shape[0], -1)).reshape(z.shape)
+        return self._out
+
+    def _activation_backward(self, dy):
+        act = "linear" if self.logits_only else self.activation
+        if act == "linear":
+            return dy
+        if act == "relu":
+            return ops.relu_backward(dy, self._mask)
+        y = self._out
+        if act == "sigmoid":
+            return dy * y * (1 - y)
+        if act == "tanh":
+            return dy * (1 - y * y)
+        flat_y, flat_dy = y.reshape(y.shape[0], -1), dy.reshape(dy.shape[0], -1)
+        return (flat_y * (flat_dy - (flat_dy * flat_y).sum(axis=1, keepdims=True))).reshape(dy.shape)
+
+
+class Layer:
+    """Base class. Subclasses set ``param_specs`` in ``build`` and implement forward/backward."""
+
+    trainable = True
+
+    def __init__(self, name=None):
+        self.name = name
+        self.param_specs = []  # (name, shape, initializer)
+        self.params = {}       # name -> view into the model's flat parameter buffer
+        self.grads = {}        # name -> view into the model's flat gradient buffer
+        self.input_shape = self.output_shape = None
+
+    def build(self, input_shape):
+        """Declare parameters for ``input_shape`` (batch dim excluded) and return the output shape."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {"name": self.name}
+
+    def count_params(self):
+        return int(sum(np.prod(shape) for _, shape, _ in self.param_specs))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items() if k != 'name')})"
+
+
+class Conv2D(_ActivationMixin, Layer):
+    """2-D convolution, weights ``(filters, in_channels, kh, kw)``; padding an int, pair, "valid" or "same"."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding=0, activation=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", use_bias=True, name=None):
+        super().__init__(name)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = ops._pair(kernel_size, "kernel_size", 1)
+        self.strides = ops._pair(strides, "strides", 1)
+        if isinstance(padding, str):
+            if padding.lower() not in ("valid", "same"):
+                raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            if padding.lower() == "same" and self.strides != (1, 1):
+                raise ValueError("padding='same' is supported for strides=1 only (as PyTorch)")
+            if padding.lower() == "same" and (self.kernel_size[0] % 2 == 0 or self.kernel_size[1] % 2 == 0):
+                raise ValueError("padding='same' needs odd kernel sizes (symmetric zero padding)")
+            self.padding_arg = padding.lower()
+            self.padding = (0, 0) if padding.lower() == "valid" else (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+        else:
+            self.padding_arg = padding
+            self.padding = ops._pair(padding, "padding", 0)
+        self.activation = get_activation(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.use_bias = bool(use_bias)
+        self.need_dx = True
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D expects inputs of shape (N, C, H, W), got per-sample shape {tuple(input_shape)}")
+        C = input_shape[0]
+        self.param_specs = [("kernel", (self.filters, C) + self.kernel_size, self.kernel_initializer)]
+        if self.use_bias:
+            self.param_specs.append(("bias", (self.filters,), self.bias_initializer))
+        return super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        _, F, Ho, Wo = ops.conv2d_output_shape((1,) + tuple(input_shape), (self.filters, input_shape[0]) + self.kernel_size,
+                                               self.strides, self.padding)
+        return (F, Ho, Wo)
+
+    def forward(self, x, training=False):
+        self._x = x
+        z = ops.conv2d_forward(x, self.params["kernel"], self.params.get("bias"), stride=self.strides, padding=self.padding)
+        return self._activate(z, training)
+
+    def backward(self, dy):
+        dz = self._activation_backward(dy)
+        dx, dw, db = ops.conv2d_backward(dz, self._x, self.params["kernel"], stride=self.strides,
+                                         padding=self.padding, need_dx=self.need_dx)
+        self.grads["kernel"][...] = dw
+        if self.use_bias:
+            self.grads["bias"][...] = db
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding_arg, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": _init_config(self.kernel_initializer),
+                "bias_initializer": _init_config(self.bias_initializer)}
+
+
+class Dense(_ActivationMixin, Layer):
+    """Fully connected: ``y = x @ W.T + b`` with ``W`` of shape ``(units, in_features)`` (PyTorch layout)."""
+
+    def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 use_bias=True, name=None):
+        super().__init__(name)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = get_activation(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.use_bias = bool(use_bias)
+        self.need_dx = True
+
+    def build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense expects flat inputs (N, features); got per-sample shape {tuple(input_shape)}: "
+                             "add a Flatten() layer first")
+        self.param_specs = [("kernel", (self.units, input_shape[0]), self.kernel_initializer)]
+        if self.use_bias:
+            self.param_specs.append(("bias", (self.units,), self.bias_initializer))
+        return super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (self.units,)
+
+    def forward(self, x, training=False):
+        self._x = x
+        z = x @ self.params["kernel"].T
+        if self.use_bias:
+            z += self.params["bias"]
+        return self._activate(z, training)
+
+    def backward(self, dy):
+        dz = self._activation_backward(dy)
+        np.matmul(dz.T, self._x, out=self.grads["kernel"])
+        if self.use_bias:
+            np.sum(dz, axis=0, out=self.grads["bias"])
+        return dz @ self.params["kernel"] if self.need_dx else None
+
+    def get_config(self):
+        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": _init_config(self.kernel_initializer),
+                "bias_initializer": _init_config(self.bias_initializer)}
+
+
+class Flatten(Layer):
+    """(N, ...) -> (N, prod(...)), in C order (as ``torch.flatten(x, 1)``)."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._shape)
+
+
+class MaxPool2D(Layer):
+    def __init__(self, pool_size=2, strides=None, name=None):
+        super().__init__(name)
+        self.pool_size = ops._pair(pool_size, "pool_size", 1)
+        self.strides = self.pool_size if strides is None else ops._pair(strides, "strides", 1)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"MaxPool2D expects (N, C, H, W) inputs, got per-sample shape {tuple(input_shape)}")
+        C, H, W = input_shape
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        if kh > H or kw > W:
+            raise ValueError(f"pool size {kh}x{kw} is larger than the input {H}x{W}")
+        return (C, (H - kh) // sh + 1, (W - kw) // sw + 1)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        y, self._idx = ops.maxpool2d_forward(x, size=self.pool_size, stride=self.strides)
+        return y
+
+    def backward(self, dy):
+        return ops.maxpool2d_backward(dy, self._idx, self._shape)
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides}
+
+
+class Dropout(Layer):
+    """Inverted dropout (seed 002): at training, zero each unit with probability ``rate`` and scale the rest
+    by ``1/(1-rate)``; at inference, identity."""
+
+    def __init__(self, rate, name=None):
+        super().__init__(name)
+        if not 0 <= rate < 1:
+            raise ValueError(f"rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.rng = np.random.default_rng()
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self._scale = None
+            return x
+        keep = self.rng.random(x.shape) >= self.rate
+        self._scale = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
+        return x * self._scale
+
+    def backward(self, dy):
+        return dy if self._scale is None else dy * self._scale
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate}
+
+
+class Activation(_ActivationMixin, Layer):
+    """An activation as a layer: ``Activation("relu")``."""
+
+    def __init__(self, activation, name=None):
+        super().__init__(name)
+        self.activation = get_activation(activation)
+
+    def forward(self, x, training=False):
+        return self._activate(x, training)
+
+    def backward(self, dy):
+        return self._activation_backward(dy)
+
+    def get_config(self):
+        return {"name": self.name, "activation": self.activation}
+
+
+def _init_config(init):
+    if isinstance(init, initializers.Initializer):
+        return {"class": type(init).__name__, "config": init.get_config()}
+    raise ValueError("only fastconv.initializers.Initializer instances can be saved; got a plain callable")
+
+
+def _init_from_config(cfg):
+    return getattr(initializers, cfg["class"])(**cfg["config"])
+
+
+LAYER_CLASSES = {cls.__name__: cls for cls in (Conv2D, Dense, Flatten, MaxPool2D, Dropout, Activation)}
+
+
+def layer_from_config(class_name, config):
+    config = dict(config)
+    for key in ("kernel_initializer", "bias_initializer"):
+        if key in config:
+            config[key] = _init_from_config(config[key])
+    return LAYER_CLASSES[class_name](**config)
