@@ -262,8 +262,20 @@ class Sequential:
         threshold = 0.0 if logits else 0.5
         return float(np.mean((out.reshape(n, -1) > threshold) == (y.reshape(n, -1) > 0.5)))
 
+    def compute_gradients(self, x, y):
+        """Loss on (x, y) in training mode and its gradient: a copy of the flat gradient buffer."""
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, len(x))
+        loss, _ = self._forward_backward(x, y)
+        return loss, self.grads.copy()
+
     def train_on_batch(self, x, y):
-        """One optimizer step on a batch; returns (loss, accuracy on the batch)."""
+        """One optimizer step on a prepared batch; returns (loss, the batch outputs)."""
+        loss, out = self._forward_backward(x, y)
+        self.optimizer.step(self.params, self.grads)
+        return loss, out
+
+    def _forward_backward(self, x, y):
         fused = self._fused()
         last = self.layers[-1]
         last.logits_only = fused  # the loss applies softmax/sigmoid itself, stably
@@ -273,7 +285,6 @@ class Sequential:
             self._backward(grad)
         finally:
             last.logits_only = False
-        self.optimizer.step(self.params, self.grads)
         return loss, out
 
     # ------------------------------------------------------------------------------------- public loops

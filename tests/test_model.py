@@ -1,0 +1,165 @@
+"""Sequential: gradients through every layer, fit/evaluate/predict, save/load, determinism, errors."""
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.cli
+from fastconv import Sequential, layers, load_model, optimizers
+
+
+def finite_difference_check(model, x, y, n_checks=40, h=1e-6, seed=0):
+    loss, grads = model.compute_gradients(x, y)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(model.params.size, size=min(n_checks, model.params.size), replace=False)
+    for i in idx:
+        old = model.params[i]
+        model.params[i] = old + h
+        lp, _ = model.compute_gradients(x, y)
+        model.params[i] = old - h
+        lm, _ = model.compute_gradients(x, y)
+        model.params[i] = old
+        num = (lp - lm) / (2 * h)
+        assert abs(grads[i] - num) <= 1e-6 * max(1.0, abs(num)) + 1e-8, (i, grads[i], num)
+
+
+def test_gradients_conv_pool_dense_softmax_ce():
+    rng = np.random.default_rng(0)
+    model = Sequential([layers.Conv2D(3, 3, padding="same", activation="tanh"), layers.MaxPool2D(2),
+                        layers.Conv2D(4, (2, 3), strides=(1, 2), padding=1, activation="sigmoid"),
+                        layers.Flatten(), layers.Dense(5, activation="tanh"), layers.Dense(3, activation="softmax")],
+                       dtype="float64", seed=1)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    finite_difference_check(model, rng.standard_normal((4, 2, 8, 8)), rng.integers(0, 3, 4))
+
+
+@pytest.mark.parametrize("loss,act,targets", [
+    ("binary_crossentropy", "sigmoid", lambda r: r.integers(0, 2, (6, 1))),
+    ("mse", "linear", lambda r: r.standard_normal((6, 2))),
+    ("categorical_crossentropy", "softmax", lambda r: np.eye(3)[r.integers(0, 3, 6)]),
+    ("sparse_categorical_crossentropy", "softmax", lambda r: r.integers(0, 3, 6)),
+])
+def test_gradients_dense_losses(loss, act, targets):
+    rng = np.random.default_rng(2)
+    units = {"binary_crossentropy": 1, "mse": 2}.get(loss, 3)
+    model = Sequential([layers.Dense(7, activation="relu"), layers.Activation("tanh"), layers.Dense(units, activation=act)],
+                       dtype="float64", seed=3)
+    model.compile("sgd", loss)
+    finite_difference_check(model, rng.standard_normal((6, 4)), targets(rng))
+
+
+def test_parameters_live_in_one_flat_buffer():
+    model = Sequential([layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0).build((1, 5, 5))
+    assert model.count_params() == 4 * 9 + 4 + 2 * 36 + 2
+    for layer in (model.layers[0], model.layers[2]):
+        for view in list(layer.params.values()) + list(layer.grads.values()):
+            assert view.base is model.params or view.base is model.grads or np.shares_memory(view, model.params) or np.shares_memory(view, model.grads)
+    assert model.layers[0].need_dx is False and model.layers[2].need_dx is True
+
+
+def test_dropout_is_inverted_and_off_at_inference():
+    d = layers.Dropout(0.5)
+    x = np.ones((2000, 10))
+    y = d.forward(x, training=True)
+    assert set(np.unique(y)) <= {0.0, 2.0} and abs(y.mean() - 1.0) < 0.05
+    np.testing.assert_array_equal(d.forward(x, training=False), x)
+
+
+def _moons_model(seed=0):
+    model = Sequential([layers.Dense(12, activation="relu", kernel_initializer="he_normal"),
+                        layers.Dense(6, activation="relu", kernel_initializer="he_normal"),
+                        layers.Dense(1, activation="sigmoid")], dtype="float64", seed=seed)
+    model.compile(optimizers.Adam(0.01), "binary_crossentropy", ["accuracy"])
+    return model
+
+
+def test_fit_evaluate_predict_learns_moons():
+    x, y = fastconv.datasets.make_moons(400, noise=0.2, seed=0)
+    model = _moons_model()
+    history = model.fit(x, y, batch_size=32, epochs=60, verbose=0, validation_data=(x, y))
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    result = model.evaluate(x, y)
+    assert result["accuracy"] > 0.9
+    p = model.predict(x)
+    assert p.shape == (400, 1) and ((p > 0) & (p < 1)).all()
+    assert abs(np.mean((p[:, 0] > 0.5) == y) - result["accuracy"]) < 1e-12
+
+
+def test_same_seed_gives_bit_identical_training():
+    (xt, yt), _ = fastconv.datasets.load_mnist()
+    x = xt[:256].astype(np.float32) / 255
+    runs = []
+    for _ in range(2):
+        model = fastconv.cli.seed_cnn(seed=7)
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+        h = model.fit(x, yt[:256], batch_size=16, epochs=2, verbose=0)
+        runs.append((model.params.copy(), h.history["loss"]))
+    assert runs[0][0].tobytes() == runs[1][0].tobytes() and runs[0][1] == runs[1][1]
+
+
+def test_save_load_round_trip(tmp_path):
+    (xt, yt), (xs, _) = fastconv.datasets.load_mnist()
+    x = xt[:128].astype(np.float64) / 255
+    model = fastconv.cli.seed_cnn(dtype="float64", seed=1)
+    model.compile(optimizers.Adam(1e-3, epsilon_hat=True), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, yt[:128], batch_size=8, verbose=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = load_model(path)
+    xs = xs[:50].astype(np.float64) / 255
+    assert model.predict(xs).tobytes() == loaded.predict(xs).tobytes()
+    # optimizer state and RNG travel too: continuing training gives identical weights
+    model.fit(x, yt[:128], batch_size=8, verbose=0)
+    loaded.fit(x, yt[:128], batch_size=8, verbose=0)
+    assert model.params.tobytes() == loaded.params.tobytes()
+    assert not list(tmp_path.glob(".fastconv-*"))  # no temp file left behind
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_model(tmp_path / "junk.npz")
+
+
+def test_summary_prints_shapes_and_counts(capsys):
+    fastconv.cli.seed_cnn().build((1, 28, 28)).summary()
+    out = capsys.readouterr().out
+    assert "(None, 16, 21, 21)" in out and "(None, 8, 9, 9)" in out and "Total params: 9,586" in out
+
+
+def test_bad_input_errors():
+    model = _moons_model()
+    x, y = fastconv.datasets.make_moons(20, seed=0)
+    with pytest.raises(RuntimeError, match="compile"):
+        Sequential([layers.Dense(1)]).fit(x, y)
+    model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="per-sample shape"):
+        model.predict(np.zeros((3, 5)))
+    xn = x.copy()
+    xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(xn, y, verbose=0)
+    with pytest.raises(ValueError, match="x has 20 samples but y has 3"):
+        model.fit(x, y[:3], verbose=0)
+    clf = Sequential([layers.Dense(3, activation="softmax")])
+    clf.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        clf.fit(x, np.full(20, 5), verbose=0)
+    with pytest.raises(ValueError, match="valid choices: relu"):
+        layers.Dense(3, activation="relux")
+    with pytest.raises(ValueError, match="valid choices: sparse_categorical_crossentropy"):
+        clf.compile("adam", "hinge")
+    with pytest.raises(ValueError, match="valid choices: adam"):
+        clf.compile("adagrad")
+    with pytest.raises(ValueError, match="did you mean 'he_normal'"):
+        layers.Dense(3, kernel_initializer="he_norml")
+    with pytest.raises(ValueError, match="Flatten"):
+        Sequential([layers.Dense(3)]).build((1, 4, 4))
+
+
+def test_cli_train_runs_and_reports_accuracy(tmp_path, capsys):
+    code = fastconv.cli.main(["train", "--train", "500", "--test", "200", "--epochs", "1", "--batch-size", "8", "--quiet",
+                              "--save", str(tmp_path / "m.npz"), "--init", "he_uniform"])
+    out = capsys.readouterr().out
+    assert code == 0 and "test accuracy:" in out and (tmp_path / "m.npz").exists()
+    accuracy = float(out.split("test accuracy:")[1].split()[0])
+    assert accuracy > 0.6  # 500 images, one epoch of 63 steps: far above chance (0.1)
+    with pytest.raises(SystemExit):
+        fastconv.cli.main(["train", "--init", "bogus"])
