@@ -179,13 +179,15 @@ cdef void _nn_product(const floating *apack, Py_ssize_t M, Py_ssize_t kd, const 
                  (bias + m * MR) if bias != NULL else NULL)
 
 
-def _pack_rows(a, Py_ssize_t MR):
-    """Pack a (M, kd) matrix as ceil(M/MR) panels of kd rows of MR values, zero padded."""
-    M, kd = a.shape
-    mb = (M + MR - 1) // MR
-    packed = np.zeros((mb * MR, kd), dtype=a.dtype)
-    packed[:M] = a
-    return np.ascontiguousarray(packed.reshape(mb, MR, kd).transpose(0, 2, 1))
+cdef void _pack_a(const floating *A, Py_ssize_t rsa, Py_ssize_t csa, Py_ssize_t M, Py_ssize_t kd,
+                  floating *out) noexcept nogil:
+    """out[m, k, i] = A[(m*MR + i)*rsa + k*csa] (zero past row M): panels of MR rows for the nn kernel."""
+    cdef Py_ssize_t MR = FC_MR, mb = (M + MR - 1) // MR, m, k, i, row
+    for m in range(mb):
+        for k in range(kd):
+            for i in range(MR):
+                row = m * MR + i
+                out[(m * kd + k) * MR + i] = A[row * rsa + k * csa] if row < M else 0
 
 
 def _geometry(x, w, stride, padding):
@@ -210,7 +212,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t Ppad = (P + NR - 1) // NR * NR
     cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * np.dtype(dtype).itemsize)))
     cdef floating[:, :, ::1] cols = np.zeros((nb, K, Ppad), dtype=dtype)
-    cdef floating[:, :, ::1] apack = _pack_rows(np.asarray(w).reshape(F, K), FC_MR)
+    cdef floating[::1] apack = np.empty((F + FC_MR - 1) // FC_MR * FC_MR * K, dtype=dtype)
+    _pack_a(&w[0, 0, 0, 0], K, 1, F, K, &apack[0])
     cdef const floating[::1] bias
     cdef const floating *bptr = NULL
     if b is not None:
@@ -224,7 +227,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         with nogil:
             _im2col(&x[n0, 0, 0, 0], &cols[0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo,
                     Ppad, nthreads)
-            _nn_product(&apack[0, 0, 0], F, K, &cols[0, 0, 0], &y[n0, 0, 0, 0], cnt, Ppad, K * Ppad,
+            _nn_product(&apack[0], F, K, &cols[0, 0, 0], &y[n0, 0, 0, 0], cnt, Ppad, K * Ppad,
                         P, F * P, P, NR, bptr, nthreads)
 
 
@@ -250,9 +253,10 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef floating[:, :, ::1] cols = np.zeros((nb, K, Ppad), dtype=dtype)
     cdef floating[:, :, ::1] dyp = np.zeros((nb, F, Ppad), dtype=dtype)
     cdef floating[:, :, ::1] dw_local = np.zeros((nt, F, K), dtype=dtype)
-    cdef floating[:, :, ::1] apack_t
+    cdef floating[::1] apack_t
     if need_dx:
-        apack_t = _pack_rows(np.ascontiguousarray(np.asarray(w).reshape(F, K).T), FC_MR)
+        apack_t = np.empty((K + FC_MR - 1) // FC_MR * FC_MR * F, dtype=dtype)
+        _pack_a(&w[0, 0, 0, 0], 1, K, K, F, &apack_t[0])  # A = W^T: element (k, f) at w[f*K + k]
     cdef Py_ssize_t n0, cnt, r, n, f, k, t, item, nhb, p0, blk, f0, k0, tid
     cdef Py_ssize_t HB = DW_BLOCK
     cdef floating acc
@@ -277,7 +281,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                                  &dw_local[tid, f0, k0], K, <int>min(4, F - f0), <int>min(4, K - k0))
             if need_dx:
                 # dcols overwrites cols, which dW no longer needs for this chunk.
-                _nn_product(&apack_t[0, 0, 0], K, F, &dyp[0, 0, 0], &cols[0, 0, 0], cnt, Ppad,
+                _nn_product(&apack_t[0], K, F, &dyp[0, 0, 0], &cols[0, 0, 0], cnt, Ppad,
                             F * Ppad, Ppad, K * Ppad, Ppad, NR, NULL, nthreads)
                 _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
                         Wo, Ppad, nthreads)
