@@ -1,5 +1,6 @@
-"""Command line: ``fastconv train`` (seed 000's CNN on MNIST)."""
+"""Command line: ``fastconv train`` (seed 000's CNN on MNIST) and ``fastconv study`` (the seeds' experiments)."""
 import argparse
+import os
 import sys
 import time
 
@@ -113,11 +114,42 @@ def _plot(history, path):
     plt.close(fig)
 
 
+def study(argv):
+    from . import studies
+
+    p = argparse.ArgumentParser(prog="fastconv study", description="The seeds' initialization experiments, "
+                                "with many seeds, error bars, tables (markdown, CSV, JSON) and PNG plots.")
+    p.add_argument("name", choices=["moons", "mnist-init", "depth"])
+    p.add_argument("--seeds", type=int, help="independent runs per setting (default: moons 3, mnist-init 10, depth 3)")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (joblib)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786)")
+    p.add_argument("--out", help="output directory (default: study-NAME)")
+    p.add_argument("--epochs", type=int, default=15000, help="moons: full-batch epochs")
+    p.add_argument("--train", type=int, default=1000, help="mnist-init: training images")
+    p.add_argument("--test", type=int, default=1000, help="mnist-init: test images")
+    p.add_argument("--data", help="mnist-init: MNIST file or directory (default: embedded subset)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if (args.seeds is not None and args.seeds < 1) or args.jobs < 1:
+        p.error("--seeds and --jobs must be >= 1")
+    common = dict(out=args.out or f"study-{args.name}", jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
+    if args.name == "moons":
+        studies.moons(seeds=args.seeds or 3, epochs=args.epochs, **common)
+    elif args.name == "mnist-init":
+        studies.mnist_init(seeds=args.seeds or 10, train=args.train, test=args.test, data=args.data, **common)
+    else:
+        studies.depth(seeds=args.seeds or 3, **common)
+    table = os.path.join(common["out"], args.name.replace("-", "_") + ".md")
+    print(open(table).read())
+    print(f"results in {common['out']}/")
+    return 0
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train}
+    commands = {"train": train, "study": study}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: fastconv {train} [options]   (fastconv train --help for the options)")
+        print("usage: fastconv {train,study} [options]   (fastconv train --help, fastconv study --help)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return commands[argv[0]](argv[1:])
 

@@ -212,3 +212,186 @@ def depth(out="study-depth", seeds=3, jobs=1, scheduler=None, n_layers=20, width
         fig.savefig(os.path.join(out, "depth.png"), dpi=90)
         plt.close(fig)
     return rows
+
+
+# ------------------------------------------------------------------------------------------------- moons
+
+MOONS_INITS = {
+    "zeros": initializers.Zeros(),
+    "random_normal x10": initializers.RandomNormal(0.0, 10.0),  # seed 001's Initializer(scale=10): randn * 10
+    "he_normal": initializers.he_normal(),
+    "glorot_normal": initializers.glorot_normal(),
+    "lecun_normal": initializers.lecun_normal(),
+}
+# seed 001's published (train %, test %) from one run each
+MOONS_SEED_FIGURES = {"zeros": (50, 50), "random_normal x10": (85, 82), "he_normal": (95, 94)}
+
+
+def moons_model(init_name, seed):
+    """Seed 001's network: Dense 12 ReLU -> 6 ReLU -> 1 sigmoid; the initializer on the hidden layers,
+    the output layer with the default (Glorot uniform), biases zero."""
+    init = MOONS_INITS[init_name]
+    model = Sequential([layers.Dense(12, activation="relu", kernel_initializer=init),
+                        layers.Dense(6, activation="relu", kernel_initializer=init),
+                        layers.Dense(1, activation="sigmoid")], dtype="float64", seed=seed)
+    model.compile(SGD(learning_rate=0.01), "binary_crossentropy", ["accuracy"])
+    return model
+
+
+def moons_run(init_name, seed, epochs=15000, lr=0.01, record_every=100, grid=None):
+    """Full-batch gradient descent on make_moons (400 train / 100 test, noise 0.2) for one seed."""
+    x_train, y_train = datasets.make_moons(400, noise=0.2, seed=seed)
+    x_test, y_test = datasets.make_moons(100, noise=0.2, seed=seed + 10_000)
+    model = moons_model(init_name, seed)
+    model.optimizer.learning_rate = lr
+    model.build((2,))
+    x = model._prepare_x(x_train)
+    y = model._prepare_y(y_train, len(x))
+    losses = []
+    for epoch in range(epochs):
+        loss, _ = model.train_on_batch(x, y)
+        if epoch % record_every == 0 or epoch == epochs - 1:
+            losses.append(float(loss))
+    row = {"init": init_name, "seed": seed, "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],
+           "test_accuracy": model.evaluate(x_test, y_test)["accuracy"], "final_loss": losses[-1], "losses": losses}
+    if grid is not None:
+        row["grid_probability"] = model.predict(np.asarray(grid))[:, 0].round(4).tolist()
+    return row
+
+
+def moons(out="study-moons", seeds=3, jobs=1, scheduler=None, epochs=15000, progress=True):
+    """Seed 001: zeros vs large random vs He (plus Glorot, LeCun) on make_moons, over ``seeds`` seeds.
+
+    Writes moons.md (train/test accuracy mean +- std next to the seed's figures), moons.json/.csv, and
+    moons_loss.png, moons_boundaries.png into ``out``.
+    """
+    xs, ys = np.meshgrid(np.linspace(-2.0, 3.0, 101), np.linspace(-1.5, 2.0, 71))
+    grid = np.c_[xs.ravel(), ys.ravel()]
+    tasks = [dict(init_name=name, seed=s, epochs=epochs, grid=grid if s == 0 else None)
+             for name in MOONS_INITS for s in range(seeds)]
+    rows = run_sweep(moons_run, tasks, jobs, scheduler, progress, desc="moons")
+    lines = [f"# moons: make_moons 400/100, noise 0.2; Dense 12-6-1; full-batch GD lr 0.01, {epochs} epochs; "
+             f"{seeds} seeds", "", "| initializer | train accuracy % | test accuracy % | seed 001 (train/test, one run) |",
+             "|---|---|---|---|"]
+    for name in MOONS_INITS:
+        sel = [r for r in rows if r["init"] == name]
+        tr = _mean_std([100 * r["train_accuracy"] for r in sel])
+        te = _mean_std([100 * r["test_accuracy"] for r in sel])
+        seed_fig = MOONS_SEED_FIGURES.get(name)
+        lines.append(f"| {name} | {tr[0]:.1f} ± {tr[1]:.1f} | {te[0]:.1f} ± {te[1]:.1f} | "
+                     f"{'%d / %d' % seed_fig if seed_fig else '—'} |")
+    lines += ["", "± is the standard deviation over seeds (each seed: its own data draw and initialization)."]
+    _write_outputs(out, "moons", rows, "\n".join(lines) + "\n", extra={"grid_x": xs[0].tolist(), "grid_y": ys[:, 0].tolist()})
+    plt = _pyplot()
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for name in MOONS_INITS:
+            curves = np.array([r["losses"] for r in rows if r["init"] == name])
+            steps = np.minimum(np.arange(curves.shape[1]) * 100, epochs - 1)
+            mean = curves.mean(axis=0)
+            ax.plot(steps, mean, label=name)
+            ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), alpha=0.2)
+        ax.set(title=f"make_moons training loss (mean, band = min..max over {seeds} seeds)", xlabel="epoch",
+               ylabel="binary cross-entropy (nats, log scale)", yscale="log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "moons_loss.png"), dpi=90)
+        plt.close(fig)
+        x_train, y_train = datasets.make_moons(400, noise=0.2, seed=0)
+        fig, axes = plt.subplots(1, len(MOONS_INITS), figsize=(4 * len(MOONS_INITS), 3.6), sharey=True)
+        for ax, name in zip(axes, MOONS_INITS):
+            row = next(r for r in rows if r["init"] == name and r["seed"] == 0)
+            prob = np.array(row["grid_probability"]).reshape(xs.shape)
+            ax.contourf(xs, ys, prob, levels=[0, 0.5, 1], colors=["#f4a582", "#92c5de"], alpha=0.8)
+            ax.scatter(x_train[:, 0], x_train[:, 1], c=y_train, cmap="RdBu", s=6, edgecolors="none")
+            ax.set(title=f"{name}\ntest acc {100 * row['test_accuracy']:.0f}% (seed 0)", xlabel="x1")
+        axes[0].set_ylabel("x2")
+        fig.suptitle("Decision boundaries after training (seed 0; orange: class 0, blue: class 1)")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "moons_boundaries.png"), dpi=90)
+        plt.close(fig)
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- mnist-init
+
+MNIST_INITS = {
+    # name: (conv1, conv2, dense) initializers
+    "he_normal": ("he_normal",) * 3,
+    "he_uniform": ("he_uniform",) * 3,
+    "glorot_normal": ("glorot_normal",) * 3,
+    "glorot_uniform": ("glorot_uniform",) * 3,
+    "lecun_normal": ("lecun_normal",) * 3,
+    "lecun_uniform": ("lecun_uniform",) * 3,
+    "seed mix (glorot conv1, he after)": ("glorot_normal", "he_normal", "he_normal"),
+    "uniform(-0.5, 0.5)": (initializers.RandomUniform(-0.5, 0.5),) * 3,
+}
+
+
+def mnist_init_run(init_name, seed, train=1000, test=1000, data=None):
+    """Seed 000's CNN trained one image at a time with the seed's Adam (lr 1e-3, eps 1e-7, eps-hat form)."""
+    from .cli import seed_cnn
+
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data)
+    order = np.random.default_rng(seed).permutation(len(y_train))[:train]
+    x_train, y_train = x_train[order] / 255.0, y_train[order]
+    x_test, y_test = x_test[:test] / 255.0, y_test[:test]
+    model = seed_cnn(MNIST_INITS[init_name], dtype="float64", seed=seed)
+    model.compile(Adam(learning_rate=1e-3, epsilon=1e-7, epsilon_hat=True), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x_train, y_train, batch_size=1, epochs=1, shuffle=False, verbose=0)
+    return {"init": init_name, "seed": seed, "train": train, "test": test,
+            "test_accuracy": model.evaluate(x_test, y_test)["accuracy"]}
+
+
+def mnist_init(out="study-mnist-init", seeds=10, jobs=1, scheduler=None, train=1000, test=1000, data=None,
+               progress=True):
+    """Seed 000: test accuracy of its CNN per initializer, mean +- std and a 95% interval over ``seeds`` runs.
+
+    Each seed draws its own 1,000 training images, initialization and order.  Writes mnist_init.md/.json/
+    .csv and mnist_init.png (a strip plot of every run) into ``out``.
+    """
+    tasks = [dict(init_name=name, seed=s, train=train, test=test, data=data) for name in MNIST_INITS for s in range(seeds)]
+    rows = run_sweep(mnist_init_run, tasks, jobs, scheduler, progress, desc="mnist-init")
+    stats = {}
+    for name in MNIST_INITS:
+        acc = [100 * r["test_accuracy"] for r in rows if r["init"] == name]
+        stats[name] = (*_mean_std(acc), _ci95(acc))
+    ranked = sorted(stats, key=lambda n: -stats[n][0])
+    lines = [f"# mnist-init: seed 000's CNN, per-sample Adam (lr 1e-3, eps 1e-7, eps-hat), {train} train / {test} test "
+             f"images, {seeds} seeds", "", "| initializer (conv1, conv2, dense) | test accuracy % (mean ± std) | 95% CI of the mean |",
+             "|---|---|---|"]
+    for name in ranked:
+        m, s, h = stats[name]
+        lines.append(f"| {name} | {m:.1f} ± {s:.1f} | [{m - h:.1f}, {m + h:.1f}] |")
+    best, lecun = ranked[0], stats["lecun_normal"]
+    overlapping = [n for n in ranked if abs(stats[n][0] - lecun[0]) <= stats[n][2] + lecun[2]]
+    others = [n for n in overlapping if n != "lecun_normal"]
+    if best == "lecun_normal" and not others:
+        verdict = "holds: LeCun normal has the highest mean and no other 95% interval overlaps its own"
+    elif best == "lecun_normal":
+        verdict = "is not established: LeCun normal has the highest mean, but its 95% interval overlaps"
+    else:
+        verdict = (f"is not supported: {best} has the highest mean ({stats[best][0]:.1f}% vs {lecun[0]:.1f}% for "
+                   f"LeCun normal), and LeCun normal's 95% interval overlaps")
+    lines += ["", f"Seed 000's claim that LeCun normal is best {verdict} those of {len(others)} other setting(s): "
+              f"{', '.join(others) or 'none'}."]
+    _write_outputs(out, "mnist_init", rows, "\n".join(lines) + "\n")
+    plt = _pyplot()
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(10, 5))
+        rng = np.random.default_rng(0)
+        for i, name in enumerate(ranked):
+            acc = np.array([100 * r["test_accuracy"] for r in rows if r["init"] == name])
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(acc)), acc, s=14, alpha=0.7)
+            m, _, h = stats[name]
+            ax.errorbar(i + 0.3, m, yerr=h, fmt="k_", capsize=4, ms=12)
+        ax.set_xticks(range(len(ranked)))
+        ax.set_xticklabels([n.replace(" (", "\n(") for n in ranked], fontsize=8, rotation=20, ha="right")
+        ax.set(title=f"Seed 000 CNN on MNIST: test accuracy per initializer ({seeds} seeds; bars: mean and 95% CI)",
+               ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "mnist_init.png"), dpi=90)
+        plt.close(fig)
+    return rows
