@@ -109,7 +109,28 @@ class Layer:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items() if k != 'name')})"
 
 
-class Conv2D(_ActivationMixin, Layer):
+class _WeightedLayer(_ActivationMixin, Layer):
+    """A layer with a kernel, an optional bias and an activation (Conv2D, Dense)."""
+
+    def _init_weights(self, activation, kernel_initializer, bias_initializer, use_bias):
+        self.activation = get_activation(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.use_bias = bool(use_bias)
+        self.need_dx = True
+
+    def _declare_weights(self, kernel_shape):
+        self.param_specs = [("kernel", tuple(kernel_shape), self.kernel_initializer)]
+        if self.use_bias:
+            self.param_specs.append(("bias", (kernel_shape[0],), self.bias_initializer))
+
+    def _weights_config(self):
+        return {"activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": _init_config(self.kernel_initializer),
+                "bias_initializer": _init_config(self.bias_initializer)}
+
+
+class Conv2D(_WeightedLayer):
     """2-D convolution, weights ``(filters, in_channels, kh, kw)``; padding an int, pair, "valid" or "same"."""
 
     def __init__(self, filters, kernel_size, strides=1, padding=0, activation=None,
@@ -132,19 +153,13 @@ class Conv2D(_ActivationMixin, Layer):
         else:
             self.padding_arg = padding
             self.padding = ops._pair(padding, "padding", 0)
-        self.activation = get_activation(activation)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.use_bias = bool(use_bias)
-        self.need_dx = True
+        self._init_weights(activation, kernel_initializer, bias_initializer, use_bias)
 
     def build(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"Conv2D expects inputs of shape (N, C, H, W), got per-sample shape {tuple(input_shape)}")
         C = input_shape[0]
-        self.param_specs = [("kernel", (self.filters, C) + self.kernel_size, self.kernel_initializer)]
-        if self.use_bias:
-            self.param_specs.append(("bias", (self.filters,), self.bias_initializer))
+        self._declare_weights((self.filters, C) + self.kernel_size)
         return super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -168,12 +183,10 @@ class Conv2D(_ActivationMixin, Layer):
 
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
-                "padding": self.padding_arg, "activation": self.activation, "use_bias": self.use_bias,
-                "kernel_initializer": _init_config(self.kernel_initializer),
-                "bias_initializer": _init_config(self.bias_initializer)}
+                "padding": self.padding_arg, **self._weights_config()}
 
 
-class Dense(_ActivationMixin, Layer):
+class Dense(_WeightedLayer):
     """Fully connected: ``y = x @ W.T + b`` with ``W`` of shape ``(units, in_features)`` (PyTorch layout)."""
 
     def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -182,19 +195,13 @@ class Dense(_ActivationMixin, Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units must be a positive int, got {units!r}")
         self.units = int(units)
-        self.activation = get_activation(activation)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.use_bias = bool(use_bias)
-        self.need_dx = True
+        self._init_weights(activation, kernel_initializer, bias_initializer, use_bias)
 
     def build(self, input_shape):
         if len(input_shape) != 1:
             raise ValueError(f"Dense expects flat inputs (N, features); got per-sample shape {tuple(input_shape)}: "
                              "add a Flatten() layer first")
-        self.param_specs = [("kernel", (self.units, input_shape[0]), self.kernel_initializer)]
-        if self.use_bias:
-            self.param_specs.append(("bias", (self.units,), self.bias_initializer))
+        self._declare_weights((self.units, input_shape[0]))
         return super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -215,9 +222,7 @@ class Dense(_ActivationMixin, Layer):
         return dz @ self.params["kernel"] if self.need_dx else None
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
-                "kernel_initializer": _init_config(self.kernel_initializer),
-                "bias_initializer": _init_config(self.bias_initializer)}
+        return {"name": self.name, "units": self.units, **self._weights_config()}
 
 
 class Flatten(Layer):
