@@ -177,19 +177,11 @@ def _truncated_standard_normal(shape, rng):
     return out
 
 
-class TruncatedNormal(Initializer):
+class TruncatedNormal(RandomNormal):
     """N(mean, stddev^2) restricted to mean +- 2*stddev (Keras's ``TruncatedNormal``)."""
-
-    def __init__(self, mean=0.0, stddev=0.05):
-        if stddev < 0:
-            raise ValueError(f"stddev must be >= 0, got {stddev}")
-        self.mean, self.stddev = float(mean), float(stddev)
 
     def _draw(self, shape, dtype, rng):
         return self.mean + self.stddev * _truncated_standard_normal(shape, rng)
-
-    def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev}
 
 
 class VarianceScaling(Initializer):

@@ -31,28 +31,29 @@ class History:
 class _Progress:
     """tqdm when installed, else a one-line text bar; silent when verbose=0."""
 
-    def __init__(self, total, desc, verbose):
+    def __init__(self, total, desc, verbose, unit="sample"):
         self.verbose, self.total, self.n, self.desc, self.bar = verbose, total, 0, desc, None
         self.t0 = time.perf_counter()
         if verbose:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc=desc, unit="sample", leave=True, file=sys.stderr)
+                self.bar = tqdm(total=total, desc=desc, unit=unit, leave=True, file=sys.stderr)
             except ImportError:
                 self.bar = None
 
-    def update(self, n, postfix):
+    def update(self, n, postfix=None):
         self.n += n
         if not self.verbose:
             return
         if self.bar is not None:
             self.bar.update(n)
-            self.bar.set_postfix(postfix, refresh=False)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
         elif self.n == self.total or time.perf_counter() - getattr(self, "_last", 0) > 0.5:
             self._last = time.perf_counter()
             done = int(30 * self.n / max(1, self.total))
-            stats = " ".join(f"{k}={v}" for k, v in postfix.items())
+            stats = " ".join(f"{k}={v}" for k, v in (postfix or {}).items())
             sys.stderr.write(f"\r{self.desc} [{'=' * done}{'.' * (30 - done)}] {self.n}/{self.total} {stats}")
             sys.stderr.flush()
 
@@ -300,6 +301,7 @@ class Sequential:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         history = History()
         n = len(x)
+        logits = self._fused()  # training outputs are pre-activation when the loss is fused
         for epoch in range(epochs):
             order = self.rng.permutation(n) if shuffle else np.arange(n)
             progress = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
@@ -310,12 +312,13 @@ class Sequential:
                 loss, out = self.train_on_batch(xb, yb)
                 total_loss += loss * len(idx)
                 if self.metrics:
-                    total_correct += self._accuracy(out, yb, logits=self._fused()) * len(idx)
-                seen = min(n, start + batch_size)
-                stats = {"loss": f"{total_loss / seen:.4f}"}
-                if self.metrics:
-                    stats["accuracy"] = f"{total_correct / seen:.4f}"
-                progress.update(len(idx), stats)
+                    total_correct += self._accuracy(out, yb, logits=logits) * len(idx)
+                if verbose:
+                    seen = min(n, start + batch_size)
+                    stats = {"loss": f"{total_loss / seen:.4f}"}
+                    if self.metrics:
+                        stats["accuracy"] = f"{total_correct / seen:.4f}"
+                    progress.update(len(idx), stats)
             progress.close()
             logs = {"loss": total_loss / n}
             if self.metrics:

@@ -7,6 +7,7 @@ expands into independent, seeded runs (initializer x seed x setting), executes t
 derives all its randomness from its own seed, so results do not depend on the backend or the job count.
 """
 import csv
+import functools
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import os
 import numpy as np
 
 from . import datasets, initializers, layers
-from .models import Sequential
+from .models import Sequential, _Progress
 from .optimizers import SGD, Adam
 
 __all__ = ["run_sweep", "depth", "moons", "mnist_init", "DEPTH_INITS", "MOONS_INITS", "MNIST_INITS"]
@@ -30,13 +31,12 @@ def run_sweep(fn, tasks, jobs=1, scheduler=None, progress=True, desc="runs"):
         the runs then go through joblib's Dask backend.
     """
     tasks = list(tasks)
-    bar = _progress_bar(len(tasks), desc) if progress else None
+    bar = _Progress(len(tasks), desc, progress, unit="run")
     results = []
     if scheduler is None and jobs == 1:
         for task in tasks:
             results.append(fn(**task))
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     else:
         try:
             import joblib
@@ -53,40 +53,16 @@ def run_sweep(fn, tasks, jobs=1, scheduler=None, progress=True, desc="runs"):
                 with client.as_current(), joblib.parallel_backend("dask"):
                     for result in joblib.Parallel(return_as="generator")(calls):
                         results.append(result)
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
             finally:
                 if client is not scheduler:
                     client.close()
         else:
             for result in joblib.Parallel(n_jobs=jobs, return_as="generator")(calls):
                 results.append(result)
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+                bar.update(1)
+    bar.close()
     return results
-
-
-class _TextBar:
-    def __init__(self, total, desc):
-        self.total, self.n, self.desc = total, 0, desc
-
-    def update(self, n):
-        self.n += n
-        print(f"\r{self.desc}: {self.n}/{self.total}", end="", flush=True)
-
-    def close(self):
-        print()
-
-
-def _progress_bar(total, desc):
-    try:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="run")
-    except ImportError:
-        return _TextBar(total, desc)
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -329,11 +305,17 @@ MNIST_INITS = {
 }
 
 
+@functools.lru_cache(maxsize=2)
+def _load_mnist_once(data):
+    """MNIST read once per worker process (runs only index it, which copies)."""
+    return datasets.load_mnist(data)
+
+
 def mnist_init_run(init_name, seed, train=1000, test=1000, data=None):
     """Seed 000's CNN trained one image at a time with the seed's Adam (lr 1e-3, eps 1e-7, eps-hat form)."""
     from .cli import seed_cnn
 
-    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data)
+    (x_train, y_train), (x_test, y_test) = _load_mnist_once(data)
     order = np.random.default_rng(seed).permutation(len(y_train))[:train]
     x_train, y_train = x_train[order] / 255.0, y_train[order]
     x_test, y_test = x_test[:test] / 255.0, y_test[:test]
