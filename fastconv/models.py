@@ -365,6 +365,9 @@ class Sequential:
         path = os.fspath(path)
         arrays = {"config": np.array(json.dumps(self.get_config())), "params": self.params,
                   "rng_state": np.array(json.dumps(self.rng.bit_generator.state))}
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, layers_mod.Dropout):
+                arrays[f"layer_rng/{i}"] = np.array(json.dumps(layer.rng.bit_generator.state))
         if self.optimizer is not None:
             for key, value in self.optimizer.state().items():
                 if value is not None:
@@ -399,6 +402,9 @@ def load_model(path):
         model.build(tuple(config["input_shape"]))
         model.params[...] = data["params"]
         model.rng.bit_generator.state = json.loads(str(data["rng_state"]))
+        for key in data.files:
+            if key.startswith("layer_rng/"):
+                model.layers[int(key.split("/", 1)[1])].rng.bit_generator.state = json.loads(str(data[key]))
         if model.optimizer is not None:
             state = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("optimizer/")}
             model.optimizer.set_state(state)

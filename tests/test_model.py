@@ -118,6 +118,19 @@ def test_save_load_round_trip(tmp_path):
         load_model(tmp_path / "junk.npz")
 
 
+def test_save_load_continues_identically_with_dropout(tmp_path):
+    x, y = fastconv.datasets.make_moons(64, noise=0.2, seed=0)
+    model = Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(1, activation="sigmoid")],
+                       dtype="float64", seed=4)
+    model.compile("adam", "binary_crossentropy", ["accuracy"])
+    model.fit(x, y, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    model.fit(x, y, batch_size=8, verbose=0)
+    loaded.fit(x, y, batch_size=8, verbose=0)
+    assert model.params.tobytes() == loaded.params.tobytes()
+
+
 def test_summary_prints_shapes_and_counts(capsys):
     fastconv.cli.seed_cnn().build((1, 28, 28)).summary()
     out = capsys.readouterr().out
