@@ -170,7 +170,7 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     shape = conv2d_output_shape(x.shape, w.shape, stride, padding)
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the convolution output has shape {shape}")
-    dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     dw = np.zeros(w.shape, dtype=x.dtype)
     db = np.zeros(w.shape[0], dtype=x.dtype)
     if dy.size:

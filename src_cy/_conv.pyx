@@ -1,24 +1,27 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""conv2d forward and backward: im2col into a zero-padded buffer, then register-blocked micro-kernels.
+"""conv2d forward and backward on register-blocked micro-kernels (conv_micro.h); no BLAS.
 
-Layout (per chunk of ``cnt`` samples, ``K = C*kh*kw``, ``P = Ho*Wo`` padded to ``Ppad``, a multiple of
-the tile width NR):
+Two paths:
+
+* Implicit GEMM (every finite input; the bottom half of this file).  The padded input is split into its
+  stride phases, so the rows of the im2col matrix are shifted views of one small buffer and are never
+  written out.  y = W @ views, dW = dy_grid @ views^T, dx (phase by phase) = W_phase @ views of dy.
+* im2col (the backward for non-finite x or w, whose products must match the reference's exactly):
 
     cols[n, k, p]   = x_padded[n, c, oh*sh + i, ow*sw + j]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
-    y[n]            = W (F x K) @ cols[n] + b                 nn tiles, parallel over (n, p-tile, f-tile)
     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles, thread-local dW summed at the end
     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
-Samples are processed in chunks so the im2col buffer stays near cache size.  Every parallel loop splits
-work that exists even at batch 1 (kernel rows, output tiles, blocks of output positions), so a single
-image still uses every thread.  No BLAS is called, so OpenMP never runs beside a threaded BLAS.
+Samples are processed in chunks so the buffers stay near cache size.  Every parallel loop splits work that
+exists even at batch 1 (output tiles, blocks of output positions), so a single image still uses every
+thread.  No BLAS is called, so OpenMP never runs beside a threaded BLAS.
 
 Only ``fastconv.ops`` calls this module; it validates and allocates.  The functions here re-check the
 shape relations they rely on, because the loops below run with bounds checks off.
 """
 import numpy as np
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
 cdef extern from "conv_micro.h" nogil:
@@ -33,6 +36,18 @@ cdef extern from "conv_micro.h" nogil:
                       long ldc, int mr, int nr)
     void fc_gemm_nt_s(int np_, const float *a, long lda, const float *b, long ldb, float *c,
                       long ldc, int mr, int nr)
+    void fc_igemm_nn_d(int kd, const double *ap, const double *base, const long *boff, double *c,
+                       long ldc, const long *cmap, int mr, const double *bias)
+    void fc_igemm_nn_s(int kd, const float *ap, const float *base, const long *boff, float *c,
+                       long ldc, const long *cmap, int mr, const float *bias)
+    void fc_igemm_nt_d(int np_, const double *a, long lda, const double *base, const long *boff,
+                       double *c, long ldc, int mr, int nr)
+    void fc_igemm_nt_s(int np_, const float *a, long lda, const float *base, const long *boff,
+                       float *c, long ldc, int mr, int nr)
+    double fc_sum_d(const double *x, long n)
+    float fc_sum_s(const float *x, long n)
+    int fc_all_finite_d(const double *x, long n)
+    int fc_all_finite_s(const float *x, long n)
 
 cdef extern from "fc_omp.h" nogil:
     int fc_max_threads()
@@ -200,52 +215,18 @@ def _geometry(x, w, stride, padding):
     return N, C, H, W, F, kh, kw, sh, sw, ph, pw, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
-def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
-                   floating[:, :, :, ::1] y, stride, padding, int nthreads):
-    """y = conv2d(x, w) + b into the preallocated ``y``; ``b`` is None or a contiguous (F,) array."""
-    cdef Py_ssize_t N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
-    N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo = _geometry(x, w, stride, padding)
-    if (y.shape[0], y.shape[1], y.shape[2], y.shape[3]) != (N, F, Ho, Wo):
-        raise ValueError("conv2d_forward: output buffer has the wrong shape")
-    dtype = np.float64 if floating is double else np.float32
-    cdef Py_ssize_t K = C * kh * kw, P = Ho * Wo, NR = tile_width(dtype)
-    cdef Py_ssize_t Ppad = (P + NR - 1) // NR * NR
-    cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * np.dtype(dtype).itemsize)))
-    cdef floating[:, :, ::1] cols = np.zeros((nb, K, Ppad), dtype=dtype)
-    cdef floating[::1] apack = np.empty((F + FC_MR - 1) // FC_MR * FC_MR * K, dtype=dtype)
-    _pack_a(&w[0, 0, 0, 0], K, 1, F, K, &apack[0])
-    cdef const floating[::1] bias
-    cdef const floating *bptr = NULL
-    if b is not None:
-        bias = b
-        if bias.shape[0] != F:
-            raise ValueError("conv2d_forward: bias length does not match the filters")
-        bptr = &bias[0]
-    cdef Py_ssize_t n0, cnt
-    for n0 in range(0, N, nb):
-        cnt = min(nb, N - n0)
-        with nogil:
-            _im2col(&x[n0, 0, 0, 0], &cols[0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo,
-                    Ppad, nthreads)
-            _nn_product(&apack[0], F, K, &cols[0, 0, 0], &y[n0, 0, 0, 0], cnt, Ppad, K * Ppad,
-                        P, F * P, P, NR, bptr, nthreads)
-
-
-def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
+def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, dx_out, floating[:, :, :, ::1] dw,
                     floating[::1] db, stride, padding, int nthreads):
-    """Fill ``dw``, ``db`` and, unless ``dx_out`` is None, the zero-initialised ``dx_out``."""
+    """im2col backward (the path for non-finite inputs); shapes were checked by conv2d_backward."""
     cdef Py_ssize_t N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
     N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo = _geometry(x, w, stride, padding)
-    if (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]) != (N, F, Ho, Wo) or (dw.shape[0], dw.shape[1], dw.shape[2], dw.shape[3]) != (F, C, kh, kw) or db.shape[0] != F:
-        raise ValueError("conv2d_backward: buffers have the wrong shape")
     dtype = np.float64 if floating is double else np.float32
     cdef bint need_dx = dx_out is not None
     cdef floating[:, :, :, ::1] dx
     if need_dx:
         dx = dx_out
-        if (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (N, C, H, W):
-            raise ValueError("conv2d_backward: dx buffer has the wrong shape")
+        dx[...] = 0
     cdef Py_ssize_t K = C * kh * kw, P = Ho * Wo, NR = tile_width(dtype)
     cdef Py_ssize_t Ppad = (P + NR - 1) // NR * NR
     cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * np.dtype(dtype).itemsize)))
@@ -297,4 +278,312 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
             for n in range(N):
                 for k in range(P):
                     acc = acc + (&dy[0, 0, 0, 0])[(n * F + f) * P + k]
+            db[f] = acc
+
+
+# ------------------------------------------------------------------------------------------------------
+# Implicit GEMM (the path every finite input takes).
+#
+# The padded input is split into its sh*sw stride phases, xq[c, a, b][u, v] = x_pad[c, u*sh+a, v*sw+b]
+# (Hq x Wq planes), which turns any stride into stride 1.  Output position (oh, ow) is then column
+# p = oh*Wq + ow of a grid Wq wide, and term k = (c, i, j) of the product is the plane of phase
+# (i%sh, j%sw) shifted by (i//sh)*Wq + j//sw: the rows of the im2col matrix are shifted views of xq, so
+# none is written.  Grid columns with ow >= Wo are computed and dropped (the output map sends them
+# nowhere).  dW reads the same views against dy laid out on the grid (zeros off the valid columns); dx,
+# phase by phase, is the product of w with shifted views of that zero-bordered dy grid.  Off-grid columns
+# multiply stored zeros, so the fast path needs finite x (for dW) and finite w (for dx); anything else
+# takes the im2col path above, whose products are exactly the reference's.
+# ------------------------------------------------------------------------------------------------------
+
+cdef void _igemm_nn(int kd, const floating *ap, const floating *base, const long *boff, floating *c,
+                    long ldc, const long *cmap, int mr, const floating *bias) noexcept nogil:
+    if floating is double:
+        fc_igemm_nn_d(kd, ap, base, boff, c, ldc, cmap, mr, bias)
+    else:
+        fc_igemm_nn_s(kd, ap, base, boff, c, ldc, cmap, mr, bias)
+
+
+cdef void _igemm_nt(int np_, const floating *a, long lda, const floating *base, const long *boff,
+                    floating *c, long ldc, int mr, int nr) noexcept nogil:
+    if floating is double:
+        fc_igemm_nt_d(np_, a, lda, base, boff, c, ldc, mr, nr)
+    else:
+        fc_igemm_nt_s(np_, a, lda, base, boff, c, ldc, mr, nr)
+
+
+cdef floating _sum(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return fc_sum_d(x, n)
+    else:
+        return fc_sum_s(x, n)
+
+
+cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return fc_all_finite_d(x, n)
+    else:
+        return fc_all_finite_s(x, n)
+
+
+cdef void _split_phases(const floating *xc, floating *dst, Py_ssize_t H, Py_ssize_t W, Py_ssize_t sh,
+                        Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq,
+                        Py_ssize_t Wq) noexcept nogil:
+    """dst[(a*sw + b)*Hq*Wq + u*Wq + v] = x_pad[u*sh + a, v*sw + b] for one channel (zero off x)."""
+    cdef Py_ssize_t a, bb, u, v, row, lo, hi
+    cdef floating *d
+    cdef const floating *src
+    for a in range(sh):
+        for bb in range(sw):
+            lo = _valid_lo(pw, bb, sw)
+            hi = _valid_hi(W, pw, bb, sw, Wq)
+            if lo > Wq:
+                lo = Wq
+            if hi < lo:
+                hi = lo
+            for u in range(Hq):
+                d = dst + ((a * sw + bb) * Hq + u) * Wq
+                row = u * sh + a - ph
+                if row < 0 or row >= H:
+                    memset(d, 0, Wq * sizeof(floating))
+                    continue
+                src = xc + row * W
+                for v in range(lo):
+                    d[v] = 0
+                if sw == 1:
+                    memcpy(d + lo, src + lo - pw + bb, (hi - lo) * sizeof(floating))
+                else:
+                    for v in range(lo, hi):
+                        d[v] = src[v * sw - pw + bb]
+                for v in range(hi, Wq):
+                    d[v] = 0
+
+
+cdef class _Plan:
+    """Sizes and index tables of the implicit GEMM for one geometry (see the comment above)."""
+    cdef public Py_ssize_t N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
+    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, plane, Pgp, Sx, ntiles
+    cdef long[::1] boff
+    cdef long[::1] ymap
+
+    def __init__(self, x, w, stride, padding, Py_ssize_t NR):
+        self.N, self.C, self.H, self.W, self.F, self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, \
+            self.Ho, self.Wo = _geometry(x, w, stride, padding)
+        self.NR = NR
+        self.K = self.C * self.kh * self.kw
+        self.P = self.Ho * self.Wo
+        self.Hq = (self.H + 2 * self.ph + self.sh - 1) // self.sh
+        self.Wq = (self.W + 2 * self.pw + self.sw - 1) // self.sw
+        self.khq = (self.kh + self.sh - 1) // self.sh
+        self.kwq = (self.kw + self.sw - 1) // self.sw
+        self.plane = self.Hq * self.Wq
+        self.Pgp = (self.Ho * self.Wq + NR - 1) // NR * NR
+        self.ntiles = self.Pgp // NR
+        cdef Py_ssize_t Cq = self.C * self.sh * self.sw
+        self.Sx = max(Cq * self.plane,
+                      (Cq - 1) * self.plane + (self.khq - 1) * self.Wq + self.kwq - 1 + self.Pgp)
+        self.boff = np.empty(self.K, dtype=np.int64)
+        self.ymap = np.empty(self.Pgp, dtype=np.int64)
+        cdef Py_ssize_t c, i, j, p, oh, ow, sh = self.sh, sw = self.sw, kh = self.kh, kw = self.kw
+        for c in range(self.C):
+            for i in range(kh):
+                for j in range(kw):
+                    self.boff[(c * kh + i) * kw + j] = (((c * sh + i % sh) * sw + j % sw) * self.plane
+                                                        + (i // sh) * self.Wq + j // sw)
+        for p in range(self.Pgp):
+            oh = p // self.Wq
+            ow = p % self.Wq
+            self.ymap[p] = oh * self.Wo + ow if oh < self.Ho and ow < self.Wo else -1
+
+    def chunk(self, Py_ssize_t bytes_per_sample):
+        return max(1, min(self.N, CHUNK_BYTES // max(1, bytes_per_sample)))
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
+                   floating[:, :, :, ::1] y, stride, padding, int nthreads):
+    """y = conv2d(x, w) + b into the preallocated ``y``; ``b`` is None or a contiguous (F,) array."""
+    dtype = np.float64 if floating is double else np.float32
+    cdef _Plan g = _Plan(x, w, stride, padding, tile_width(dtype))
+    cdef Py_ssize_t N = g.N, C = g.C, F = g.F, K = g.K, P = g.P, NR = g.NR, Sx = g.Sx
+    if (y.shape[0], y.shape[1], y.shape[2], y.shape[3]) != (N, F, g.Ho, g.Wo):
+        raise ValueError("conv2d_forward: output buffer has the wrong shape")
+    cdef const floating[::1] bias
+    cdef const floating *bptr = NULL
+    if b is not None:
+        bias = b
+        if bias.shape[0] != F:
+            raise ValueError("conv2d_forward: bias length does not match the filters")
+        bptr = &bias[0]
+    cdef Py_ssize_t nb = g.chunk(Sx * np.dtype(dtype).itemsize)
+    cdef floating[:, ::1] xq = np.empty((nb, Sx), dtype=dtype)
+    cdef Py_ssize_t MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
+    cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
+    _pack_a(&w[0, 0, 0, 0], K, 1, F, K, &apack[0])
+    cdef Py_ssize_t n0, cnt, r, n, c, t, rest, jt, m, mr
+    cdef Py_ssize_t H = g.H, W = g.W, sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
+    cdef Py_ssize_t ssw = sh * sw, plane = g.plane, ntiles = g.ntiles
+    cdef const long *boff = &g.boff[0]
+    cdef const long *ymap = &g.ymap[0]
+    for n0 in range(0, N, nb):
+        cnt = min(nb, N - n0)
+        with nogil, parallel(num_threads=nthreads):
+            for r in prange(cnt * C, schedule='static'):
+                n = r // C
+                c = r % C
+                _split_phases(&x[n0 + n, c, 0, 0], &xq[n, c * ssw * plane], H, W, sh, sw, ph, pw, Hq, Wq)
+                if c == C - 1 and Sx > C * ssw * plane:
+                    memset(&xq[n, C * ssw * plane], 0, (Sx - C * ssw * plane) * sizeof(floating))
+            for t in prange(cnt * ntiles * mb, schedule='static'):
+                n = t // (ntiles * mb)
+                rest = t % (ntiles * mb)
+                jt = rest // mb
+                m = rest % mb
+                mr = F - m * MR
+                if mr > MR:
+                    mr = MR
+                _igemm_nn(<int>K, &apack[m * K * MR], &xq[n, jt * NR], boff, &y[n0 + n, m * MR, 0, 0],
+                          P, ymap + jt * NR, <int>mr, (bptr + m * MR) if bptr != NULL else NULL)
+
+
+def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
+                    const floating[:, :, :, ::1] w, dx_out, floating[:, :, :, ::1] dw,
+                    floating[::1] db, stride, padding, int nthreads):
+    """Fill ``dw``, ``db`` and, unless ``dx_out`` is None, ``dx_out`` (every element is written)."""
+    dtype = np.float64 if floating is double else np.float32
+    cdef _Plan g = _Plan(x, w, stride, padding, tile_width(dtype))
+    cdef Py_ssize_t N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
+    if (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]) != (N, F, g.Ho, g.Wo) or (dw.shape[0], dw.shape[1], dw.shape[2], dw.shape[3]) != (F, C, kh, kw) or db.shape[0] != F:
+        raise ValueError("conv2d_backward: buffers have the wrong shape")
+    cdef bint need_dx = dx_out is not None
+    cdef floating[:, :, :, ::1] dx
+    if need_dx:
+        dx = dx_out
+        if (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (N, C, H, W):
+            raise ValueError("conv2d_backward: dx buffer has the wrong shape")
+    cdef bint finite
+    with nogil:
+        finite = _all_finite(&x[0, 0, 0, 0], N * C * H * W)
+        if finite and need_dx:
+            finite = _all_finite(&w[0, 0, 0, 0], F * C * kh * kw)
+    if not finite:
+        _backward_im2col(dy, x, w, dx_out, dw, db, stride, padding, nthreads)
+        return
+
+    cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
+    cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
+    cdef Py_ssize_t khq = g.khq, ssw = sh * sw, plane = g.plane, Pgp = g.Pgp
+    # dy on the grid, per filter: T leading zeros (rows -khq..-1), Ho rows Wq wide (zeros past Wo), zeros.
+    cdef Py_ssize_t PX = (Hq * Wq + NR - 1) // NR * NR, T = khq * Wq
+    cdef Py_ssize_t Sd = T + max(PX, Pgp)
+    cdef Py_ssize_t itemsize = np.dtype(dtype).itemsize
+    cdef Py_ssize_t nb = g.chunk((Sx + F * Sd) * itemsize)
+    cdef floating[:, ::1] xq = np.empty((nb, Sx), dtype=dtype)
+    cdef floating[:, ::1] dyf = np.empty((nb, F * Sd), dtype=dtype)
+    cdef int nt = max(1, nthreads)
+    cdef floating[:, :, ::1] dw_local = np.zeros((nt, F, K), dtype=dtype)
+
+    # dx tables, phase by phase: terms (f, i', j') with i = i'*sh + a < kh and j = j'*sw + b < kw.
+    cdef Py_ssize_t MR = FC_MR, mbc = (C + FC_MR - 1) // FC_MR, nph = ssw, ntx = PX // NR
+    cdef Py_ssize_t[::1] kab = np.zeros(nph, dtype=np.intp)
+    cdef Py_ssize_t[::1] aoff = np.zeros(nph, dtype=np.intp)
+    cdef Py_ssize_t[::1] toff = np.zeros(nph, dtype=np.intp)
+    cdef Py_ssize_t a, bb, q, kha, kwb, f, ii, jj, tt, m, i, c, p, u, v, yy, xx, tot_a = 0, tot_t = 0
+    for q in range(nph):
+        a = q // sw
+        bb = q % sw
+        kha = (kh - a + sh - 1) // sh if a < kh else 0
+        kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
+        kab[q] = F * kha * kwb
+        aoff[q] = tot_a
+        toff[q] = tot_t
+        tot_a += mbc * MR * kab[q]
+        tot_t += kab[q]
+    cdef floating[::1] apx = np.empty(max(1, tot_a), dtype=dtype)
+    cdef long[::1] boffx = np.empty(max(1, tot_t), dtype=np.int64)
+    cdef long[::1] cmapx = np.empty(nph * PX, dtype=np.int64)
+    if need_dx:
+        for q in range(nph):
+            a = q // sw
+            bb = q % sw
+            kha = (kh - a + sh - 1) // sh if a < kh else 0
+            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
+            for f in range(F):
+                for ii in range(kha):
+                    for jj in range(kwb):
+                        tt = (f * kha + ii) * kwb + jj
+                        boffx[toff[q] + tt] = f * Sd - (ii * Wq + jj)
+                        for m in range(mbc):
+                            for i in range(MR):
+                                c = m * MR + i
+                                apx[aoff[q] + (m * kab[q] + tt) * MR + i] = \
+                                    w[f, c, ii * sh + a, jj * sw + bb] if c < C else 0
+            for p in range(PX):
+                u = p // Wq
+                v = p % Wq
+                yy = u * sh + a - ph
+                xx = v * sw + bb - pw
+                cmapx[q * PX + p] = yy * W + xx if (p < Hq * Wq and 0 <= yy < H and 0 <= xx < W) else -1
+
+    cdef Py_ssize_t n0, cnt, r, n, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, mr, oh, HB
+    cdef const long *boff = &g.boff[0]
+    cdef floating acc
+    cdef floating *d
+    for n0 in range(0, N, nb):
+        cnt = min(nb, N - n0)
+        # dW items: whole grids (long dot products, few horizontal sums) unless there are too few
+        # samples to keep every thread busy; then blocks of the grid.
+        nhb = min(g.ntiles, (2 * nt + cnt - 1) // cnt)
+        HB = ((Pgp + nhb - 1) // nhb + NR - 1) // NR * NR
+        nhb = (Pgp + HB - 1) // HB
+        with nogil, parallel(num_threads=nthreads):
+            for r in prange(cnt * C, schedule='static'):
+                n = r // C
+                c = r % C
+                _split_phases(&x[n0 + n, c, 0, 0], &xq[n, c * ssw * plane], H, W, sh, sw, ph, pw, Hq, Wq)
+                if c == C - 1 and Sx > C * ssw * plane:
+                    memset(&xq[n, C * ssw * plane], 0, (Sx - C * ssw * plane) * sizeof(floating))
+            for r in prange(cnt * F, schedule='static'):
+                n = r // F
+                f = r % F
+                d = &dyf[n, f * Sd]
+                memset(d, 0, T * sizeof(floating))
+                for oh in range(Ho):
+                    memcpy(d + T + oh * Wq, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
+                    memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
+                memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
+            for item in prange(cnt * nhb, schedule='static'):
+                tid = threadid()
+                n = item // nhb
+                p0 = (item % nhb) * HB
+                blk = Pgp - p0
+                if blk > HB:
+                    blk = HB
+                for f0 in range(0, F, 4):
+                    for k0 in range(0, K, 4):
+                        _igemm_nt(<int>blk, &dyf[n, f0 * Sd + T + p0], Sd, &xq[n, p0], boff + k0,
+                                  &dw_local[tid, f0, k0], K, <int>min(4, F - f0), <int>min(4, K - k0))
+            if need_dx:
+                for t in prange(cnt * nph * ntx * mbc, schedule='static'):
+                    n = t // (nph * ntx * mbc)
+                    rest = t % (nph * ntx * mbc)
+                    q = rest // (ntx * mbc)
+                    rest = rest % (ntx * mbc)
+                    jt = rest // mbc
+                    m = rest % mbc
+                    mr = C - m * MR
+                    if mr > MR:
+                        mr = MR
+                    _igemm_nn(<int>kab[q], &apx[aoff[q] + m * kab[q] * MR], &dyf[n, T + jt * NR],
+                              &boffx[toff[q]], &dx[n0 + n, m * MR, 0, 0], H * W, &cmapx[q * PX + jt * NR],
+                              <int>mr, NULL)
+    cdef floating *dwp = &dw[0, 0, 0, 0]
+    with nogil, parallel(num_threads=nthreads):
+        for r in prange(F * K, schedule='static'):
+            acc = 0
+            for t in range(nt):
+                acc = acc + (&dw_local[0, 0, 0])[t * F * K + r]
+            dwp[r] = acc
+        for f in prange(F, schedule='static'):
+            acc = 0
+            for n in range(N):
+                acc = acc + _sum(&dy[n, f, 0, 0], P)
             db[f] = acc

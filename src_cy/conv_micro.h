@@ -105,6 +105,97 @@ static inline void fc_gemm_nt_##S(int np, const T *a, long lda, const T *b, long
 FC_DEFINE_KERNELS(double, d, fc_vd, FC_LANES_D)
 FC_DEFINE_KERNELS(float, s, fc_vs, FC_LANES_S)
 
+/* Implicit-GEMM variants (no im2col buffer).  Row k of B starts at base + boff[k] (shifted views of one
+ * padded, phase-split input); every row must be readable for the full tile width.
+ *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0.
+ *   igemm_nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T with B rows base + boff[j].                       */
+#define FC_DEFINE_IKERNELS(T, S, V, L)                                                             \
+static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, const long *boff,   \
+                                   T *restrict c, long ldc, const long *cmap, int mr,               \
+                                   const T *bias)                                                   \
+{                                                                                                   \
+    V acc[FC_MR][2];                                                                                \
+    int i, j, k;                                                                                    \
+    for (i = 0; i < FC_MR; i++) { acc[i][0] = (V){0}; acc[i][1] = (V){0}; }                          \
+    for (k = 0; k < kd; k++) {                                                                      \
+        const T *b = base + boff[k];                                                                \
+        const V b0 = fc_load_##S(b);                                                                \
+        const V b1 = fc_load_##S(b + L);                                                            \
+        const T *a = ap + (long)k * FC_MR;                                                          \
+        for (i = 0; i < FC_MR; i++) {                                                               \
+            acc[i][0] += a[i] * b0;                                                                 \
+            acc[i][1] += a[i] * b1;                                                                 \
+        }                                                                                           \
+    }                                                                                               \
+    if (cmap[0] >= 0 && cmap[2 * L - 1] - cmap[0] == 2 * L - 1) { /* one contiguous run */           \
+        T *cc = c + cmap[0];                                                                        \
+        for (i = 0; i < mr; i++) {                                                                  \
+            V bb = (V){0} + (bias ? bias[i] : (T)0);                                                \
+            fc_store_##S(cc + (long)i * ldc, acc[i][0] + bb);                                       \
+            fc_store_##S(cc + (long)i * ldc + L, acc[i][1] + bb);                                   \
+        }                                                                                           \
+    } else {                                                                                        \
+        T tmp[2 * L];                                                                               \
+        for (i = 0; i < mr; i++) {                                                                  \
+            T bb = bias ? bias[i] : (T)0;                                                           \
+            T *ci = c + (long)i * ldc;                                                              \
+            fc_store_##S(tmp, acc[i][0]);                                                           \
+            fc_store_##S(tmp + L, acc[i][1]);                                                       \
+            for (j = 0; j < 2 * L; j++)                                                             \
+                if (cmap[j] >= 0) ci[cmap[j]] = tmp[j] + bb;                                        \
+        }                                                                                           \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
+static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff,   \
+                                   T *c, long ldc, int mr, int nr)                                  \
+{                                                                                                   \
+    const T *a0 = a, *a1 = a + (mr > 1 ? lda : 0), *a2 = a + (mr > 2 ? 2 * lda : 0),                \
+            *a3 = a + (mr > 3 ? 3 * lda : 0);                                                       \
+    const T *b0 = base + boff[0], *b1 = base + boff[nr > 1 ? 1 : 0],                                \
+            *b2 = base + boff[nr > 2 ? 2 : 0], *b3 = base + boff[nr > 3 ? 3 : 0];                   \
+    V acc[4][4];                                                                                    \
+    int i, j, p, l;                                                                                 \
+    for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) acc[i][j] = (V){0};                              \
+    for (p = 0; p < np; p += L) {                                                                   \
+        const V x0 = fc_load_##S(a0 + p), x1 = fc_load_##S(a1 + p), x2 = fc_load_##S(a2 + p),       \
+                x3 = fc_load_##S(a3 + p);                                                           \
+        const V y0 = fc_load_##S(b0 + p), y1 = fc_load_##S(b1 + p), y2 = fc_load_##S(b2 + p),       \
+                y3 = fc_load_##S(b3 + p);                                                           \
+        acc[0][0] += x0 * y0; acc[0][1] += x0 * y1; acc[0][2] += x0 * y2; acc[0][3] += x0 * y3;     \
+        acc[1][0] += x1 * y0; acc[1][1] += x1 * y1; acc[1][2] += x1 * y2; acc[1][3] += x1 * y3;     \
+        acc[2][0] += x2 * y0; acc[2][1] += x2 * y1; acc[2][2] += x2 * y2; acc[2][3] += x2 * y3;     \
+        acc[3][0] += x3 * y0; acc[3][1] += x3 * y1; acc[3][2] += x3 * y2; acc[3][3] += x3 * y3;     \
+    }                                                                                               \
+    for (i = 0; i < mr; i++) {                                                                      \
+        for (j = 0; j < nr; j++) {                                                                  \
+            T s = 0;                                                                                \
+            for (l = 0; l < L; l++) s += acc[i][j][l];                                              \
+            c[(long)i * ldc + j] += s;                                                              \
+        }                                                                                           \
+    }                                                                                               \
+}
+
+FC_DEFINE_IKERNELS(double, d, fc_vd, FC_LANES_D)
+FC_DEFINE_IKERNELS(float, s, fc_vs, FC_LANES_S)
+
+/* sum of x[0:n] in FC_VBYTES-wide partial sums (any order satisfies the tests' reduction bound). */
+#define FC_DEFINE_SUM(T, S, V, L)                                                                  \
+static inline T fc_sum_##S(const T *x, long n)                                                      \
+{                                                                                                   \
+    V a0 = (V){0}, a1 = (V){0};                                                                     \
+    long i = 0;                                                                                     \
+    int l;                                                                                          \
+    T s = 0;                                                                                        \
+    for (; i + 2 * L <= n; i += 2 * L) { a0 += fc_load_##S(x + i); a1 += fc_load_##S(x + i + L); }  \
+    a0 += a1;                                                                                       \
+    for (l = 0; l < L; l++) s += a0[l];                                                             \
+    for (; i < n; i++) s += x[i];                                                                   \
+    return s;                                                                                       \
+}
+FC_DEFINE_SUM(double, d, fc_vd, FC_LANES_D)
+FC_DEFINE_SUM(float, s, fc_vs, FC_LANES_S)
+
 #else /* scalar fallback, same contracts */
 #define FC_DEFINE_KERNELS(T, S, L)                                                                  \
 static void fc_gemm_nn_##S(int kd, const T *ap, const T *b, long ldb, T *c, long ldc, int mr,       \
@@ -131,6 +222,58 @@ static void fc_gemm_nt_##S(int np, const T *a, long lda, const T *b, long ldb, T
 }
 FC_DEFINE_KERNELS(double, d, FC_LANES_D)
 FC_DEFINE_KERNELS(float, s, FC_LANES_S)
+
+#define FC_DEFINE_IKERNELS(T, S, L)                                                                 \
+static void fc_igemm_nn_##S(int kd, const T *ap, const T *base, const long *boff, T *c, long ldc,   \
+                            const long *cmap, int mr, const T *bias)                                \
+{                                                                                                   \
+    int i, j, k;                                                                                    \
+    for (i = 0; i < mr; i++)                                                                        \
+        for (j = 0; j < 2 * L; j++) {                                                               \
+            T s = 0;                                                                                \
+            if (cmap[j] < 0) continue;                                                              \
+            for (k = 0; k < kd; k++) s += ap[(long)k * FC_MR + i] * base[boff[k] + j];              \
+            c[(long)i * ldc + cmap[j]] = s + (bias ? bias[i] : (T)0);                               \
+        }                                                                                           \
+}                                                                                                   \
+static void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff, T *c,    \
+                            long ldc, int mr, int nr)                                               \
+{                                                                                                   \
+    int i, j, p;                                                                                    \
+    for (i = 0; i < mr; i++)                                                                        \
+        for (j = 0; j < nr; j++) {                                                                  \
+            T s = 0;                                                                                \
+            for (p = 0; p < np; p++) s += a[(long)i * lda + p] * base[boff[j] + p];                 \
+            c[(long)i * ldc + j] += s;                                                              \
+        }                                                                                           \
+}
+FC_DEFINE_IKERNELS(double, d, FC_LANES_D)
+FC_DEFINE_IKERNELS(float, s, FC_LANES_S)
+static double fc_sum_d(const double *x, long n) { double s = 0; long i; for (i = 0; i < n; i++) s += x[i]; return s; }
+static float fc_sum_s(const float *x, long n) { float s = 0; long i; for (i = 0; i < n; i++) s += x[i]; return s; }
 #endif
+
+
+/* 1 when no element of x[0:n] is inf or NaN (exponent bits all set); integer test, so it vectorises. */
+static inline int fc_all_finite_d(const double *x, long n)
+{
+    unsigned long long bad = 0, u;
+    long i;
+    for (i = 0; i < n; i++) {
+        memcpy(&u, x + i, sizeof u);
+        bad |= ((u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL);
+    }
+    return bad == 0;
+}
+static inline int fc_all_finite_s(const float *x, long n)
+{
+    unsigned int bad = 0, u;
+    long i;
+    for (i = 0; i < n; i++) {
+        memcpy(&u, x + i, sizeof u);
+        bad |= ((u & 0x7f800000U) == 0x7f800000U);
+    }
+    return bad == 0;
+}
 
 #endif /* FASTCONV_CONV_MICRO_H */

@@ -226,6 +226,26 @@ def test_nan_and_inf_propagate():
     assert np.isnan(y[0, 0, 1:3, 1:3]).all() and np.isinf(y[0, 0, 0, 0])
 
 
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (2, 1), ((1, 2), (2, 0))])
+def test_nonfinite_gradients_match_reference_pattern(where, stride, padding, rng):
+    """The implicit-GEMM backward multiplies stored zeros by x (dW) and w (dx) off the valid grid, so a
+    non-finite x or w must take the im2col path: NaN/inf land exactly where the reference puts them."""
+    x = rng.standard_normal((2, 3, 7, 8))
+    w = rng.standard_normal((4, 3, 3, 2))
+    dy = rng.standard_normal(ops.conv2d_output_shape(x.shape, w.shape, stride, padding))
+    arr = {"x": x, "w": w, "dy": dy}[where]
+    arr[0, 1, 2, 1] = np.inf
+    arr[1, 2, 0, 0] = np.nan
+    got = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding)
+    want = reference.conv2d_backward(dy, x, w, stride=stride, padding=padding)
+    for name, g, r in zip(("dx", "dw", "db"), got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(r), err_msg=name)
+        fin = np.isfinite(r)
+        np.testing.assert_allclose(g[fin], r[fin], rtol=1e-10, atol=1e-10, err_msg=name)
+
+
 def test_empty_batch():
     y = ops.conv2d_forward(np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)))
     assert y.shape == (0, 3, 3, 3)
