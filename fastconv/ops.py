@@ -77,6 +77,11 @@ def _same_dtype(ref, ref_name, **arrays):
 
 def _pair(value, name, minimum):
     """An int or a pair of ints, each >= minimum, as a tuple of two Python ints."""
+    if type(value) is int and value >= minimum:  # the common case, without the ABC checks below
+        return (value, value)
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and value[0] >= minimum and value[1] >= minimum:
+        return value
     items = value if isinstance(value, (tuple, list)) else (value, value)
     if len(items) != 2:
         raise ValueError(f"{name} must be an int or a (height, width) pair, got {value!r}")

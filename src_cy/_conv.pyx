@@ -55,8 +55,13 @@ cdef extern from "fc_omp.h" nogil:
 
 # Bytes of im2col buffer per chunk of samples; 4 MiB measured best of {1, 2, 4, 8} MiB on the bench shapes.
 CHUNK_BYTES = 4 << 20
-# Output positions per dW work item (a multiple of every tile width).
+# Output positions per dW work item of the im2col path (a multiple of every tile width).
 DW_BLOCK = 128
+# A single sample with fewer multiply-adds than this (2*F*K*Ho*Wo flops) runs on one thread: splitting
+# it makes both cores share its buffers, and on the 2-core bench machine that cost more than it saved
+# (seed shapes at batch 1: 2 threads 0.4-0.9x the speed of 1; 3x3 16->16 32x32, 4.7 MFLOP: 0.8x;
+# 32->32, 18.9 MFLOP: 1.0-1.3x; 64->64, 75 MFLOP: 1.3-1.5x).  Batches of 2 or more always split.
+SERIAL_FLOPS = 12_000_000
 
 
 def max_threads():
@@ -360,51 +365,134 @@ cdef void _split_phases(const floating *xc, floating *dst, Py_ssize_t H, Py_ssiz
 
 cdef class _Plan:
     """Sizes and index tables of the implicit GEMM for one geometry (see the comment above)."""
-    cdef public Py_ssize_t N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
+    cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
     cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, plane, Pgp, Sx, ntiles
-    cdef long[::1] boff
-    cdef long[::1] ymap
+    cdef long[::1] boff       # K: offset of term (c, i, j) in the phase-split input
+    cdef long[::1] ymap       # Pgp: output index of grid column p, or -1
+    # backward: dy grid per filter is Sd long: T leading zeros, Ho rows Wq wide (zeros past Wo), zeros
+    cdef public Py_ssize_t PX, T, Sd, nph, ntx, mbc, tot_a
+    cdef Py_ssize_t[::1] kab, aoff, toff    # per phase: terms, offset of packed A, offset of its boff
+    cdef long[::1] boffx      # terms (f, i', j') of every phase: offset into the dy grid
+    cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
 
-    def __init__(self, x, w, stride, padding, Py_ssize_t NR):
-        self.N, self.C, self.H, self.W, self.F, self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, \
-            self.Ho, self.Wo = _geometry(x, w, stride, padding)
-        self.NR = NR
-        self.K = self.C * self.kh * self.kw
+    def __init__(self, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t kh,
+                 Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR):
+        self.C, self.H, self.W, self.F, self.kh, self.kw = C, H, W, F, kh, kw
+        self.sh, self.sw, self.ph, self.pw, self.NR = sh, sw, ph, pw, NR
+        self.Ho = (H + 2 * ph - kh) // sh + 1
+        self.Wo = (W + 2 * pw - kw) // sw + 1
+        self.K = C * kh * kw
         self.P = self.Ho * self.Wo
-        self.Hq = (self.H + 2 * self.ph + self.sh - 1) // self.sh
-        self.Wq = (self.W + 2 * self.pw + self.sw - 1) // self.sw
-        self.khq = (self.kh + self.sh - 1) // self.sh
-        self.kwq = (self.kw + self.sw - 1) // self.sw
-        self.plane = self.Hq * self.Wq
-        self.Pgp = (self.Ho * self.Wq + NR - 1) // NR * NR
+        cdef Py_ssize_t Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
+        self.Hq, self.Wq = Hq, Wq
+        self.khq = (kh + sh - 1) // sh
+        self.kwq = (kw + sw - 1) // sw
+        self.plane = Hq * Wq
+        self.Pgp = (self.Ho * Wq + NR - 1) // NR * NR
         self.ntiles = self.Pgp // NR
-        cdef Py_ssize_t Cq = self.C * self.sh * self.sw
-        self.Sx = max(Cq * self.plane,
-                      (Cq - 1) * self.plane + (self.khq - 1) * self.Wq + self.kwq - 1 + self.Pgp)
+        cdef Py_ssize_t Cq = C * sh * sw
+        self.Sx = max(Cq * self.plane, (Cq - 1) * self.plane + (self.khq - 1) * Wq + self.kwq - 1 + self.Pgp)
         self.boff = np.empty(self.K, dtype=np.int64)
         self.ymap = np.empty(self.Pgp, dtype=np.int64)
-        cdef Py_ssize_t c, i, j, p, oh, ow, sh = self.sh, sw = self.sw, kh = self.kh, kw = self.kw
-        for c in range(self.C):
+        cdef Py_ssize_t c, i, j, p, oh, ow
+        for c in range(C):
             for i in range(kh):
                 for j in range(kw):
                     self.boff[(c * kh + i) * kw + j] = (((c * sh + i % sh) * sw + j % sw) * self.plane
-                                                        + (i // sh) * self.Wq + j // sw)
+                                                        + (i // sh) * Wq + j // sw)
         for p in range(self.Pgp):
-            oh = p // self.Wq
-            ow = p % self.Wq
+            oh = p // Wq
+            ow = p % Wq
             self.ymap[p] = oh * self.Wo + ow if oh < self.Ho and ow < self.Wo else -1
 
-    def chunk(self, Py_ssize_t bytes_per_sample):
-        return max(1, min(self.N, CHUNK_BYTES // max(1, bytes_per_sample)))
+        self.PX = (Hq * Wq + NR - 1) // NR * NR
+        self.T = self.khq * Wq
+        self.Sd = self.T + max(self.PX, self.Pgp)
+        self.nph = sh * sw
+        self.ntx = self.PX // NR
+        self.mbc = (C + FC_MR - 1) // FC_MR
+        self.kab = np.zeros(self.nph, dtype=np.intp)
+        self.aoff = np.zeros(self.nph, dtype=np.intp)
+        self.toff = np.zeros(self.nph, dtype=np.intp)
+        cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, u, v, yy, xx, tot_t = 0
+        self.tot_a = 0
+        for q in range(self.nph):
+            a, bb = q // sw, q % sw
+            kha = (kh - a + sh - 1) // sh if a < kh else 0
+            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
+            self.kab[q] = F * kha * kwb
+            self.aoff[q] = self.tot_a
+            self.toff[q] = tot_t
+            self.tot_a += self.mbc * FC_MR * self.kab[q]
+            tot_t += self.kab[q]
+        self.boffx = np.empty(max(1, tot_t), dtype=np.int64)
+        self.cmapx = np.empty(self.nph * self.PX, dtype=np.int64)
+        for q in range(self.nph):
+            a, bb = q // sw, q % sw
+            kha = (kh - a + sh - 1) // sh if a < kh else 0
+            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
+            for f in range(F):
+                for ii in range(kha):
+                    for jj in range(kwb):
+                        self.boffx[self.toff[q] + (f * kha + ii) * kwb + jj] = f * self.Sd - (ii * Wq + jj)
+            for p in range(self.PX):
+                u, v = p // Wq, p % Wq
+                yy = u * sh + a - ph
+                xx = v * sw + bb - pw
+                self.cmapx[q * self.PX + p] = yy * W + xx if (p < Hq * Wq and 0 <= yy < H and 0 <= xx < W) else -1
+
+    cdef void pack_dx_weights(self, const floating *w, floating *apx) noexcept nogil:
+        """apx, phase by phase: panels of FC_MR channels of A[c, (f, i', j')] = w[f, c, i'*sh+a, j'*sw+b]."""
+        cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, tt, m, i, c, kq
+        cdef Py_ssize_t C = self.C, kh = self.kh, kw = self.kw, sh = self.sh, sw = self.sw, MR = FC_MR
+        for q in range(self.nph):
+            a, bb = q // sw, q % sw
+            kha = (kh - a + sh - 1) // sh if a < kh else 0
+            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
+            kq = self.kab[q]
+            for f in range(self.F):
+                for ii in range(kha):
+                    for jj in range(kwb):
+                        tt = (f * kha + ii) * kwb + jj
+                        for m in range(self.mbc):
+                            for i in range(MR):
+                                c = m * MR + i
+                                apx[self.aoff[q] + (m * kq + tt) * MR + i] = \
+                                    w[((f * C + c) * kh + ii * sh + a) * kw + jj * sw + bb] if c < C else 0
+
+    def threads(self, Py_ssize_t N, int nthreads):
+        """Threads to use: one for a single small sample (see SERIAL_FLOPS), else ``nthreads``."""
+        if N == 1 and 2 * self.F * self.K * self.P < SERIAL_FLOPS:
+            return 1
+        return nthreads
+
+    def chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample):
+        return max(1, min(N, CHUNK_BYTES // max(1, bytes_per_sample)))
+
+
+_plans = {}
+
+
+cdef _Plan _plan(x, w, stride, padding, Py_ssize_t NR):
+    """The cached plan for this geometry (a few tables; built once per layer shape)."""
+    N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo = _geometry(x, w, stride, padding)
+    key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) >= 256:
+            _plans.clear()
+        plan = _plans[key] = _Plan(*key)
+    return plan
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
                    floating[:, :, :, ::1] y, stride, padding, int nthreads):
     """y = conv2d(x, w) + b into the preallocated ``y``; ``b`` is None or a contiguous (F,) array."""
     dtype = np.float64 if floating is double else np.float32
-    cdef _Plan g = _Plan(x, w, stride, padding, tile_width(dtype))
-    cdef Py_ssize_t N = g.N, C = g.C, F = g.F, K = g.K, P = g.P, NR = g.NR, Sx = g.Sx
-    if (y.shape[0], y.shape[1], y.shape[2], y.shape[3]) != (N, F, g.Ho, g.Wo):
+    cdef _Plan g = _plan(x, w, stride, padding, FC_NR_D if floating is double else FC_NR_S)
+    cdef Py_ssize_t N = x.shape[0], C = g.C, F = g.F, K = g.K, P = g.P, NR = g.NR, Sx = g.Sx
+    nthreads = g.threads(N, nthreads)
+    if y.shape[0] != N or y.shape[1] != F or y.shape[2] != g.Ho or y.shape[3] != g.Wo:
         raise ValueError("conv2d_forward: output buffer has the wrong shape")
     cdef const floating[::1] bias
     cdef const floating *bptr = NULL
@@ -413,7 +501,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         if bias.shape[0] != F:
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = &bias[0]
-    cdef Py_ssize_t nb = g.chunk(Sx * np.dtype(dtype).itemsize)
+    cdef Py_ssize_t nb = g.chunk(N, Sx * sizeof(floating))
     cdef floating[:, ::1] xq = np.empty((nb, Sx), dtype=dtype)
     cdef Py_ssize_t MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
     cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
@@ -423,9 +511,11 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t ssw = sh * sw, plane = g.plane, ntiles = g.ntiles
     cdef const long *boff = &g.boff[0]
     cdef const long *ymap = &g.ymap[0]
-    for n0 in range(0, N, nb):
-        cnt = min(nb, N - n0)
-        with nogil, parallel(num_threads=nthreads):
+    cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
+    with nogil, parallel(num_threads=nthreads):
+        for ci in range(nchunks):
+            n0 = ci * nb
+            cnt = min(nb, N - n0)
             for r in prange(cnt * C, schedule='static'):
                 n = r // C
                 c = r % C
@@ -449,15 +539,18 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     floating[::1] db, stride, padding, int nthreads):
     """Fill ``dw``, ``db`` and, unless ``dx_out`` is None, ``dx_out`` (every element is written)."""
     dtype = np.float64 if floating is double else np.float32
-    cdef _Plan g = _Plan(x, w, stride, padding, tile_width(dtype))
-    cdef Py_ssize_t N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
-    if (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]) != (N, F, g.Ho, g.Wo) or (dw.shape[0], dw.shape[1], dw.shape[2], dw.shape[3]) != (F, C, kh, kw) or db.shape[0] != F:
+    cdef _Plan g = _plan(x, w, stride, padding, FC_NR_D if floating is double else FC_NR_S)
+    cdef Py_ssize_t N = x.shape[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
+    nthreads = g.threads(N, nthreads)
+    if (dy.shape[0] != N or dy.shape[1] != F or dy.shape[2] != g.Ho or dy.shape[3] != g.Wo
+            or dw.shape[0] != F or dw.shape[1] != C or dw.shape[2] != kh or dw.shape[3] != kw
+            or db.shape[0] != F):
         raise ValueError("conv2d_backward: buffers have the wrong shape")
     cdef bint need_dx = dx_out is not None
     cdef floating[:, :, :, ::1] dx
     if need_dx:
         dx = dx_out
-        if (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (N, C, H, W):
+        if dx.shape[0] != N or dx.shape[1] != C or dx.shape[2] != H or dx.shape[3] != W:
             raise ValueError("conv2d_backward: dx buffer has the wrong shape")
     cdef bint finite
     with nogil:
@@ -470,101 +563,81 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
 
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
-    cdef Py_ssize_t khq = g.khq, ssw = sh * sw, plane = g.plane, Pgp = g.Pgp
-    # dy on the grid, per filter: T leading zeros (rows -khq..-1), Ho rows Wq wide (zeros past Wo), zeros.
-    cdef Py_ssize_t PX = (Hq * Wq + NR - 1) // NR * NR, T = khq * Wq
-    cdef Py_ssize_t Sd = T + max(PX, Pgp)
-    cdef Py_ssize_t itemsize = np.dtype(dtype).itemsize
-    cdef Py_ssize_t nb = g.chunk((Sx + F * Sd) * itemsize)
+    cdef Py_ssize_t ssw = sh * sw, plane = g.plane, Pgp = g.Pgp, T = g.T, Sd = g.Sd
+    cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
+    cdef Py_ssize_t nb = g.chunk(N, (Sx + F * Sd) * sizeof(floating))
     cdef floating[:, ::1] xq = np.empty((nb, Sx), dtype=dtype)
     cdef floating[:, ::1] dyf = np.empty((nb, F * Sd), dtype=dtype)
     cdef int nt = max(1, nthreads)
-    cdef floating[:, :, ::1] dw_local = np.zeros((nt, F, K), dtype=dtype)
-
-    # dx tables, phase by phase: terms (f, i', j') with i = i'*sh + a < kh and j = j'*sw + b < kw.
-    cdef Py_ssize_t MR = FC_MR, mbc = (C + FC_MR - 1) // FC_MR, nph = ssw, ntx = PX // NR
-    cdef Py_ssize_t[::1] kab = np.zeros(nph, dtype=np.intp)
-    cdef Py_ssize_t[::1] aoff = np.zeros(nph, dtype=np.intp)
-    cdef Py_ssize_t[::1] toff = np.zeros(nph, dtype=np.intp)
-    cdef Py_ssize_t a, bb, q, kha, kwb, f, ii, jj, tt, m, i, c, p, u, v, yy, xx, tot_a = 0, tot_t = 0
-    for q in range(nph):
-        a = q // sw
-        bb = q % sw
-        kha = (kh - a + sh - 1) // sh if a < kh else 0
-        kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
-        kab[q] = F * kha * kwb
-        aoff[q] = tot_a
-        toff[q] = tot_t
-        tot_a += mbc * MR * kab[q]
-        tot_t += kab[q]
-    cdef floating[::1] apx = np.empty(max(1, tot_a), dtype=dtype)
-    cdef long[::1] boffx = np.empty(max(1, tot_t), dtype=np.int64)
-    cdef long[::1] cmapx = np.empty(nph * PX, dtype=np.int64)
+    cdef floating[:, :, ::1] dw_local = np.empty((nt, F, K), dtype=dtype)
+    cdef floating[::1] apx = np.empty(max(1, g.tot_a), dtype=dtype)
     if need_dx:
-        for q in range(nph):
-            a = q // sw
-            bb = q % sw
-            kha = (kh - a + sh - 1) // sh if a < kh else 0
-            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
-            for f in range(F):
-                for ii in range(kha):
-                    for jj in range(kwb):
-                        tt = (f * kha + ii) * kwb + jj
-                        boffx[toff[q] + tt] = f * Sd - (ii * Wq + jj)
-                        for m in range(mbc):
-                            for i in range(MR):
-                                c = m * MR + i
-                                apx[aoff[q] + (m * kab[q] + tt) * MR + i] = \
-                                    w[f, c, ii * sh + a, jj * sw + bb] if c < C else 0
-            for p in range(PX):
-                u = p // Wq
-                v = p % Wq
-                yy = u * sh + a - ph
-                xx = v * sw + bb - pw
-                cmapx[q * PX + p] = yy * W + xx if (p < Hq * Wq and 0 <= yy < H and 0 <= xx < W) else -1
-
-    cdef Py_ssize_t n0, cnt, r, n, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, mr, oh, HB
+        g.pack_dx_weights(&w[0, 0, 0, 0], &apx[0])
+    cdef const Py_ssize_t *kab = &g.kab[0]
+    cdef const Py_ssize_t *aoff = &g.aoff[0]
+    cdef const Py_ssize_t *toff = &g.toff[0]
+    cdef const long *boffx = &g.boffx[0]
+    cdef const long *cmapx = &g.cmapx[0]
     cdef const long *boff = &g.boff[0]
+    cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
+    cdef Py_ssize_t nfill, nx, spread
     cdef floating acc
     cdef floating *d
-    for n0 in range(0, N, nb):
-        cnt = min(nb, N - n0)
-        # dW items: whole grids (long dot products, few horizontal sums) unless there are too few
-        # samples to keep every thread busy; then blocks of the grid.
-        nhb = min(g.ntiles, (2 * nt + cnt - 1) // cnt)
-        HB = ((Pgp + nhb - 1) // nhb + NR - 1) // NR * NR
-        nhb = (Pgp + HB - 1) // HB
-        with nogil, parallel(num_threads=nthreads):
-            for r in prange(cnt * C, schedule='static'):
-                n = r // C
-                c = r % C
-                _split_phases(&x[n0 + n, c, 0, 0], &xq[n, c * ssw * plane], H, W, sh, sw, ph, pw, Hq, Wq)
-                if c == C - 1 and Sx > C * ssw * plane:
-                    memset(&xq[n, C * ssw * plane], 0, (Sx - C * ssw * plane) * sizeof(floating))
-            for r in prange(cnt * F, schedule='static'):
-                n = r // F
-                f = r % F
-                d = &dyf[n, f * Sd]
-                memset(d, 0, T * sizeof(floating))
-                for oh in range(Ho):
-                    memcpy(d + T + oh * Wq, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
-                    memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
-                memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
-            for item in prange(cnt * nhb, schedule='static'):
-                tid = threadid()
-                n = item // nhb
-                p0 = (item % nhb) * HB
-                blk = Pgp - p0
-                if blk > HB:
-                    blk = HB
-                for f0 in range(0, F, 4):
-                    for k0 in range(0, K, 4):
-                        _igemm_nt(<int>blk, &dyf[n, f0 * Sd + T + p0], Sd, &xq[n, p0], boff + k0,
-                                  &dw_local[tid, f0, k0], K, <int>min(4, F - f0), <int>min(4, K - k0))
-            if need_dx:
-                for t in prange(cnt * nph * ntx * mbc, schedule='static'):
-                    n = t // (nph * ntx * mbc)
-                    rest = t % (nph * ntx * mbc)
+    cdef floating *dwp = &dw[0, 0, 0, 0]
+    cdef floating *dwl = &dw_local[0, 0, 0]
+    cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
+    with nogil, parallel(num_threads=nthreads):
+        for ci in range(nchunks):
+            n0 = ci * nb
+            cnt = min(nb, N - n0)
+            # dW items: whole grids (long dot products, few horizontal sums) unless there are too few
+            # samples to keep every thread busy; then blocks of the grid.
+            nhb = (2 * nt + cnt - 1) // cnt
+            if nhb > g.ntiles:
+                nhb = g.ntiles
+            HB = ((Pgp + nhb - 1) // nhb + NR - 1) // NR * NR
+            nhb = (Pgp + HB - 1) // HB
+            # Work is ordered sample by sample and split statically, so the thread that fills a
+            # sample's buffers is the one that reads them (they stay in its cache).
+            nfill = cnt * (C + F) + (nt if n0 == 0 else 0)
+            for r in prange(nfill, schedule='static'):
+                n = r // (C + F)
+                c = r % (C + F)
+                if n >= cnt:             # the per-thread dW accumulators, once per call
+                    memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
+                elif c < C:              # phase-split input (and the zero tail of each sample)
+                    _split_phases(&x[n0 + n, c, 0, 0], &xq[n, c * ssw * plane], H, W, sh, sw, ph, pw,
+                                  Hq, Wq)
+                    if c == C - 1 and Sx > C * ssw * plane:
+                        memset(&xq[n, C * ssw * plane], 0, (Sx - C * ssw * plane) * sizeof(floating))
+                else:                    # dy on the grid
+                    f = c - C
+                    d = &dyf[n, f * Sd]
+                    memset(d, 0, T * sizeof(floating))
+                    for oh in range(Ho):
+                        memcpy(d + T + oh * Wq, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
+                        memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
+                    memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
+            nx = nph * ntx * mbc if need_dx else 0   # dx items per sample
+            spread = (nhb + nx) // nhb
+            for item in prange(cnt * (nhb + nx), schedule='static'):
+                # Within a sample the nhb dW blocks are spread evenly among the dx items, so a
+                # static split balances them even at batch 1.
+                n = item // (nhb + nx)
+                t = item % (nhb + nx)
+                if t % spread == 0 and t // spread < nhb:
+                    tid = threadid()
+                    p0 = (t // spread) * HB
+                    blk = Pgp - p0
+                    if blk > HB:
+                        blk = HB
+                    for f0 in range(0, F, 4):
+                        for k0 in range(0, K, 4):
+                            _igemm_nt(<int>blk, &dyf[n, f0 * Sd + T + p0], Sd, &xq[n, p0], boff + k0,
+                                      dwl + (tid * F + f0) * K + k0, K, <int>min(4, F - f0),
+                                      <int>min(4, K - k0))
+                else:
+                    rest = t - min(nhb, t // spread + 1)
                     q = rest // (ntx * mbc)
                     rest = rest % (ntx * mbc)
                     jt = rest // mbc
@@ -573,17 +646,15 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     if mr > MR:
                         mr = MR
                     _igemm_nn(<int>kab[q], &apx[aoff[q] + m * kab[q] * MR], &dyf[n, T + jt * NR],
-                              &boffx[toff[q]], &dx[n0 + n, m * MR, 0, 0], H * W, &cmapx[q * PX + jt * NR],
+                              boffx + toff[q], &dx[n0 + n, m * MR, 0, 0], H * W, cmapx + q * PX + jt * NR,
                               <int>mr, NULL)
-    cdef floating *dwp = &dw[0, 0, 0, 0]
-    with nogil, parallel(num_threads=nthreads):
-        for r in prange(F * K, schedule='static'):
+        for r in prange(F * K + F, schedule='static'):
             acc = 0
-            for t in range(nt):
-                acc = acc + (&dw_local[0, 0, 0])[t * F * K + r]
-            dwp[r] = acc
-        for f in prange(F, schedule='static'):
-            acc = 0
-            for n in range(N):
-                acc = acc + _sum(&dy[n, f, 0, 0], P)
-            db[f] = acc
+            if r < F * K:
+                for t in range(nt):
+                    acc = acc + dwl[t * F * K + r]
+                dwp[r] = acc
+            else:
+                for n in range(N):
+                    acc = acc + _sum(&dy[n, r - F * K, 0, 0], P)
+                db[r - F * K] = acc

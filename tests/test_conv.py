@@ -188,6 +188,28 @@ def test_thread_count_changes_only_rounding(dtype, rng):
     assert_reduction_close(three[1], one[1], dw_abs, 3 * 16 * 16, "dw across thread counts")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, stride, padding", [
+    ((1, 1, 28, 28), (16, 1, 8, 8), 1, 0),
+    ((1, 16, 21, 21), (8, 16, 4, 4), 2, 0),
+    ((1, 5, 13, 11), (11, 5, 3, 3), 1, 1),
+])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, padding, threads, rng):
+    """Small single samples normally run on one thread (SERIAL_FLOPS); forced to split, the output tiles,
+    dW blocks and dx tiles of one image spread over the threads and still match the reference."""
+    monkeypatch.setattr(_conv, "SERIAL_FLOPS", 0)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    old = ops.get_num_threads()
+    try:
+        ops.set_num_threads(threads)
+        check_against_reference(x, w, b, stride, padding)
+    finally:
+        ops.set_num_threads(old)
+
+
 def test_concurrent_python_threads_give_identical_results(rng):
     x = rng.standard_normal((4, 3, 20, 20))
     w = rng.standard_normal((8, 3, 5, 5))
