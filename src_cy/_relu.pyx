@@ -14,28 +14,48 @@ from cython.parallel cimport prange
 PARALLEL_MIN = 1 << 15
 
 
+# Elements per parallel work item; the inner loops are plain C loops (no OpenMP lastprivate
+# bookkeeping), which the compiler vectorises.
+cdef enum:
+    BLOCK = 4096
+
+
+cdef void _fwd_block(const floating *x, floating *y, unsigned char *mask, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(n):
+        v = x[i]
+        y[i] = 0 if v <= 0 else v
+        mask[i] = not (v <= 0)
+
+
+cdef void _bwd_block(const floating *dy, const unsigned char *mask, floating *dx, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        dx[i] = dy[i] if mask[i] else 0
+
+
 def relu_forward(const floating[::1] x, floating[::1] y, unsigned char[::1] mask, int nthreads):
     """Fill ``y`` and ``mask`` from ``x``."""
-    cdef Py_ssize_t i, n = x.shape[0]
+    cdef Py_ssize_t b, n = x.shape[0]
     if y.shape[0] != n or mask.shape[0] != n:
         raise ValueError("relu_forward: buffers do not match x")
+    if n == 0:
+        return
     cdef int nt = nthreads if n >= PARALLEL_MIN else 1
-    cdef floating v
-    for i in prange(n, schedule='static', num_threads=nt, nogil=True):
-        v = x[i]
-        if v <= 0:
-            y[i] = 0
-            mask[i] = 0
-        else:
-            y[i] = v
-            mask[i] = 1
+    cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
+    for b in prange(nb, schedule='static', num_threads=nt, nogil=True):
+        _fwd_block(&x[b * BLOCK], &y[b * BLOCK], &mask[b * BLOCK], min(BLOCK, n - b * BLOCK))
 
 
 def relu_backward(const floating[::1] dy, const unsigned char[::1] mask, floating[::1] dx, int nthreads):
     """dx = dy where mask else 0."""
-    cdef Py_ssize_t i, n = dy.shape[0]
+    cdef Py_ssize_t b, n = dy.shape[0]
     if mask.shape[0] != n or dx.shape[0] != n:
         raise ValueError("relu_backward: buffers do not match dy")
+    if n == 0:
+        return
     cdef int nt = nthreads if n >= PARALLEL_MIN else 1
-    for i in prange(n, schedule='static', num_threads=nt, nogil=True):
-        dx[i] = dy[i] if mask[i] else 0
+    cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
+    for b in prange(nb, schedule='static', num_threads=nt, nogil=True):
+        _bwd_block(&dy[b * BLOCK], &mask[b * BLOCK], &dx[b * BLOCK], min(BLOCK, n - b * BLOCK))
