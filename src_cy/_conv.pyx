@@ -37,9 +37,9 @@ cdef extern from "conv_micro.h" nogil:
     void fc_gemm_nt_s(int np_, const float *a, long lda, const float *b, long ldb, float *c,
                       long ldc, int mr, int nr)
     void fc_igemm_nn_d(int kd, const double *ap, const double *base, const long *boff, double *c,
-                       long ldc, const long *cmap, int mr, const double *bias)
+                       long ldc, const long *cmap, int contig, int mr, const double *bias)
     void fc_igemm_nn_s(int kd, const float *ap, const float *base, const long *boff, float *c,
-                       long ldc, const long *cmap, int mr, const float *bias)
+                       long ldc, const long *cmap, int contig, int mr, const float *bias)
     void fc_igemm_nt_d(int np_, const double *a, long lda, const double *base, const long *boff,
                        double *c, long ldc, int mr, int nr)
     void fc_igemm_nt_s(int np_, const float *a, long lda, const float *base, const long *boff,
@@ -55,6 +55,11 @@ cdef extern from "fc_omp.h" nogil:
 
 # Bytes of im2col buffer per chunk of samples; 4 MiB measured best of {1, 2, 4, 8} MiB on the bench shapes.
 CHUNK_BYTES = 4 << 20
+# The implicit path's buffers per chunk: up to IMPLICIT_CHUNK_BYTES, but at least CHUNK_SAMPLES_PER_THREAD
+# samples per thread, because splitting one sample between threads costs more than it saves (3x3 64->64
+# float64 backward at one 2.8 MB sample per chunk: 38 ms, at 8 per chunk: see the commit log).
+IMPLICIT_CHUNK_BYTES = 4 << 20
+CHUNK_SAMPLES_PER_THREAD = 4
 # Output positions per dW work item of the im2col path (a multiple of every tile width).
 DW_BLOCK = 128
 # A single sample with fewer multiply-adds than this (2*F*K*Ho*Wo flops) runs on one thread: splitting
@@ -290,22 +295,28 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
 # Implicit GEMM (the path every finite input takes).
 #
 # The padded input is split into its sh*sw stride phases, xq[c, a, b][u, v] = x_pad[c, u*sh+a, v*sw+b]
-# (Hq x Wq planes), which turns any stride into stride 1.  Output position (oh, ow) is then column
-# p = oh*Wq + ow of a grid Wq wide, and term k = (c, i, j) of the product is the plane of phase
-# (i%sh, j%sw) shifted by (i//sh)*Wq + j//sw: the rows of the im2col matrix are shifted views of xq, so
-# none is written.  Grid columns with ow >= Wo are computed and dropped (the output map sends them
-# nowhere).  dW reads the same views against dy laid out on the grid (zeros off the valid columns); dx,
-# phase by phase, is the product of w with shifted views of that zero-bordered dy grid.  Off-grid columns
-# multiply stored zeros, so the fast path needs finite x (for dW) and finite w (for dx); anything else
-# takes the im2col path above, whose products are exactly the reference's.
+# (Hq x Wq), which turns any stride into stride 1.  Each phase plane is stored ns times, shifted left by
+# s = 0..ns-1 columns and cut to a width Wc: xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
+# Output (oh, ow) is column p = oh*Wc + ow, and term k = (c, i, j) reads, for every p at once, the
+# contiguous view of xs that starts at boff[k]:
+#   shifted (sw == 1 and Wq > 1.25 Wo): ns = kw, Wc = Wo -- xs[c, i%sh, 0, j][oh + i//sh, ow]: no wasted
+#       column, and xs is only kw times the input (an im2col is kh*kw times);
+#   grid (otherwise): ns = 1, Wc = Wq -- xq[c, i%sh, j%sw][oh + i//sh, ow + j//sw]: columns ow >= Wo are
+#       computed and dropped (the output map sends them nowhere), and xs is the size of the input.
+# y = W @ views and dW = dy_on_columns @ views^T (dy zero on dropped columns) read those views.  dx goes
+# phase by phase: dx at phase (a, b) is the product of w's taps of that phase with shifted views of dy
+# laid out on a Wq-wide grid with zero borders (a stride-1 "full" correlation).
+# Dropped columns and tile tails multiply stored zeros, so the fast path needs finite x (for dW) and
+# finite w (for dx); anything else takes the im2col path above, whose products are exactly the
+# reference's.
 # ------------------------------------------------------------------------------------------------------
 
 cdef void _igemm_nn(int kd, const floating *ap, const floating *base, const long *boff, floating *c,
-                    long ldc, const long *cmap, int mr, const floating *bias) noexcept nogil:
+                    long ldc, const long *cmap, int contig, int mr, const floating *bias) noexcept nogil:
     if floating is double:
-        fc_igemm_nn_d(kd, ap, base, boff, c, ldc, cmap, mr, bias)
+        fc_igemm_nn_d(kd, ap, base, boff, c, ldc, cmap, contig, mr, bias)
     else:
-        fc_igemm_nn_s(kd, ap, base, boff, c, ldc, cmap, mr, bias)
+        fc_igemm_nn_s(kd, ap, base, boff, c, ldc, cmap, contig, mr, bias)
 
 
 cdef void _igemm_nt(int np_, const floating *a, long lda, const floating *base, const long *boff,
@@ -330,50 +341,61 @@ cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
         return fc_all_finite_s(x, n)
 
 
-cdef void _split_phases(const floating *xc, floating *dst, Py_ssize_t H, Py_ssize_t W, Py_ssize_t sh,
-                        Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq,
-                        Py_ssize_t Wq) noexcept nogil:
-    """dst[(a*sw + b)*Hq*Wq + u*Wq + v] = x_pad[u*sh + a, v*sw + b] for one channel (zero off x)."""
-    cdef Py_ssize_t a, bb, u, v, row, lo, hi
+cdef void _split_shifts(const floating *xc, floating *dst, Py_ssize_t H, Py_ssize_t W, Py_ssize_t sh,
+                        Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq, Py_ssize_t Wo,
+                        Py_ssize_t kwq) noexcept nogil:
+    """dst[((a*sw + b)*kwq + s)*Hq*Wo + u*Wo + v] = x_pad[u*sh + a, (v + s)*sw + b] for one channel
+    (``Wo`` and ``kwq`` here are the plan's column width Wc and shift count ns)."""
+    cdef Py_ssize_t a, bb, jj, u, v, row, lo, hi, off
     cdef floating *d
     cdef const floating *src
     for a in range(sh):
         for bb in range(sw):
-            lo = _valid_lo(pw, bb, sw)
-            hi = _valid_hi(W, pw, bb, sw, Wq)
-            if lo > Wq:
-                lo = Wq
-            if hi < lo:
-                hi = lo
-            for u in range(Hq):
-                d = dst + ((a * sw + bb) * Hq + u) * Wq
-                row = u * sh + a - ph
-                if row < 0 or row >= H:
-                    memset(d, 0, Wq * sizeof(floating))
-                    continue
-                src = xc + row * W
-                for v in range(lo):
-                    d[v] = 0
-                if sw == 1:
-                    memcpy(d + lo, src + lo - pw + bb, (hi - lo) * sizeof(floating))
-                else:
-                    for v in range(lo, hi):
-                        d[v] = src[v * sw - pw + bb]
-                for v in range(hi, Wq):
-                    d[v] = 0
+            for jj in range(kwq):
+                off = jj * sw + bb            # column of the padded input at ow = 0
+                lo = _valid_lo(pw, off, sw)
+                hi = _valid_hi(W, pw, off, sw, Wo)
+                if lo > Wo:
+                    lo = Wo
+                if hi < lo:
+                    hi = lo
+                for u in range(Hq):
+                    d = dst + (((a * sw + bb) * kwq + jj) * Hq + u) * Wo
+                    row = u * sh + a - ph
+                    if row < 0 or row >= H:
+                        memset(d, 0, Wo * sizeof(floating))
+                        continue
+                    src = xc + row * W
+                    for v in range(lo):
+                        d[v] = 0
+                    if sw == 1:
+                        memcpy(d + lo, src + lo + off - pw, (hi - lo) * sizeof(floating))
+                    else:
+                        for v in range(lo, hi):
+                            d[v] = src[v * sw + off - pw]
+                    for v in range(hi, Wo):
+                        d[v] = 0
+
+
+def _contiguous_tiles(cmap, Py_ssize_t NR):
+    """Per tile of NR columns: 1 when the map sends it to NR consecutive outputs (vector stores)."""
+    tiles = np.asarray(cmap).reshape(-1, NR)
+    return np.ascontiguousarray(((tiles[:, 0] >= 0) & (np.diff(tiles, axis=1) == 1).all(axis=1)).astype(np.intc))
 
 
 cdef class _Plan:
     """Sizes and index tables of the implicit GEMM for one geometry (see the comment above)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
-    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, plane, Pgp, Sx, ntiles
-    cdef long[::1] boff       # K: offset of term (c, i, j) in the phase-split input
-    cdef long[::1] ymap       # Pgp: output index of grid column p, or -1
+    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, Wc, cblock, Ppad, Sx, ntiles
+    cdef long[::1] boff       # K: offset of the view of term (c, i, j) in xs
+    cdef long[::1] ymap       # Ppad: output index of column p, or -1 (dropped column, tile tail)
     # backward: dy grid per filter is Sd long: T leading zeros, Ho rows Wq wide (zeros past Wo), zeros
     cdef public Py_ssize_t PX, T, Sd, nph, ntx, mbc, tot_a
     cdef Py_ssize_t[::1] kab, aoff, toff    # per phase: terms, offset of packed A, offset of its boff
     cdef long[::1] boffx      # terms (f, i', j') of every phase: offset into the dy grid
     cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
+    cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
+    cdef int[::1] xcontig     # nph * ntx: same for the tiles of cmapx
 
     def __init__(self, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t kh,
                  Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR):
@@ -387,27 +409,34 @@ cdef class _Plan:
         self.Hq, self.Wq = Hq, Wq
         self.khq = (kh + sh - 1) // sh
         self.kwq = (kw + sw - 1) // sw
-        self.plane = Hq * Wq
-        self.Pgp = (self.Ho * Wq + NR - 1) // NR * NR
-        self.ntiles = self.Pgp // NR
-        cdef Py_ssize_t Cq = C * sh * sw
-        self.Sx = max(Cq * self.plane, (Cq - 1) * self.plane + (self.khq - 1) * Wq + self.kwq - 1 + self.Pgp)
+        if sw == 1 and 4 * Wq > 5 * self.Wo:
+            # shifted copies pay when the grid would waste over a fifth of its columns (seed conv1:
+            # 28 vs 21); at 3x3 pad 1 (34 vs 32) the 3x larger buffer cost more than it saved.
+            self.ns, self.Wc = kw, self.Wo
+        else:
+            self.ns, self.Wc = 1, Wq
+        cdef Py_ssize_t ns = self.ns, Wc = self.Wc
+        self.cblock = sh * sw * ns * Hq * Wc   # xs values per input channel
+        self.Ppad = (self.Ho * Wc + NR - 1) // NR * NR
+        self.ntiles = self.Ppad // NR
         self.boff = np.empty(self.K, dtype=np.int64)
-        self.ymap = np.empty(self.Pgp, dtype=np.int64)
+        self.ymap = np.empty(self.Ppad, dtype=np.int64)
         cdef Py_ssize_t c, i, j, p, oh, ow
         for c in range(C):
             for i in range(kh):
                 for j in range(kw):
-                    self.boff[(c * kh + i) * kw + j] = (((c * sh + i % sh) * sw + j % sw) * self.plane
-                                                        + (i // sh) * Wq + j // sw)
-        for p in range(self.Pgp):
-            oh = p // Wq
-            ow = p % Wq
+                    self.boff[(c * kh + i) * kw + j] = (
+                        ((((c * sh + i % sh) * sw + j % sw) * ns + (j // sw if ns > 1 else 0)) * Hq + i // sh)
+                        * Wc + (0 if ns > 1 else j // sw))
+        for p in range(self.Ppad):
+            oh, ow = p // Wc, p % Wc
             self.ymap[p] = oh * self.Wo + ow if oh < self.Ho and ow < self.Wo else -1
+        # views are read for the whole padded tile width
+        self.Sx = max(C * self.cblock, int(np.max(self.boff)) + self.Ppad)
 
         self.PX = (Hq * Wq + NR - 1) // NR * NR
         self.T = self.khq * Wq
-        self.Sd = self.T + max(self.PX, self.Pgp)
+        self.Sd = self.T + self.PX
         self.nph = sh * sw
         self.ntx = self.PX // NR
         self.mbc = (C + FC_MR - 1) // FC_MR
@@ -441,6 +470,9 @@ cdef class _Plan:
                 xx = v * sw + bb - pw
                 self.cmapx[q * self.PX + p] = yy * W + xx if (p < Hq * Wq and 0 <= yy < H and 0 <= xx < W) else -1
 
+        self.ycontig = _contiguous_tiles(self.ymap, NR)
+        self.xcontig = _contiguous_tiles(self.cmapx, NR)
+
     cdef void pack_dx_weights(self, const floating *w, floating *apx) noexcept nogil:
         """apx, phase by phase: panels of FC_MR channels of A[c, (f, i', j')] = w[f, c, i'*sh+a, j'*sw+b]."""
         cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, tt, m, i, c, kq
@@ -466,8 +498,10 @@ cdef class _Plan:
             return 1
         return nthreads
 
-    def chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample):
-        return max(1, min(N, CHUNK_BYTES // max(1, bytes_per_sample)))
+    def chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample, int nthreads):
+        """Samples per chunk (see IMPLICIT_CHUNK_BYTES)."""
+        return max(1, min(N, max(IMPLICIT_CHUNK_BYTES // max(1, bytes_per_sample),
+                                 CHUNK_SAMPLES_PER_THREAD * nthreads)))
 
 
 _plans = {}
@@ -501,16 +535,17 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         if bias.shape[0] != F:
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = &bias[0]
-    cdef Py_ssize_t nb = g.chunk(N, Sx * sizeof(floating))
-    cdef floating[:, ::1] xq = np.empty((nb, Sx), dtype=dtype)
+    cdef Py_ssize_t nb = g.chunk(N, Sx * sizeof(floating), nthreads)
+    cdef floating[:, ::1] xs = np.empty((nb, Sx), dtype=dtype)
     cdef Py_ssize_t MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
     cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
     _pack_a(&w[0, 0, 0, 0], K, 1, F, K, &apack[0])
     cdef Py_ssize_t n0, cnt, r, n, c, t, rest, jt, m, mr
     cdef Py_ssize_t H = g.H, W = g.W, sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
-    cdef Py_ssize_t ssw = sh * sw, plane = g.plane, ntiles = g.ntiles
+    cdef Py_ssize_t cblock = g.cblock, ntiles = g.ntiles, Wc = g.Wc, ns = g.ns
     cdef const long *boff = &g.boff[0]
     cdef const long *ymap = &g.ymap[0]
+    cdef const int *ycontig = &g.ycontig[0]
     cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
     with nogil, parallel(num_threads=nthreads):
         for ci in range(nchunks):
@@ -519,9 +554,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
             for r in prange(cnt * C, schedule='static'):
                 n = r // C
                 c = r % C
-                _split_phases(&x[n0 + n, c, 0, 0], &xq[n, c * ssw * plane], H, W, sh, sw, ph, pw, Hq, Wq)
-                if c == C - 1 and Sx > C * ssw * plane:
-                    memset(&xq[n, C * ssw * plane], 0, (Sx - C * ssw * plane) * sizeof(floating))
+                _split_shifts(&x[n0 + n, c, 0, 0], &xs[n, c * cblock], H, W, sh, sw, ph, pw, Hq, Wc, ns)
+                if c == C - 1 and Sx > C * cblock:
+                    memset(&xs[n, C * cblock], 0, (Sx - C * cblock) * sizeof(floating))
             for t in prange(cnt * ntiles * mb, schedule='static'):
                 n = t // (ntiles * mb)
                 rest = t % (ntiles * mb)
@@ -530,8 +565,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                 mr = F - m * MR
                 if mr > MR:
                     mr = MR
-                _igemm_nn(<int>K, &apack[m * K * MR], &xq[n, jt * NR], boff, &y[n0 + n, m * MR, 0, 0],
-                          P, ymap + jt * NR, <int>mr, (bptr + m * MR) if bptr != NULL else NULL)
+                _igemm_nn(<int>K, &apack[m * K * MR], &xs[n, jt * NR], boff, &y[n0 + n, m * MR, 0, 0],
+                          P, ymap + jt * NR, ycontig[jt], <int>mr, (bptr + m * MR) if bptr != NULL else NULL)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
@@ -563,11 +598,16 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
 
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
-    cdef Py_ssize_t ssw = sh * sw, plane = g.plane, Pgp = g.Pgp, T = g.T, Sd = g.Sd
+    cdef Py_ssize_t cblock = g.cblock, ns = g.ns, Wc = g.Wc, Ppad = g.Ppad, T = g.T
+    cdef Py_ssize_t Sd = g.Sd if need_dx else 0
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
-    cdef Py_ssize_t nb = g.chunk(N, (Sx + F * Sd) * sizeof(floating))
-    cdef floating[:, ::1] xq = np.empty((nb, Sx), dtype=dtype)
-    cdef floating[:, ::1] dyf = np.empty((nb, F * Sd), dtype=dtype)
+    # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
+    cdef bint own_dyp = not (need_dx and g.ns == 1)
+    cdef Py_ssize_t Sa = Ppad if own_dyp else Sd, Ta = 0 if own_dyp else T
+    cdef Py_ssize_t nb = g.chunk(N, (Sx + F * ((Ppad if own_dyp else 0) + Sd)) * sizeof(floating), nthreads)
+    cdef floating[:, ::1] xs = np.empty((nb, Sx), dtype=dtype)
+    cdef floating[:, ::1] dyp = np.empty((nb, F * Ppad if own_dyp else 1), dtype=dtype)
+    cdef floating[:, ::1] dyf = np.empty((nb, max(1, F * Sd)), dtype=dtype)  # dy on the dx grid
     cdef int nt = max(1, nthreads)
     cdef floating[:, :, ::1] dw_local = np.empty((nt, F, K), dtype=dtype)
     cdef floating[::1] apx = np.empty(max(1, g.tot_a), dtype=dtype)
@@ -578,6 +618,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef const Py_ssize_t *toff = &g.toff[0]
     cdef const long *boffx = &g.boffx[0]
     cdef const long *cmapx = &g.cmapx[0]
+    cdef const int *xcontig = &g.xcontig[0]
     cdef const long *boff = &g.boff[0]
     cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
     cdef Py_ssize_t nfill, nx, spread
@@ -590,13 +631,13 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         for ci in range(nchunks):
             n0 = ci * nb
             cnt = min(nb, N - n0)
-            # dW items: whole grids (long dot products, few horizontal sums) unless there are too few
-            # samples to keep every thread busy; then blocks of the grid.
+            # dW items: whole samples (long dot products, few horizontal sums) unless there are too
+            # few samples to keep every thread busy; then blocks of output positions.
             nhb = (2 * nt + cnt - 1) // cnt
             if nhb > g.ntiles:
                 nhb = g.ntiles
-            HB = ((Pgp + nhb - 1) // nhb + NR - 1) // NR * NR
-            nhb = (Pgp + HB - 1) // HB
+            HB = ((Ppad + nhb - 1) // nhb + NR - 1) // NR * NR
+            nhb = (Ppad + HB - 1) // HB
             # Work is ordered sample by sample and split statically, so the thread that fills a
             # sample's buffers is the one that reads them (they stay in its cache).
             nfill = cnt * (C + F) + (nt if n0 == 0 else 0)
@@ -605,19 +646,29 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 c = r % (C + F)
                 if n >= cnt:             # the per-thread dW accumulators, once per call
                     memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
-                elif c < C:              # phase-split input (and the zero tail of each sample)
-                    _split_phases(&x[n0 + n, c, 0, 0], &xq[n, c * ssw * plane], H, W, sh, sw, ph, pw,
-                                  Hq, Wq)
-                    if c == C - 1 and Sx > C * ssw * plane:
-                        memset(&xq[n, C * ssw * plane], 0, (Sx - C * ssw * plane) * sizeof(floating))
-                else:                    # dy on the grid
+                elif c < C:              # shifted phase planes (and the zero tail of each sample)
+                    _split_shifts(&x[n0 + n, c, 0, 0], &xs[n, c * cblock], H, W, sh, sw, ph, pw, Hq, Wc,
+                                  ns)
+                    if c == C - 1 and Sx > C * cblock:
+                        memset(&xs[n, C * cblock], 0, (Sx - C * cblock) * sizeof(floating))
+                else:                    # dy rows for dW; dy on the dx grid
                     f = c - C
-                    d = &dyf[n, f * Sd]
-                    memset(d, 0, T * sizeof(floating))
-                    for oh in range(Ho):
-                        memcpy(d + T + oh * Wq, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
-                        memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
-                    memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
+                    if own_dyp:
+                        d = &dyp[n, f * Ppad]
+                        if Wc == Wo:
+                            memcpy(d, &dy[n0 + n, f, 0, 0], P * sizeof(floating))
+                        else:
+                            for oh in range(Ho):
+                                memcpy(d + oh * Wc, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
+                                memset(d + oh * Wc + Wo, 0, (Wc - Wo) * sizeof(floating))
+                        memset(d + Ho * Wc, 0, (Ppad - Ho * Wc) * sizeof(floating))
+                    if need_dx:
+                        d = &dyf[n, f * Sd]
+                        memset(d, 0, T * sizeof(floating))
+                        for oh in range(Ho):
+                            memcpy(d + T + oh * Wq, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
+                            memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
+                        memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
             nx = nph * ntx * mbc if need_dx else 0   # dx items per sample
             spread = (nhb + nx) // nhb
             for item in prange(cnt * (nhb + nx), schedule='static'):
@@ -628,12 +679,13 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 if t % spread == 0 and t // spread < nhb:
                     tid = threadid()
                     p0 = (t // spread) * HB
-                    blk = Pgp - p0
+                    blk = Ppad - p0
                     if blk > HB:
                         blk = HB
                     for f0 in range(0, F, 4):
                         for k0 in range(0, K, 4):
-                            _igemm_nt(<int>blk, &dyf[n, f0 * Sd + T + p0], Sd, &xq[n, p0], boff + k0,
+                            _igemm_nt(<int>blk, (&dyp[n, 0] if own_dyp else &dyf[n, 0]) + f0 * Sa + Ta + p0,
+                                      Sa, &xs[n, p0], boff + k0,
                                       dwl + (tid * F + f0) * K + k0, K, <int>min(4, F - f0),
                                       <int>min(4, K - k0))
                 else:
@@ -647,7 +699,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                         mr = MR
                     _igemm_nn(<int>kab[q], &apx[aoff[q] + m * kab[q] * MR], &dyf[n, T + jt * NR],
                               boffx + toff[q], &dx[n0 + n, m * MR, 0, 0], H * W, cmapx + q * PX + jt * NR,
-                              <int>mr, NULL)
+                              xcontig[q * ntx + jt], <int>mr, NULL)
         for r in prange(F * K + F, schedule='static'):
             acc = 0
             if r < F * K:

@@ -107,11 +107,12 @@ FC_DEFINE_KERNELS(float, s, fc_vs, FC_LANES_S)
 
 /* Implicit-GEMM variants (no im2col buffer).  Row k of B starts at base + boff[k] (shifted views of one
  * padded, phase-split input); every row must be readable for the full tile width.
- *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0.
+ *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0;
+ *             contig != 0 promises cmap[j] = cmap[0] + j for the whole tile (vector stores).
  *   igemm_nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T with B rows base + boff[j].                       */
 #define FC_DEFINE_IKERNELS(T, S, V, L)                                                             \
 static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, const long *boff,   \
-                                   T *restrict c, long ldc, const long *cmap, int mr,               \
+                                   T *restrict c, long ldc, const long *cmap, int contig, int mr,   \
                                    const T *bias)                                                   \
 {                                                                                                   \
     V acc[FC_MR][2];                                                                                \
@@ -127,7 +128,7 @@ static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, 
             acc[i][1] += a[i] * b1;                                                                 \
         }                                                                                           \
     }                                                                                               \
-    if (cmap[0] >= 0 && cmap[2 * L - 1] - cmap[0] == 2 * L - 1) { /* one contiguous run */           \
+    if (contig) {                                                                                   \
         T *cc = c + cmap[0];                                                                        \
         for (i = 0; i < mr; i++) {                                                                  \
             V bb = (V){0} + (bias ? bias[i] : (T)0);                                                \
@@ -225,7 +226,7 @@ FC_DEFINE_KERNELS(float, s, FC_LANES_S)
 
 #define FC_DEFINE_IKERNELS(T, S, L)                                                                 \
 static void fc_igemm_nn_##S(int kd, const T *ap, const T *base, const long *boff, T *c, long ldc,   \
-                            const long *cmap, int mr, const T *bias)                                \
+                            const long *cmap, int contig, int mr, const T *bias)                    \
 {                                                                                                   \
     int i, j, k;                                                                                    \
     for (i = 0; i < mr; i++)                                                                        \

@@ -78,6 +78,10 @@ EDGE_CASES = [
     ("seed conv 1", (1, 1, 28, 28), (16, 1, 8, 8), 1, 0),
     ("seed conv 2 (stride 2)", (1, 16, 21, 21), (8, 16, 4, 4), 2, 0),
     ("many filters (several row tiles)", (2, 3, 9, 9), (37, 3, 3, 3), 1, 1),
+    # a dx tile whose first and last columns land NR-1 outputs apart with gaps between (once mistaken
+    # for a contiguous run by the store path)
+    ("strided width, wide padding, 1x1", (1, 1, 5, 5), (1, 1, 1, 1), (1, 2), 2),
+    ("strided width, wide padding, 3x3", (2, 2, 5, 5), (3, 2, 3, 3), (1, 2), 2),
     ("wide output (many column tiles)", (1, 2, 40, 45), (3, 2, 3, 3), 1, 1),
 ]
 
@@ -99,7 +103,10 @@ def test_chunked_batches_match_unchunked(monkeypatch, dtype, rng):
     w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
     b = rng.standard_normal(4).astype(dtype)
     monkeypatch.setattr(_conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_conv, "IMPLICIT_CHUNK_BYTES", 1)
+    monkeypatch.setattr(_conv, "CHUNK_SAMPLES_PER_THREAD", 0)
     check_against_reference(x, w, b, (2, 1), 1)
+    check_against_reference(x, w, b, 1, (0, 2))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
