@@ -28,14 +28,6 @@ cdef extern from "conv_micro.h" nogil:
     int FC_MR
     int FC_NR_D
     int FC_NR_S
-    void fc_gemm_nn_d(int kd, const double *ap, const double *b, long ldb, double *c, long ldc,
-                      int mr, int nc, const double *bias)
-    void fc_gemm_nn_s(int kd, const float *ap, const float *b, long ldb, float *c, long ldc,
-                      int mr, int nc, const float *bias)
-    void fc_gemm_nt_d(int np_, const double *a, long lda, const double *b, long ldb, double *c,
-                      long ldc, int mr, int nr)
-    void fc_gemm_nt_s(int np_, const float *a, long lda, const float *b, long ldb, float *c,
-                      long ldc, int mr, int nr)
     void fc_igemm_nn_d(int kd, const double *ap, const double *base, const long *boff, double *c,
                        long ldc, const long *cmap, int contig, int mr, const double *bias)
     void fc_igemm_nn_s(int kd, const float *ap, const float *base, const long *boff, float *c,
@@ -163,47 +155,6 @@ cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_
                         dxrow[ow * sw - pw + j] += srcrow[oh * Wo + ow]
 
 
-cdef void _gemm_nn(int kd, const floating *ap, const floating *b, long ldb, floating *c, long ldc,
-                   int mr, int nc, const floating *bias) noexcept nogil:
-    if floating is double:
-        fc_gemm_nn_d(kd, ap, b, ldb, c, ldc, mr, nc, bias)
-    else:
-        fc_gemm_nn_s(kd, ap, b, ldb, c, ldc, mr, nc, bias)
-
-
-cdef void _gemm_nt(int np_, const floating *a, long lda, const floating *b, long ldb, floating *c,
-                   long ldc, int mr, int nr) noexcept nogil:
-    if floating is double:
-        fc_gemm_nt_d(np_, a, lda, b, ldb, c, ldc, mr, nr)
-    else:
-        fc_gemm_nt_s(np_, a, lda, b, ldb, c, ldc, mr, nr)
-
-
-cdef void _nn_product(const floating *apack, Py_ssize_t M, Py_ssize_t kd, const floating *B,
-                      floating *out, Py_ssize_t cnt, Py_ssize_t ldb, Py_ssize_t b_stride,
-                      Py_ssize_t ldc, Py_ssize_t c_stride, Py_ssize_t ncols, Py_ssize_t NR,
-                      const floating *bias, int nthreads) noexcept nogil:
-    """out[n] (M x ncols, row stride ldc) = A (M x kd, packed) @ B[n] (kd x ncols, row stride ldb)."""
-    cdef Py_ssize_t MR = FC_MR
-    cdef Py_ssize_t mb = (M + MR - 1) // MR
-    cdef Py_ssize_t nt = (ncols + NR - 1) // NR
-    cdef Py_ssize_t t, n, rest, jt, m, mr, nc
-    for t in prange(cnt * nt * mb, schedule='static', num_threads=nthreads, nogil=True):
-        n = t // (nt * mb)
-        rest = t % (nt * mb)
-        jt = rest // mb
-        m = rest % mb
-        mr = M - m * MR
-        if mr > MR:
-            mr = MR
-        nc = ncols - jt * NR
-        if nc > NR:
-            nc = NR
-        _gemm_nn(<int>kd, apack + m * kd * MR, B + n * b_stride + jt * NR, ldb,
-                 out + n * c_stride + m * MR * ldc + jt * NR, ldc, <int>mr, <int>nc,
-                 (bias + m * MR) if bias != NULL else NULL)
-
-
 cdef void _pack_a(const floating *A, Py_ssize_t rsa, Py_ssize_t csa, Py_ssize_t M, Py_ssize_t kd,
                   floating *out) noexcept nogil:
     """out[m, k, i] = A[(m*MR + i)*rsa + k*csa] (zero past row M): panels of MR rows for the nn kernel."""
@@ -245,10 +196,15 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     cdef floating[:, :, ::1] dyp = np.zeros((nb, F, Ppad), dtype=dtype)
     cdef floating[:, :, ::1] dw_local = np.zeros((nt, F, K), dtype=dtype)
     cdef floating[::1] apack_t
+    cdef Py_ssize_t MR = FC_MR, mbk = (K + FC_MR - 1) // FC_MR, ntl = Ppad // NR
     if need_dx:
-        apack_t = np.empty((K + FC_MR - 1) // FC_MR * FC_MR * F, dtype=dtype)
+        apack_t = np.empty(mbk * MR * F, dtype=dtype)
         _pack_a(&w[0, 0, 0, 0], 1, K, K, F, &apack_t[0])  # A = W^T: element (k, f) at w[f*K + k]
-    cdef Py_ssize_t n0, cnt, r, n, f, k, t, item, nhb, p0, blk, f0, k0, tid
+    # row offsets for the implicit-GEMM kernels: dy rows (dcols = W^T dy), 4 cols rows (dW), one tile
+    cdef long[::1] frow = np.arange(F, dtype=np.int64) * Ppad
+    cdef long[::1] krow = np.arange(4, dtype=np.int64) * Ppad
+    cdef long[::1] ident = np.arange(NR, dtype=np.int64)
+    cdef Py_ssize_t n0, cnt, r, n, f, k, t, item, nhb, p0, blk, f0, k0, tid, rest, jt, m, mr
     cdef Py_ssize_t HB = DW_BLOCK
     cdef floating acc
     nhb = (Ppad + HB - 1) // HB
@@ -268,12 +224,20 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                     blk = HB
                 for f0 in range(0, F, 4):
                     for k0 in range(0, K, 4):
-                        _gemm_nt(<int>blk, &dyp[n, f0, p0], Ppad, &cols[n, k0, p0], Ppad,
-                                 &dw_local[tid, f0, k0], K, <int>min(4, F - f0), <int>min(4, K - k0))
+                        _igemm_nt(<int>blk, &dyp[n, f0, p0], Ppad, &cols[n, k0, p0], &krow[0],
+                                  &dw_local[tid, f0, k0], K, <int>min(4, F - f0), <int>min(4, K - k0))
             if need_dx:
-                # dcols overwrites cols, which dW no longer needs for this chunk.
-                _nn_product(&apack_t[0], K, F, &dyp[0, 0, 0], &cols[0, 0, 0], cnt, Ppad,
-                            F * Ppad, Ppad, K * Ppad, Ppad, NR, NULL, nthreads)
+                # dcols = W^T @ dy overwrites cols, which dW no longer needs for this chunk.
+                for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
+                    n = t // (ntl * mbk)
+                    rest = t % (ntl * mbk)
+                    jt = rest // mbk
+                    m = rest % mbk
+                    mr = K - m * MR
+                    if mr > MR:
+                        mr = MR
+                    _igemm_nn(<int>F, &apack_t[m * F * MR], &dyp[n, 0, jt * NR], &frow[0],
+                              &cols[n, m * MR, jt * NR], Ppad, &ident[0], 1, <int>mr, NULL)
                 _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
                         Wo, Ppad, nthreads)
     cdef floating *dwp = &dw[0, 0, 0, 0]

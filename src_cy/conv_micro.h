@@ -1,11 +1,11 @@
 /* Register-blocked GEMM micro-kernels for fastconv's conv2d (src_cy/_conv.pyx).
  *
- * Two shapes of product cover forward and backward:
- *   nn: C[mr x NR] = A[mr x kd] @ B[kd x NR]  A packed as kd rows of FC_MR values (zero padded),
- *       B read row by row with stride ldb (an im2col buffer, or dy).  Used for y = W @ cols and
- *       dcols = W^T @ dy.
+ * Two shapes of product cover forward and backward, both reading row k of B at base + boff[k]
+ * (views into a phase-split input, rows of an im2col buffer, or rows of dy):
+ *   nn: C[mr x NR] = A[mr x kd] @ B[kd x NR]  A packed as kd rows of FC_MR values (zero padded).
+ *       Used for y = W @ views, dx = W_phase @ views of dy, dcols = W^T @ dy.
  *   nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T   dot products along contiguous rows.  Used for
- *       dW = dy @ cols^T.
+ *       dW = dy @ views^T.
  * GCC/Clang vector extensions keep the accumulators in registers (AVX-512 when the build targets it,
  * otherwise whatever the target has); other compilers get the plain scalar loops below.
  */
@@ -36,77 +36,14 @@ typedef float fc_vs __attribute__((vector_size(FC_VBYTES)));
 #define FC_NR_S (2 * FC_LANES_S)
 
 #if FC_HAVE_VEC
-#define FC_DEFINE_KERNELS(T, S, V, L)                                                              \
+/* unaligned vector load/store */
+#define FC_DEFINE_LOADS(T, S, V)                                                                   \
 static inline V fc_load_##S(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }                 \
-static inline void fc_store_##S(T *p, V v) { memcpy(p, &v, sizeof v); }                             \
-                                                                                                    \
-static inline void fc_gemm_nn_##S(int kd, const T *restrict ap, const T *restrict b, long ldb,      \
-                                  T *restrict c, long ldc, int mr, int nc, const T *bias)           \
-{                                                                                                   \
-    V acc[FC_MR][2];                                                                                \
-    int i, j, k;                                                                                    \
-    for (i = 0; i < FC_MR; i++) { acc[i][0] = (V){0}; acc[i][1] = (V){0}; }                          \
-    for (k = 0; k < kd; k++) {                                                                      \
-        const V b0 = fc_load_##S(b + (long)k * ldb);                                               \
-        const V b1 = fc_load_##S(b + (long)k * ldb + L);                                           \
-        const T *a = ap + (long)k * FC_MR;                                                          \
-        for (i = 0; i < FC_MR; i++) {                                                               \
-            acc[i][0] += a[i] * b0;                                                                 \
-            acc[i][1] += a[i] * b1;                                                                 \
-        }                                                                                           \
-    }                                                                                               \
-    if (nc == 2 * L) {                                                                              \
-        for (i = 0; i < mr; i++) {                                                                  \
-            V bb = (V){0} + (bias ? bias[i] : (T)0);                                                \
-            fc_store_##S(c + (long)i * ldc, acc[i][0] + bb);                                        \
-            fc_store_##S(c + (long)i * ldc + L, acc[i][1] + bb);                                    \
-        }                                                                                           \
-    } else {                                                                                        \
-        T tmp[2 * L];                                                                               \
-        for (i = 0; i < mr; i++) {                                                                  \
-            T bb = bias ? bias[i] : (T)0;                                                           \
-            fc_store_##S(tmp, acc[i][0]);                                                           \
-            fc_store_##S(tmp + L, acc[i][1]);                                                       \
-            for (j = 0; j < nc; j++) c[(long)i * ldc + j] = tmp[j] + bb;                            \
-        }                                                                                           \
-    }                                                                                               \
-}                                                                                                   \
-                                                                                                    \
-static inline void fc_gemm_nt_##S(int np, const T *a, long lda, const T *b, long ldb,               \
-                                  T *c, long ldc, int mr, int nr)                                   \
-{                                                                                                   \
-    /* rows past mr / nr repeat row 0: computed, never stored */                                    \
-    const T *a0 = a, *a1 = a + (mr > 1 ? lda : 0), *a2 = a + (mr > 2 ? 2 * lda : 0),                \
-            *a3 = a + (mr > 3 ? 3 * lda : 0);                                                       \
-    const T *b0 = b, *b1 = b + (nr > 1 ? ldb : 0), *b2 = b + (nr > 2 ? 2 * ldb : 0),                \
-            *b3 = b + (nr > 3 ? 3 * ldb : 0);                                                       \
-    V acc[4][4];                                                                                    \
-    int i, j, p, l;                                                                                 \
-    for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) acc[i][j] = (V){0};                              \
-    for (p = 0; p < np; p += L) {                                                                   \
-        const V x0 = fc_load_##S(a0 + p), x1 = fc_load_##S(a1 + p), x2 = fc_load_##S(a2 + p),       \
-                x3 = fc_load_##S(a3 + p);                                                           \
-        const V y0 = fc_load_##S(b0 + p), y1 = fc_load_##S(b1 + p), y2 = fc_load_##S(b2 + p),       \
-                y3 = fc_load_##S(b3 + p);                                                           \
-        acc[0][0] += x0 * y0; acc[0][1] += x0 * y1; acc[0][2] += x0 * y2; acc[0][3] += x0 * y3;     \
-        acc[1][0] += x1 * y0; acc[1][1] += x1 * y1; acc[1][2] += x1 * y2; acc[1][3] += x1 * y3;     \
-        acc[2][0] += x2 * y0; acc[2][1] += x2 * y1; acc[2][2] += x2 * y2; acc[2][3] += x2 * y3;     \
-        acc[3][0] += x3 * y0; acc[3][1] += x3 * y1; acc[3][2] += x3 * y2; acc[3][3] += x3 * y3;     \
-    }                                                                                               \
-    for (i = 0; i < mr; i++) {                                                                      \
-        for (j = 0; j < nr; j++) {                                                                  \
-            T s = 0;                                                                                \
-            for (l = 0; l < L; l++) s += acc[i][j][l];                                              \
-            c[(long)i * ldc + j] += s;                                                              \
-        }                                                                                           \
-    }                                                                                               \
-}
+static inline void fc_store_##S(T *p, V v) { memcpy(p, &v, sizeof v); }
+FC_DEFINE_LOADS(double, d, fc_vd)
+FC_DEFINE_LOADS(float, s, fc_vs)
 
-FC_DEFINE_KERNELS(double, d, fc_vd, FC_LANES_D)
-FC_DEFINE_KERNELS(float, s, fc_vs, FC_LANES_S)
-
-/* Implicit-GEMM variants (no im2col buffer).  Row k of B starts at base + boff[k] (shifted views of one
- * padded, phase-split input); every row must be readable for the full tile width.
+/* Row k of B starts at base + boff[k]; every row must be readable for the full tile width.
  *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0;
  *             contig != 0 promises cmap[j] = cmap[0] + j for the whole tile (vector stores).
  *   igemm_nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T with B rows base + boff[j].                       */
@@ -198,32 +135,6 @@ FC_DEFINE_SUM(double, d, fc_vd, FC_LANES_D)
 FC_DEFINE_SUM(float, s, fc_vs, FC_LANES_S)
 
 #else /* scalar fallback, same contracts */
-#define FC_DEFINE_KERNELS(T, S, L)                                                                  \
-static void fc_gemm_nn_##S(int kd, const T *ap, const T *b, long ldb, T *c, long ldc, int mr,       \
-                           int nc, const T *bias)                                                   \
-{                                                                                                   \
-    int i, j, k;                                                                                    \
-    for (i = 0; i < mr; i++)                                                                        \
-        for (j = 0; j < nc; j++) {                                                                  \
-            T s = 0;                                                                                \
-            for (k = 0; k < kd; k++) s += ap[(long)k * FC_MR + i] * b[(long)k * ldb + j];           \
-            c[(long)i * ldc + j] = s + (bias ? bias[i] : (T)0);                                     \
-        }                                                                                           \
-}                                                                                                   \
-static void fc_gemm_nt_##S(int np, const T *a, long lda, const T *b, long ldb, T *c, long ldc,       \
-                           int mr, int nr)                                                          \
-{                                                                                                   \
-    int i, j, p;                                                                                    \
-    for (i = 0; i < mr; i++)                                                                        \
-        for (j = 0; j < nr; j++) {                                                                  \
-            T s = 0;                                                                                \
-            for (p = 0; p < np; p++) s += a[(long)i * lda + p] * b[(long)j * ldb + p];              \
-            c[(long)i * ldc + j] += s;                                                              \
-        }                                                                                           \
-}
-FC_DEFINE_KERNELS(double, d, FC_LANES_D)
-FC_DEFINE_KERNELS(float, s, FC_LANES_S)
-
 #define FC_DEFINE_IKERNELS(T, S, L)                                                                 \
 static void fc_igemm_nn_##S(int kd, const T *ap, const T *base, const long *boff, T *c, long ldc,   \
                             const long *cmap, int contig, int mr, const T *bias)                    \
