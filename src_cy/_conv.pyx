@@ -155,6 +155,23 @@ cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_
                         dxrow[ow * sw - pw + j] += srcrow[oh * Wo + ow]
 
 
+cdef inline void _nn_tile(Py_ssize_t t, Py_ssize_t ntiles, Py_ssize_t M, Py_ssize_t kd,
+                          const floating *apack, const floating *base, Py_ssize_t b_stride,
+                          const long *boff, floating *out, Py_ssize_t c_stride, Py_ssize_t ldc,
+                          const long *cmap, const int *contig, Py_ssize_t NR,
+                          const floating *bias) noexcept nogil:
+    """Work item t of out[n] = A (M x kd, packed) @ views of base[n]: (sample, column tile, row panel)."""
+    cdef Py_ssize_t MR = FC_MR, mb = (M + FC_MR - 1) // FC_MR
+    cdef Py_ssize_t n = t // (ntiles * mb), rest = t % (ntiles * mb)
+    cdef Py_ssize_t jt = rest // mb, m = rest % mb
+    cdef Py_ssize_t mr = M - m * MR
+    if mr > MR:
+        mr = MR
+    _igemm_nn(<int>kd, apack + m * kd * MR, base + n * b_stride + jt * NR, boff,
+              out + n * c_stride + m * MR * ldc, ldc, cmap + jt * NR, contig[jt], <int>mr,
+              (bias + m * MR) if bias != NULL else NULL)
+
+
 cdef void _pack_a(const floating *A, Py_ssize_t rsa, Py_ssize_t csa, Py_ssize_t M, Py_ssize_t kd,
                   floating *out) noexcept nogil:
     """out[m, k, i] = A[(m*MR + i)*rsa + k*csa] (zero past row M): panels of MR rows for the nn kernel."""
@@ -203,8 +220,9 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     # row offsets for the implicit-GEMM kernels: dy rows (dcols = W^T dy), 4 cols rows (dW), one tile
     cdef long[::1] frow = np.arange(F, dtype=np.int64) * Ppad
     cdef long[::1] krow = np.arange(4, dtype=np.int64) * Ppad
-    cdef long[::1] ident = np.arange(NR, dtype=np.int64)
-    cdef Py_ssize_t n0, cnt, r, n, f, k, t, item, nhb, p0, blk, f0, k0, tid, rest, jt, m, mr
+    cdef long[::1] ident = np.arange(Ppad, dtype=np.int64)
+    cdef int[::1] ones = np.ones(ntl, dtype=np.intc)
+    cdef Py_ssize_t n0, cnt, r, n, f, k, t, item, nhb, p0, blk, f0, k0, tid
     cdef Py_ssize_t HB = DW_BLOCK
     cdef floating acc
     nhb = (Ppad + HB - 1) // HB
@@ -229,15 +247,8 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
             if need_dx:
                 # dcols = W^T @ dy overwrites cols, which dW no longer needs for this chunk.
                 for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
-                    n = t // (ntl * mbk)
-                    rest = t % (ntl * mbk)
-                    jt = rest // mbk
-                    m = rest % mbk
-                    mr = K - m * MR
-                    if mr > MR:
-                        mr = MR
-                    _igemm_nn(<int>F, &apack_t[m * F * MR], &dyp[n, 0, jt * NR], &frow[0],
-                              &cols[n, m * MR, jt * NR], Ppad, &ident[0], 1, <int>mr, NULL)
+                    _nn_tile(t, ntl, K, F, &apack_t[0], &dyp[0, 0, 0], F * Ppad, &frow[0], &cols[0, 0, 0],
+                             K * Ppad, Ppad, &ident[0], &ones[0], NR, NULL)
                 _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
                         Wo, Ppad, nthreads)
     cdef floating *dwp = &dw[0, 0, 0, 0]
@@ -504,7 +515,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
     cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
     _pack_a(&w[0, 0, 0, 0], K, 1, F, K, &apack[0])
-    cdef Py_ssize_t n0, cnt, r, n, c, t, rest, jt, m, mr
+    cdef Py_ssize_t n0, cnt, r, n, c, t
     cdef Py_ssize_t H = g.H, W = g.W, sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
     cdef Py_ssize_t cblock = g.cblock, ntiles = g.ntiles, Wc = g.Wc, ns = g.ns
     cdef const long *boff = &g.boff[0]
@@ -522,15 +533,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                 if c == C - 1 and Sx > C * cblock:
                     memset(&xs[n, C * cblock], 0, (Sx - C * cblock) * sizeof(floating))
             for t in prange(cnt * ntiles * mb, schedule='static'):
-                n = t // (ntiles * mb)
-                rest = t % (ntiles * mb)
-                jt = rest // mb
-                m = rest % mb
-                mr = F - m * MR
-                if mr > MR:
-                    mr = MR
-                _igemm_nn(<int>K, &apack[m * K * MR], &xs[n, jt * NR], boff, &y[n0 + n, m * MR, 0, 0],
-                          P, ymap + jt * NR, ycontig[jt], <int>mr, (bptr + m * MR) if bptr != NULL else NULL)
+                _nn_tile(t, ntiles, F, K, &apack[0], &xs[0, 0], Sx, boff, &y[n0, 0, 0, 0], F * P, P,
+                         ymap, ycontig, NR, bptr)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
