@@ -12,9 +12,10 @@ Two paths:
     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles, thread-local dW summed at the end
     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
-Samples are processed in chunks so the buffers stay near cache size.  Every parallel loop splits work that
-exists even at batch 1 (output tiles, blocks of output positions), so a single image still uses every
-thread.  No BLAS is called, so OpenMP never runs beside a threaded BLAS.
+Samples are processed in chunks so the buffers stay near cache size.  The parallel loops split work that
+exists even at batch 1 (output tiles, blocks of output positions), so one image can use every thread; a
+single image smaller than SERIAL_FLOPS runs on one (measurements below).  No BLAS is called, so OpenMP
+never runs beside a threaded BLAS.
 
 Only ``fastconv.ops`` calls this module; it validates and allocates.  The functions here re-check the
 shape relations they rely on, because the loops below run with bounds checks off.
@@ -49,7 +50,7 @@ cdef extern from "fc_omp.h" nogil:
 CHUNK_BYTES = 4 << 20
 # The implicit path's buffers per chunk: up to IMPLICIT_CHUNK_BYTES, but at least CHUNK_SAMPLES_PER_THREAD
 # samples per thread, because splitting one sample between threads costs more than it saves (3x3 64->64
-# float64 backward at one 2.8 MB sample per chunk: 38 ms, at 8 per chunk: see the commit log).
+# float64 backward, batch 32: one 2.8 MB sample per chunk 38.1 ms, 8 samples per chunk 24.1-26.8 ms).
 IMPLICIT_CHUNK_BYTES = 4 << 20
 CHUNK_SAMPLES_PER_THREAD = 4
 # Output positions per dW work item of the im2col path (a multiple of every tile width).
@@ -193,6 +194,24 @@ def _geometry(x, w, stride, padding):
     return N, C, H, W, F, kh, kw, sh, sw, ph, pw, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
+cdef inline void _finish_item(Py_ssize_t r, const floating *dw_local, Py_ssize_t nt, floating *dw,
+                              Py_ssize_t FK, const floating *dy, Py_ssize_t N, Py_ssize_t F, Py_ssize_t P,
+                              floating *db) noexcept nogil:
+    """Item r of the end of a backward: dw[r] = sum of the nt thread-local dW (r < F*K), else
+    db[f] = sum of dy[:, f] (f = r - F*K)."""
+    cdef Py_ssize_t t, n, f
+    cdef floating acc = 0
+    if r < FK:
+        for t in range(nt):
+            acc = acc + dw_local[t * FK + r]
+        dw[r] = acc
+    else:
+        f = r - FK
+        for n in range(N):
+            acc = acc + _sum(dy + (n * F + f) * P, P)
+        db[f] = acc
+
+
 def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, dx_out, floating[:, :, :, ::1] dw,
                     floating[::1] db, stride, padding, int nthreads):
@@ -222,9 +241,8 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     cdef long[::1] krow = np.arange(4, dtype=np.int64) * Ppad
     cdef long[::1] ident = np.arange(Ppad, dtype=np.int64)
     cdef int[::1] ones = np.ones(ntl, dtype=np.intc)
-    cdef Py_ssize_t n0, cnt, r, n, f, k, t, item, nhb, p0, blk, f0, k0, tid
+    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, f0, k0, tid
     cdef Py_ssize_t HB = DW_BLOCK
-    cdef floating acc
     nhb = (Ppad + HB - 1) // HB
     for n0 in range(0, N, nb):
         cnt = min(nb, N - n0)
@@ -251,19 +269,8 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                              K * Ppad, Ppad, &ident[0], &ones[0], NR, NULL)
                 _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
                         Wo, Ppad, nthreads)
-    cdef floating *dwp = &dw[0, 0, 0, 0]
-    with nogil:
-        for r in prange(F * K, schedule='static', num_threads=nthreads):
-            acc = 0
-            for t in range(nt):
-                acc = acc + (&dw_local[0, 0, 0])[t * F * K + r]
-            dwp[r] = acc
-        for f in prange(F, schedule='static', num_threads=nthreads):
-            acc = 0
-            for n in range(N):
-                for k in range(P):
-                    acc = acc + (&dy[0, 0, 0, 0])[(n * F + f) * P + k]
-            db[f] = acc
+    for r in prange(F * K + F, schedule='static', num_threads=nthreads, nogil=True):
+        _finish_item(r, &dw_local[0, 0, 0], nt, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -366,7 +373,8 @@ cdef class _Plan:
     cdef long[::1] ymap       # Ppad: output index of column p, or -1 (dropped column, tile tail)
     # backward: dy grid per filter is Sd long: T leading zeros, Ho rows Wq wide (zeros past Wo), zeros
     cdef public Py_ssize_t PX, T, Sd, nph, ntx, mbc, tot_a
-    cdef Py_ssize_t[::1] kab, aoff, toff    # per phase: terms, offset of packed A, offset of its boff
+    cdef Py_ssize_t[::1] kha, kwb           # per phase (a, b): taps i' with i'*sh+a < kh, j' with j'*sw+b < kw
+    cdef Py_ssize_t[::1] kab, aoff, toff    # per phase: terms F*kha*kwb, offset of packed A, of its boff
     cdef long[::1] boffx      # terms (f, i', j') of every phase: offset into the dy grid
     cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
     cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
@@ -415,16 +423,18 @@ cdef class _Plan:
         self.nph = sh * sw
         self.ntx = self.PX // NR
         self.mbc = (C + FC_MR - 1) // FC_MR
+        self.kha = np.zeros(self.nph, dtype=np.intp)
+        self.kwb = np.zeros(self.nph, dtype=np.intp)
         self.kab = np.zeros(self.nph, dtype=np.intp)
         self.aoff = np.zeros(self.nph, dtype=np.intp)
         self.toff = np.zeros(self.nph, dtype=np.intp)
-        cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, u, v, yy, xx, tot_t = 0
+        cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0
         self.tot_a = 0
         for q in range(self.nph):
             a, bb = q // sw, q % sw
-            kha = (kh - a + sh - 1) // sh if a < kh else 0
-            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
-            self.kab[q] = F * kha * kwb
+            self.kha[q] = (kh - a + sh - 1) // sh if a < kh else 0
+            self.kwb[q] = (kw - bb + sw - 1) // sw if bb < kw else 0
+            self.kab[q] = F * self.kha[q] * self.kwb[q]
             self.aoff[q] = self.tot_a
             self.toff[q] = tot_t
             self.tot_a += self.mbc * FC_MR * self.kab[q]
@@ -433,12 +443,11 @@ cdef class _Plan:
         self.cmapx = np.empty(self.nph * self.PX, dtype=np.int64)
         for q in range(self.nph):
             a, bb = q // sw, q % sw
-            kha = (kh - a + sh - 1) // sh if a < kh else 0
-            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
             for f in range(F):
-                for ii in range(kha):
-                    for jj in range(kwb):
-                        self.boffx[self.toff[q] + (f * kha + ii) * kwb + jj] = f * self.Sd - (ii * Wq + jj)
+                for ii in range(self.kha[q]):
+                    for jj in range(self.kwb[q]):
+                        self.boffx[self.toff[q] + (f * self.kha[q] + ii) * self.kwb[q] + jj] = \
+                            f * self.Sd - (ii * Wq + jj)
             for p in range(self.PX):
                 u, v = p // Wq, p % Wq
                 yy = u * sh + a - ph
@@ -454,9 +463,7 @@ cdef class _Plan:
         cdef Py_ssize_t C = self.C, kh = self.kh, kw = self.kw, sh = self.sh, sw = self.sw, MR = FC_MR
         for q in range(self.nph):
             a, bb = q // sw, q % sw
-            kha = (kh - a + sh - 1) // sh if a < kh else 0
-            kwb = (kw - bb + sw - 1) // sw if bb < kw else 0
-            kq = self.kab[q]
+            kha, kwb, kq = self.kha[q], self.kwb[q], self.kab[q]
             for f in range(self.F):
                 for ii in range(kha):
                     for jj in range(kwb):
@@ -590,7 +597,6 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef const long *boff = &g.boff[0]
     cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
     cdef Py_ssize_t nfill, nx, spread
-    cdef floating acc
     cdef floating *d
     cdef floating *dwp = &dw[0, 0, 0, 0]
     cdef floating *dwl = &dw_local[0, 0, 0]
@@ -669,12 +675,4 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                               boffx + toff[q], &dx[n0 + n, m * MR, 0, 0], H * W, cmapx + q * PX + jt * NR,
                               xcontig[q * ntx + jt], <int>mr, NULL)
         for r in prange(F * K + F, schedule='static'):
-            acc = 0
-            if r < F * K:
-                for t in range(nt):
-                    acc = acc + dwl[t * F * K + r]
-                dwp[r] = acc
-            else:
-                for n in range(N):
-                    acc = acc + _sum(&dy[n, r - F * K, 0, 0], P)
-                db[r - F * K] = acc
+            _finish_item(r, dwl, nt, dwp, F * K, &dy[0, 0, 0, 0], N, F, P, &db[0])
