@@ -31,6 +31,14 @@ typedef float fc_vs __attribute__((vector_size(FC_VBYTES)));
 #endif
 
 #define FC_LANES_D (FC_VBYTES / 8)
+/* lane counts as plain tokens, for token pasting below */
+#if FC_VBYTES == 64
+#  define FC_NL_D 8
+#  define FC_NL_S 16
+#else
+#  define FC_NL_D 4
+#  define FC_NL_S 8
+#endif
 #define FC_LANES_S (FC_VBYTES / 4)
 #define FC_NR_D (2 * FC_LANES_D) /* columns of C per nn tile: two vectors */
 #define FC_NR_S (2 * FC_LANES_S)
@@ -42,6 +50,61 @@ static inline V fc_load_##S(const T *p) { V v; memcpy(&v, p, sizeof v); return v
 static inline void fc_store_##S(T *p, V v) { memcpy(p, &v, sizeof v); }
 FC_DEFINE_LOADS(double, d, fc_vd)
 FC_DEFINE_LOADS(float, s, fc_vs)
+
+/* Sixteen horizontal sums at once: out[v] = sum of the lanes of acc[v].  Summing each vector on its own
+ * costs L-1 dependent scalar adds plus lane extracts (for float32 on AVX-512, ~30 instructions a sum, more
+ * than the dot products of a small batch-1 tile).  Instead pairs of vectors are folded together: one
+ * level adds the two halves of each block of s lanes of a and of b into one vector (two shuffles, one add),
+ * so log2(L) levels leave all sixteen sums in 16/L vectors (~3 instructions a sum).  Feeding the vectors
+ * in bit-reversed order within groups of L puts the sums in natural order. */
+#if defined(__clang__) || __GNUC__ >= 12
+#  define FC_HAVE_SHUFFLE 1
+#  define FC_LO(o, s, L) ((o) % (s) < (s) / 2 ? (o) / (s) * (s) + (o) % (s) \
+                                              : (L) + (o) / (s) * (s) + (o) % (s) - (s) / 2)
+#  define FC_HI(o, s, L) (FC_LO(o, s, L) + (s) / 2)
+#  define FC_I4(M, s, L) M(0, s, L), M(1, s, L), M(2, s, L), M(3, s, L)
+#  define FC_I8(M, s, L) FC_I4(M, s, L), M(4, s, L), M(5, s, L), M(6, s, L), M(7, s, L)
+#  define FC_I16(M, s, L) FC_I8(M, s, L), M(8, s, L), M(9, s, L), M(10, s, L), M(11, s, L), \
+                          M(12, s, L), M(13, s, L), M(14, s, L), M(15, s, L)
+#  define FC_FOLD(N, a, b, s) (__builtin_shufflevector(a, b, FC_I##N(FC_LO, s, N)) \
+                               + __builtin_shufflevector(a, b, FC_I##N(FC_HI, s, N)))
+#  define FC_LEVEL(N, w, n, s) for (m = 0; m < (n) / 2; m++) w[m] = FC_FOLD(N, w[2 * m], w[2 * m + 1], s);
+#  if FC_VBYTES == 64
+#    define FC_FOLD_ALL(N, w) do { if (N == 16) { FC_LEVEL(N, w, 16, 16) FC_LEVEL(N, w, 8, 8)          \
+                                       FC_LEVEL(N, w, 4, 4) FC_LEVEL(N, w, 2, 2) }                 \
+                                   else { FC_LEVEL(N, w, 16, 8) FC_LEVEL(N, w, 8, 4)                  \
+                                       FC_LEVEL(N, w, 4, 2) } } while (0)
+#  else
+#    define FC_FOLD_ALL(N, w) do { if (N == 8) { FC_LEVEL(N, w, 16, 8) FC_LEVEL(N, w, 8, 4)            \
+                                       FC_LEVEL(N, w, 4, 2) }                                        \
+                                   else { FC_LEVEL(N, w, 16, 4) FC_LEVEL(N, w, 8, 2) } } while (0)
+#  endif
+static const int fc_bitrev_4[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
+static const int fc_bitrev_8[16] = {0, 4, 2, 6, 1, 5, 3, 7, 8, 12, 10, 14, 9, 13, 11, 15};
+static const int fc_bitrev_16[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+#  define FC_BITREV_(N) fc_bitrev_##N
+#  define FC_BITREV(N) FC_BITREV_(N)
+#  define FC_DEFINE_REDUCE16(T, S, V, N)                                                           \
+static inline void fc_reduce16_##S(const V *acc, T *out)                                             \
+{                                                                                                   \
+    V w[16];                                                                                        \
+    int m;                                                                                          \
+    for (m = 0; m < 16; m++) w[m] = acc[FC_BITREV(N)[m]];                                           \
+    FC_FOLD_ALL(N, w);                                                                              \
+    memcpy(out, w, 16 * sizeof(T));                                                                 \
+}
+FC_DEFINE_REDUCE16(double, d, fc_vd, FC_NL_D)
+FC_DEFINE_REDUCE16(float, s, fc_vs, FC_NL_S)
+#else
+#  define FC_DEFINE_REDUCE16(T, S, V, N)                                                           \
+static inline void fc_reduce16_##S(const V *acc, T *out)                                             \
+{                                                                                                   \
+    int v, l;                                                                                       \
+    for (v = 0; v < 16; v++) { out[v] = 0; for (l = 0; l < N; l++) out[v] += acc[v][l]; }           \
+}
+FC_DEFINE_REDUCE16(double, d, fc_vd, FC_NL_D)
+FC_DEFINE_REDUCE16(float, s, fc_vs, FC_NL_S)
+#endif
 
 /* Row k of B starts at base + boff[k]; every row must be readable for the full tile width.
  *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0;
@@ -93,7 +156,8 @@ static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, 
     const T *b0 = base + boff[0], *b1 = base + boff[nr > 1 ? 1 : 0],                                \
             *b2 = base + boff[nr > 2 ? 2 : 0], *b3 = base + boff[nr > 3 ? 3 : 0];                   \
     V acc[4][4];                                                                                    \
-    int i, j, p, l;                                                                                 \
+    T sums[16];                                                                                     \
+    int i, j, p;                                                                                    \
     for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) acc[i][j] = (V){0};                              \
     for (p = 0; p < np; p += L) {                                                                   \
         const V x0 = fc_load_##S(a0 + p), x1 = fc_load_##S(a1 + p), x2 = fc_load_##S(a2 + p),       \
@@ -105,13 +169,10 @@ static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, 
         acc[2][0] += x2 * y0; acc[2][1] += x2 * y1; acc[2][2] += x2 * y2; acc[2][3] += x2 * y3;     \
         acc[3][0] += x3 * y0; acc[3][1] += x3 * y1; acc[3][2] += x3 * y2; acc[3][3] += x3 * y3;     \
     }                                                                                               \
-    for (i = 0; i < mr; i++) {                                                                      \
-        for (j = 0; j < nr; j++) {                                                                  \
-            T s = 0;                                                                                \
-            for (l = 0; l < L; l++) s += acc[i][j][l];                                              \
-            c[(long)i * ldc + j] += s;                                                              \
-        }                                                                                           \
-    }                                                                                               \
+    fc_reduce16_##S(&acc[0][0], sums);                                                              \
+    for (i = 0; i < mr; i++)                                                                        \
+        for (j = 0; j < nr; j++)                                                                    \
+            c[(long)i * ldc + j] += sums[i * 4 + j];                                                \
 }
 
 FC_DEFINE_IKERNELS(double, d, fc_vd, FC_LANES_D)
