@@ -39,6 +39,13 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _is_kernel_ready(a, dtype=None):
+    """True for a C-contiguous float32/float64 ndarray (of ``dtype`` if given): the compiled kernels can
+    take it as it is.  Layers then call them directly; anything else goes through the validating ops."""
+    return (type(a) is np.ndarray and a.dtype in ops._FLOAT_DTYPES and (dtype is None or a.dtype == dtype)
+            and a.flags.c_contiguous)
+
+
 class _ActivationMixin:
     """Applies ``self.activation`` after the layer's linear part and differentiates through it.
 
@@ -53,6 +60,11 @@ class _ActivationMixin:
         if act == "linear":
             return z
         if act == "relu":
+            if _is_kernel_ready(z):  # our own conv/dense output: skip re-validation
+                y = np.empty_like(z)
+                self._mask = np.empty(z.shape, np.bool_)
+                ops._relu_forward_into(z, y, self._mask)
+                return y
             y, self._mask = ops.relu_forward(z)
             return y
         if act == "sigmoid":
@@ -68,6 +80,10 @@ class _ActivationMixin:
         if act == "linear":
             return dy
         if act == "relu":
+            if _is_kernel_ready(dy) and dy.shape == self._mask.shape:
+                dx = np.empty_like(dy)
+                ops._relu_backward_into(dy, self._mask, dx)
+                return dx
             return ops.relu_backward(dy, self._mask)
         y = self._out
         if act == "sigmoid":
@@ -168,14 +184,28 @@ class Conv2D(_WeightedLayer):
         return (F, Ho, Wo)
 
     def forward(self, x, training=False):
-        self._x = x
-        z = ops.conv2d_forward(x, self.params["kernel"], self.params.get("bias"), stride=self.strides, padding=self.padding)
+        w = self.params["kernel"]
+        if _is_kernel_ready(x, w.dtype) and x.ndim == 4 and x.shape[1:] == self.input_shape:
+            # shapes were validated at build: call the kernel directly into a fresh output
+            self._x = x
+            z = np.empty((x.shape[0],) + self.output_shape, x.dtype)
+            if z.size:
+                ops._conv2d_forward_into(x, w, self.params.get("bias"), z, self.strides, self.padding)
+        else:
+            self._x = x
+            z = ops.conv2d_forward(x, w, self.params.get("bias"), stride=self.strides, padding=self.padding)
         return self._activate(z, training)
 
     def backward(self, dy):
         dz = self._activation_backward(dy)
-        dx, dw, db = ops.conv2d_backward(dz, self._x, self.params["kernel"], stride=self.strides,
-                                         padding=self.padding, need_dx=self.need_dx)
+        x, w = self._x, self.params["kernel"]
+        if _is_kernel_ready(dz, w.dtype) and dz.shape == (x.shape[0],) + self.output_shape and dz.size:
+            # gradients go straight into the model's flat gradient buffer
+            dx = np.empty(x.shape, x.dtype) if self.need_dx else None
+            db = self.grads["bias"] if self.use_bias else np.empty(self.filters, x.dtype)
+            ops._conv2d_backward_into(dz, x, w, dx, self.grads["kernel"], db, self.strides, self.padding)
+            return dx
+        dx, dw, db = ops.conv2d_backward(dz, x, w, stride=self.strides, padding=self.padding, need_dx=self.need_dx)
         self.grads["kernel"][...] = dw
         if self.use_bias:
             self.grads["bias"][...] = db
@@ -216,9 +246,10 @@ class Dense(_WeightedLayer):
 
     def backward(self, dy):
         dz = self._activation_backward(dy)
-        np.matmul(dz.T, self._x, out=self.grads["kernel"])
+        # np.dot, not matmul: at batch 1 (an outer product) matmul takes 7.3 us here, dot 2.3 us
+        np.dot(dz.T, self._x, out=self.grads["kernel"])
         if self.use_bias:
-            np.sum(dz, axis=0, out=self.grads["bias"])
+            np.add.reduce(dz, axis=0, out=self.grads["bias"])
         return dz @ self.params["kernel"] if self.need_dx else None
 
     def get_config(self):

@@ -22,47 +22,98 @@ from libc.math cimport sqrt, sqrtf
 PARALLEL_MIN = 1 << 15
 
 
+# Elements per parallel work item.  The per-element loops below are plain C loops over raw pointers
+# (no OpenMP bookkeeping inside, options fixed per loop), which the compiler vectorises: 9,586 float64
+# parameters (seed 000's CNN) 10.7 -> 3.5 us a step.
+cdef enum:
+    BLOCK = 8192
+
+
+cdef struct _Coef:
+    double b1, c1, b2, c2, ss, bc2s, e, wd, df
+
+
+cdef void _adam_block(floating *p, const floating *g_in, floating *m, floating *v, floating *vmax,
+                      Py_ssize_t n, _Coef k, bint l2, bint shrink, bint eps_hat) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating b1 = <floating>k.b1, c1 = <floating>k.c1, b2 = <floating>k.b2, c2 = <floating>k.c2
+    cdef floating ss = <floating>k.ss, bc2s = <floating>k.bc2s, e = <floating>k.e
+    cdef floating wd = <floating>k.wd, df = <floating>k.df
+    cdef floating g, pi, mi, vi, d
+    if vmax != NULL or l2 or shrink:   # the general loop (AMSGrad, weight decay)
+        for i in range(n):
+            pi = p[i]
+            g = g_in[i]
+            if l2:
+                g = g + wd * pi
+            if shrink:
+                pi = pi * df
+            mi = b1 * m[i] + c1 * g
+            vi = b2 * v[i] + c2 * g * g
+            m[i] = mi
+            v[i] = vi
+            if vmax != NULL:
+                if vi > vmax[i] or vi != vi:
+                    vmax[i] = vi
+                vi = vmax[i]
+            d = _sqrt(vi)
+            if not eps_hat:
+                d = d / bc2s
+            d = d + e
+            p[i] = pi - ss * mi / d
+    elif eps_hat:                       # Kingma-Ba / Keras form (seed 000)
+        for i in range(n):
+            g = g_in[i]
+            mi = b1 * m[i] + c1 * g
+            vi = b2 * v[i] + c2 * g * g
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] - ss * mi / (_sqrt(vi) + e)
+    else:                               # torch.optim.Adam defaults
+        for i in range(n):
+            g = g_in[i]
+            mi = b1 * m[i] + c1 * g
+            vi = b2 * v[i] + c2 * g * g
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] - ss * mi / (_sqrt(vi) / bc2s + e)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is double:
+        return sqrt(x)
+    else:
+        return sqrtf(x)
+
+
 def adam_update(floating[::1] p, const floating[::1] g_in, floating[::1] m, floating[::1] v, vmax_in,
                 double beta1, double one_minus_beta1, double beta2, double one_minus_beta2,
                 double step_size, double bc2_sqrt, double eps, double weight_decay, double decay_factor,
                 bint decoupled, bint eps_hat, int nthreads):
-    cdef Py_ssize_t i, n = p.shape[0]
+    cdef Py_ssize_t b, n = p.shape[0]
     if g_in.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
         raise ValueError("adam_update: arrays of different lengths reached the compiled kernel")
     cdef floating[::1] vmax
-    cdef bint amsgrad = vmax_in is not None
-    if amsgrad:
+    cdef floating *vp = NULL
+    if vmax_in is not None:
         vmax = vmax_in
         if vmax.shape[0] != n:
             raise ValueError("adam_update: vmax length differs from param")
-    cdef floating b1 = <floating>beta1, c1 = <floating>one_minus_beta1
-    cdef floating b2 = <floating>beta2, c2 = <floating>one_minus_beta2
-    cdef floating ss = <floating>step_size, bc2s = <floating>bc2_sqrt, e = <floating>eps
-    cdef floating wd = <floating>weight_decay, df = <floating>decay_factor
-    cdef floating g, pi, mi, vi, d
+        if n:
+            vp = &vmax[0]
+    if n == 0:
+        return
+    cdef _Coef k
+    k.b1, k.c1, k.b2, k.c2 = beta1, one_minus_beta1, beta2, one_minus_beta2
+    k.ss, k.bc2s, k.e, k.wd, k.df = step_size, bc2_sqrt, eps, weight_decay, decay_factor
     cdef bint l2 = weight_decay != 0 and not decoupled
     cdef bint shrink = weight_decay != 0 and decoupled
     cdef int nt = nthreads if n >= PARALLEL_MIN else 1
-    for i in prange(n, schedule='static', num_threads=nt, nogil=True):
-        pi = p[i]
-        g = g_in[i]
-        if l2:
-            g = g + wd * pi
-        if shrink:
-            pi = pi * df
-        mi = b1 * m[i] + c1 * g
-        vi = b2 * v[i] + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        if amsgrad:
-            if vi > vmax[i] or vi != vi:
-                vmax[i] = vi
-            vi = vmax[i]
-        if floating is double:
-            d = sqrt(vi)
-        else:
-            d = sqrtf(vi)
-        if not eps_hat:
-            d = d / bc2s
-        d = d + e
-        p[i] = pi - ss * mi / d
+    cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
+    if nt == 1:
+        _adam_block(&p[0], &g_in[0], &m[0], &v[0], vp, n, k, l2, shrink, eps_hat)
+        return
+    for b in prange(nb, schedule='static', num_threads=nt, nogil=True):
+        _adam_block(&p[b * BLOCK], &g_in[b * BLOCK], &m[b * BLOCK], &v[b * BLOCK],
+                    (vp + b * BLOCK) if vp != NULL else NULL, min(BLOCK, n - b * BLOCK), k, l2, shrink,
+                    eps_hat)

@@ -53,6 +53,9 @@ CHUNK_BYTES = 4 << 20
 # float64 backward, batch 32: one 2.8 MB sample per chunk 38.1 ms, 8 samples per chunk 24.1-26.8 ms).
 IMPLICIT_CHUNK_BYTES = 4 << 20
 CHUNK_SAMPLES_PER_THREAD = 4
+# Workspaces up to this size are kept by the plan and reused (at batch 1 the allocations and buffer
+# set-up were ~1/3 of a seed conv's time); larger ones are allocated per call.
+WORKSPACE_CACHE_BYTES = 1 << 20
 # Output positions per dW work item of the im2col path (a multiple of every tile width).
 DW_BLOCK = 128
 # A single sample with fewer multiply-adds than this (2*F*K*Ho*Wo flops) runs on one thread: splitting
@@ -382,6 +385,10 @@ cdef class _Plan:
     cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
     cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
     cdef int[::1] xcontig     # nph * ntx: same for the tiles of cmapx
+    # a reusable workspace (see workspace()); busy is only read and set while holding the GIL
+    cdef object ws
+    cdef unsigned char[::1] wsv
+    cdef bint busy
 
     def __init__(self, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t kh,
                  Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR):
@@ -477,24 +484,56 @@ cdef class _Plan:
                                 apx[self.aoff[q] + (m * kq + tt) * MR + i] = \
                                     w[((f * C + c) * kh + ii * sh + a) * kw + jj * sw + bb] if c < C else 0
 
-    def threads(self, Py_ssize_t N, int nthreads):
+    cdef int threads(self, Py_ssize_t N, int nthreads):
         """Threads to use: one for a single small sample (see SERIAL_FLOPS), else ``nthreads``."""
         if N == 1 and 2 * self.F * self.K * self.P < SERIAL_FLOPS:
             return 1
         return nthreads
 
-    def chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample, int nthreads):
+    cdef Py_ssize_t chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample, int nthreads):
         """Samples per chunk (see IMPLICIT_CHUNK_BYTES)."""
         return max(1, min(N, max(IMPLICIT_CHUNK_BYTES // max(1, bytes_per_sample),
                                  CHUNK_SAMPLES_PER_THREAD * nthreads)))
+
+    cdef unsigned char *workspace(self, Py_ssize_t nbytes, list keep):
+        """A 64-byte aligned scratch buffer of ``nbytes`` (uninitialised), called with the GIL held.
+
+        Up to WORKSPACE_CACHE_BYTES the plan keeps its buffer and hands it to one call at a time
+        (``keep`` gets the plan: the caller calls release() when done); a concurrent call or a larger
+        request gets a fresh array, kept alive in ``keep``.
+        """
+        cdef unsigned char[::1] v
+        cdef Py_ssize_t addr
+        if nbytes <= WORKSPACE_CACHE_BYTES and not self.busy:
+            if self.ws is None or self.wsv.shape[0] < nbytes + 64:
+                self.ws = np.empty(nbytes + 64, dtype=np.uint8)
+                self.wsv = self.ws
+            self.busy = True
+            keep.append(self)
+            v = self.wsv
+        else:
+            arr = np.empty(nbytes + 64, dtype=np.uint8)
+            keep.append(arr)
+            v = arr
+        addr = <Py_ssize_t>&v[0]
+        return &v[0] + ((-addr) & 63)
+
+    cdef void release(self):
+        self.busy = False
 
 
 _plans = {}
 
 
-cdef _Plan _plan(x, w, stride, padding, Py_ssize_t NR):
-    """The cached plan for this geometry (a few tables; built once per layer shape)."""
-    N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo = _geometry(x, w, stride, padding)
+cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t Cw, Py_ssize_t kh,
+                 Py_ssize_t kw, stride, padding, Py_ssize_t NR):
+    """The cached plan for this geometry (a few tables; built once per layer shape), after checking
+    the shape relations the loops rely on."""
+    cdef Py_ssize_t sh, sw, ph, pw
+    sh, sw = stride
+    ph, pw = padding
+    if Cw != C or sh < 1 or sw < 1 or ph < 0 or pw < 0 or kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ValueError("conv2d: inconsistent shapes reached the compiled kernel")
     key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
     plan = _plans.get(key)
     if plan is None:
@@ -504,11 +543,21 @@ cdef _Plan _plan(x, w, stride, padding, Py_ssize_t NR):
     return plan
 
 
+cdef inline Py_ssize_t _al(Py_ssize_t nbytes) noexcept nogil:
+    """nbytes rounded up to a multiple of 64 (each workspace part starts on a cache line)."""
+    return (nbytes + 63) & ~(<Py_ssize_t>63)
+
+
+cdef inline void _release(list keep):
+    if keep and isinstance(keep[0], _Plan):
+        (<_Plan>keep[0]).release()
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
                    floating[:, :, :, ::1] y, stride, padding, int nthreads):
     """y = conv2d(x, w) + b into the preallocated ``y``; ``b`` is None or a contiguous (F,) array."""
-    dtype = np.float64 if floating is double else np.float32
-    cdef _Plan g = _plan(x, w, stride, padding, FC_NR_D if floating is double else FC_NR_S)
+    cdef _Plan g = _plan(x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[1], w.shape[2], w.shape[3],
+                         stride, padding, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = x.shape[0], C = g.C, F = g.F, K = g.K, P = g.P, NR = g.NR, Sx = g.Sx
     nthreads = g.threads(N, nthreads)
     if y.shape[0] != N or y.shape[1] != F or y.shape[2] != g.Ho or y.shape[3] != g.Wo:
@@ -521,10 +570,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = &bias[0]
     cdef Py_ssize_t nb = g.chunk(N, Sx * sizeof(floating), nthreads)
-    cdef floating[:, ::1] xs = np.empty((nb, Sx), dtype=dtype)
     cdef Py_ssize_t MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
-    cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
-    _pack_a(&w[0, 0, 0, 0], K, 1, F, K, &apack[0])
+    cdef Py_ssize_t xs_bytes = _al(nb * Sx * sizeof(floating))
+    cdef list keep = []
+    cdef unsigned char *ws = g.workspace(xs_bytes + mb * MR * K * sizeof(floating), keep)
+    cdef floating *xs = <floating *>ws                    # nb x Sx: the phase-split samples
+    cdef floating *apack = <floating *>(ws + xs_bytes)    # W in panels of MR rows
     cdef Py_ssize_t n0, cnt, r, n, c, t
     cdef Py_ssize_t H = g.H, W = g.W, sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
     cdef Py_ssize_t cblock = g.cblock, ntiles = g.ntiles, Wc = g.Wc, ns = g.ns
@@ -532,27 +583,33 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef const long *ymap = &g.ymap[0]
     cdef const int *ycontig = &g.ycontig[0]
     cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
-    with nogil, parallel(num_threads=nthreads):
-        for ci in range(nchunks):
-            n0 = ci * nb
-            cnt = min(nb, N - n0)
-            for r in prange(cnt * C, schedule='static'):
-                n = r // C
-                c = r % C
-                _split_shifts(&x[n0 + n, c, 0, 0], &xs[n, c * cblock], H, W, sh, sw, ph, pw, Hq, Wc, ns)
-                if c == C - 1 and Sx > C * cblock:
-                    memset(&xs[n, C * cblock], 0, (Sx - C * cblock) * sizeof(floating))
-            for t in prange(cnt * ntiles * mb, schedule='static'):
-                _nn_tile(t, ntiles, F, K, &apack[0], &xs[0, 0], Sx, boff, &y[n0, 0, 0, 0], F * P, P,
-                         ymap, ycontig, NR, bptr)
+    try:
+        with nogil:
+            _pack_a(&w[0, 0, 0, 0], K, 1, F, K, apack)
+            with parallel(num_threads=nthreads):
+                for ci in range(nchunks):
+                    n0 = ci * nb
+                    cnt = min(nb, N - n0)
+                    for r in prange(cnt * C, schedule='static'):
+                        n = r // C
+                        c = r % C
+                        _split_shifts(&x[n0 + n, c, 0, 0], xs + n * Sx + c * cblock, H, W, sh, sw, ph, pw,
+                                      Hq, Wc, ns)
+                        if c == C - 1 and Sx > C * cblock:
+                            memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
+                    for t in prange(cnt * ntiles * mb, schedule='static'):
+                        _nn_tile(t, ntiles, F, K, apack, xs, Sx, boff, &y[n0, 0, 0, 0], F * P, P,
+                                 ymap, ycontig, NR, bptr)
+    finally:
+        _release(keep)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, dx_out, floating[:, :, :, ::1] dw,
                     floating[::1] db, stride, padding, int nthreads):
     """Fill ``dw``, ``db`` and, unless ``dx_out`` is None, ``dx_out`` (every element is written)."""
-    dtype = np.float64 if floating is double else np.float32
-    cdef _Plan g = _plan(x, w, stride, padding, FC_NR_D if floating is double else FC_NR_S)
+    cdef _Plan g = _plan(x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[1], w.shape[2], w.shape[3],
+                         stride, padding, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = x.shape[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
     nthreads = g.threads(N, nthreads)
     if (dy.shape[0] != N or dy.shape[1] != F or dy.shape[2] != g.Ho or dy.shape[3] != g.Wo
@@ -574,23 +631,46 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         _backward_im2col(dy, x, w, dx_out, dw, db, stride, padding, nthreads)
         return
 
+    cdef Py_ssize_t K = g.K, Sx = g.Sx, Ppad = g.Ppad
+    cdef Py_ssize_t Sd = g.Sd if need_dx else 0
+    # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
+    cdef bint own_dyp = not (need_dx and g.ns == 1)
+    cdef Py_ssize_t Sp = F * Ppad if own_dyp else 0, Sf = F * Sd
+    cdef Py_ssize_t nb = g.chunk(N, (Sx + Sp + Sf) * sizeof(floating), nthreads)
+    cdef int nt = max(1, nthreads)
+    cdef Py_ssize_t fs = sizeof(floating)
+    cdef Py_ssize_t o_dyp = _al(nb * Sx * fs), o_dyf = o_dyp + _al(nb * Sp * fs)
+    cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs), o_apx = o_dwl + _al(nt * F * K * fs)
+    cdef list keep = []
+    cdef unsigned char *ws = g.workspace(o_apx + g.tot_a * fs, keep)
+    cdef floating *xs = <floating *>ws                 # nb x Sx: the phase-split samples
+    cdef floating *dyp = <floating *>(ws + o_dyp)      # nb x Sp: dy on the plan's columns (dW)
+    cdef floating *dyf = <floating *>(ws + o_dyf)      # nb x Sf: dy on the dx grid
+    cdef floating *dwl = <floating *>(ws + o_dwl)      # nt x F x K: per-thread dW
+    cdef floating *apx = <floating *>(ws + o_apx)      # w packed phase by phase (dx)
+    try:
+        with nogil:
+            if need_dx:
+                g.pack_dx_weights(&w[0, 0, 0, 0], apx)
+            _backward_implicit(g, &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &dx[0, 0, 0, 0] if need_dx else NULL,
+                               &dw[0, 0, 0, 0], &db[0], N, nb, nt, own_dyp, need_dx, xs, dyp, Sp, dyf, dwl, apx)
+    finally:
+        _release(keep)
+
+
+cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, floating *dx, floating *dwp,
+                             floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, bint own_dyp, bint need_dx, floating *xs,
+                             floating *dyp, Py_ssize_t Sp, floating *dyf, floating *dwl,
+                             const floating *apx) noexcept nogil:
+    """The parallel part of conv2d_backward on the workspace it laid out."""
+    cdef int nthreads = nt
+    cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
     cdef Py_ssize_t cblock = g.cblock, ns = g.ns, Wc = g.Wc, Ppad = g.Ppad, T = g.T
-    cdef Py_ssize_t Sd = g.Sd if need_dx else 0
+    cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
-    # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
-    cdef bint own_dyp = not (need_dx and g.ns == 1)
     cdef Py_ssize_t Sa = Ppad if own_dyp else Sd, Ta = 0 if own_dyp else T
-    cdef Py_ssize_t nb = g.chunk(N, (Sx + F * ((Ppad if own_dyp else 0) + Sd)) * sizeof(floating), nthreads)
-    cdef floating[:, ::1] xs = np.empty((nb, Sx), dtype=dtype)
-    cdef floating[:, ::1] dyp = np.empty((nb, F * Ppad if own_dyp else 1), dtype=dtype)
-    cdef floating[:, ::1] dyf = np.empty((nb, max(1, F * Sd)), dtype=dtype)  # dy on the dx grid
-    cdef int nt = max(1, nthreads)
-    cdef floating[:, :, ::1] dw_local = np.empty((nt, F, K), dtype=dtype)
-    cdef floating[::1] apx = np.empty(max(1, g.tot_a), dtype=dtype)
-    if need_dx:
-        g.pack_dx_weights(&w[0, 0, 0, 0], &apx[0])
     cdef const Py_ssize_t *kab = &g.kab[0]
     cdef const Py_ssize_t *aoff = &g.aoff[0]
     cdef const Py_ssize_t *toff = &g.toff[0]
@@ -601,10 +681,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
     cdef Py_ssize_t nfill, nx, spread
     cdef floating *d
-    cdef floating *dwp = &dw[0, 0, 0, 0]
-    cdef floating *dwl = &dw_local[0, 0, 0]
     cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
-    with nogil, parallel(num_threads=nthreads):
+    with parallel(num_threads=nthreads):
         for ci in range(nchunks):
             n0 = ci * nb
             cnt = min(nb, N - n0)
@@ -624,26 +702,26 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 if n >= cnt:             # the per-thread dW accumulators, once per call
                     memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
                 elif c < C:              # shifted phase planes (and the zero tail of each sample)
-                    _split_shifts(&x[n0 + n, c, 0, 0], &xs[n, c * cblock], H, W, sh, sw, ph, pw, Hq, Wc,
-                                  ns)
+                    _split_shifts(x + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw, ph, pw, Hq,
+                                  Wc, ns)
                     if c == C - 1 and Sx > C * cblock:
-                        memset(&xs[n, C * cblock], 0, (Sx - C * cblock) * sizeof(floating))
+                        memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
                 else:                    # dy rows for dW; dy on the dx grid
                     f = c - C
                     if own_dyp:
-                        d = &dyp[n, f * Ppad]
+                        d = dyp + n * Sp + f * Ppad
                         if Wc == Wo:
-                            memcpy(d, &dy[n0 + n, f, 0, 0], P * sizeof(floating))
+                            memcpy(d, dy + ((n0 + n) * F + f) * P, P * sizeof(floating))
                         else:
                             for oh in range(Ho):
-                                memcpy(d + oh * Wc, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
+                                memcpy(d + oh * Wc, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
                                 memset(d + oh * Wc + Wo, 0, (Wc - Wo) * sizeof(floating))
                         memset(d + Ho * Wc, 0, (Ppad - Ho * Wc) * sizeof(floating))
                     if need_dx:
-                        d = &dyf[n, f * Sd]
+                        d = dyf + n * Sf + f * Sd
                         memset(d, 0, T * sizeof(floating))
                         for oh in range(Ho):
-                            memcpy(d + T + oh * Wq, &dy[n0 + n, f, oh, 0], Wo * sizeof(floating))
+                            memcpy(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
                             memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
                         memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
             nx = nph * ntx * mbc if need_dx else 0   # dx items per sample
@@ -661,8 +739,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                         blk = HB
                     for f0 in range(0, F, 4):
                         for k0 in range(0, K, 4):
-                            _igemm_nt(<int>blk, (&dyp[n, 0] if own_dyp else &dyf[n, 0]) + f0 * Sa + Ta + p0,
-                                      Sa, &xs[n, p0], boff + k0,
+                            _igemm_nt(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + f0 * Sa + Ta + p0,
+                                      Sa, xs + n * Sx + p0, boff + k0,
                                       dwl + (tid * F + f0) * K + k0, K, <int>min(4, F - f0),
                                       <int>min(4, K - k0))
                 else:
@@ -674,8 +752,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     mr = C - m * MR
                     if mr > MR:
                         mr = MR
-                    _igemm_nn(<int>kab[q], &apx[aoff[q] + m * kab[q] * MR], &dyf[n, T + jt * NR],
-                              boffx + toff[q], &dx[n0 + n, m * MR, 0, 0], H * W, cmapx + q * PX + jt * NR,
+                    _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + jt * NR,
+                              boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W, cmapx + q * PX + jt * NR,
                               xcontig[q * ntx + jt], <int>mr, NULL)
         for r in prange(F * K + F, schedule='static'):
-            _finish_item(r, dwl, nt, dwp, F * K, &dy[0, 0, 0, 0], N, F, P, &db[0])
+            _finish_item(r, dwl, nt, dwp, F * K, dy, N, F, P, db)
