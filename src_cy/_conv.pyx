@@ -197,19 +197,32 @@ def _geometry(x, w, stride, padding):
     return N, C, H, W, F, kh, kw, sh, sw, ph, pw, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
+cdef enum:
+    FINISH_BLOCK = 512   # dW elements per item of the final reduction
+
+
+cdef inline Py_ssize_t _finish_items(Py_ssize_t FK, Py_ssize_t F, bint reduce) noexcept nogil:
+    """Work items of _finish_item: blocks of the dW reduction (when there is one), then one per filter."""
+    return ((FK + FINISH_BLOCK - 1) // FINISH_BLOCK if reduce else 0) + F
+
+
 cdef inline void _finish_item(Py_ssize_t r, const floating *dw_local, Py_ssize_t nt, floating *dw,
                               Py_ssize_t FK, const floating *dy, Py_ssize_t N, Py_ssize_t F, Py_ssize_t P,
-                              floating *db) noexcept nogil:
-    """Item r of the end of a backward: dw[r] = sum of the nt thread-local dW (r < F*K), else
-    db[f] = sum of dy[:, f] (f = r - F*K)."""
-    cdef Py_ssize_t t, n, f
+                              floating *db, bint reduce) noexcept nogil:
+    """Item r of the end of a backward: a block of dw = the sum of the nt thread-local dW (``reduce``;
+    a single thread accumulates into dw itself), then db[f] = sum of dy[:, f]."""
+    cdef Py_ssize_t t, n, f, i, lo, hi, nblk = (FK + FINISH_BLOCK - 1) // FINISH_BLOCK if reduce else 0
     cdef floating acc = 0
-    if r < FK:
-        for t in range(nt):
-            acc = acc + dw_local[t * FK + r]
-        dw[r] = acc
+    if r < nblk:
+        lo = r * FINISH_BLOCK
+        hi = min(lo + FINISH_BLOCK, FK)
+        for i in range(lo, hi):
+            dw[i] = dw_local[i]
+        for t in range(1, nt):
+            for i in range(lo, hi):
+                dw[i] = dw[i] + dw_local[t * FK + i]
     else:
-        f = r - FK
+        f = r - nblk
         for n in range(N):
             acc = acc + _sum(dy + (n * F + f) * P, P)
         db[f] = acc
@@ -272,8 +285,9 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                              K * Ppad, Ppad, &ident[0], &ones[0], NR, NULL)
                 _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
                         Wo, Ppad, nthreads)
-    for r in prange(F * K + F, schedule='static', num_threads=nthreads, nogil=True):
-        _finish_item(r, &dw_local[0, 0, 0], nt, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0])
+    for r in prange(_finish_items(F * K, F, True), schedule='static', num_threads=nthreads, nogil=True):
+        _finish_item(r, &dw_local[0, 0, 0], nt, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0],
+                     True)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -640,13 +654,14 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef int nt = max(1, nthreads)
     cdef Py_ssize_t fs = sizeof(floating)
     cdef Py_ssize_t o_dyp = _al(nb * Sx * fs), o_dyf = o_dyp + _al(nb * Sp * fs)
-    cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs), o_apx = o_dwl + _al(nt * F * K * fs)
+    cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs), o_apx = o_dwl + (_al(nt * F * K * fs) if nt > 1 else 0)
     cdef list keep = []
     cdef unsigned char *ws = g.workspace(o_apx + g.tot_a * fs, keep)
     cdef floating *xs = <floating *>ws                 # nb x Sx: the phase-split samples
     cdef floating *dyp = <floating *>(ws + o_dyp)      # nb x Sp: dy on the plan's columns (dW)
     cdef floating *dyf = <floating *>(ws + o_dyf)      # nb x Sf: dy on the dx grid
-    cdef floating *dwl = <floating *>(ws + o_dwl)      # nt x F x K: per-thread dW
+    # nt x F x K: per-thread dW; one thread accumulates into dw itself
+    cdef floating *dwl = <floating *>(ws + o_dwl) if nt > 1 else &dw[0, 0, 0, 0]
     cdef floating *apx = <floating *>(ws + o_apx)      # w packed phase by phase (dx)
     try:
         with nogil:
@@ -755,5 +770,5 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + jt * NR,
                               boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W, cmapx + q * PX + jt * NR,
                               xcontig[q * ntx + jt], <int>mr, NULL)
-        for r in prange(F * K + F, schedule='static'):
-            _finish_item(r, dwl, nt, dwp, F * K, dy, N, F, P, db)
+        for r in prange(_finish_items(F * K, F, nt > 1), schedule='static'):
+            _finish_item(r, dwl, nt, dwp, F * K, dy, N, F, P, db, nt > 1)
