@@ -203,7 +203,11 @@ class Sequential:
         n = out.shape[0]
         if self.loss == "sparse_categorical_crossentropy":
             if fused:
-                return ops.softmax_cross_entropy(out.reshape(n, -1), y)
+                logits = out.reshape(n, -1)
+                if (getattr(self, "_labels_checked", None) is y and logits.flags.c_contiguous
+                        and logits.dtype in ops._FLOAT_DTYPES):
+                    return ops._softmax_cross_entropy_unchecked(logits, y)
+                return ops.softmax_cross_entropy(logits, y)
             p = np.clip(out.reshape(n, -1), 1e-12, None)
             g = np.zeros_like(p)
             g[np.arange(n), y] = -1.0 / (p[np.arange(n), y] * n)
@@ -253,15 +257,22 @@ class Sequential:
                 raise ValueError(f"labels must lie in [0, {k}) for a model with {k} outputs; found {y.min()}..{y.max()}")
         return y
 
-    def _accuracy(self, out, y, logits=False):
-        """Fraction correct; ``logits`` says the outputs are pre-activation (fused training pass)."""
+    def _correct(self, out, y, logits=False):
+        """Number of correct predictions (count_nonzero: 0.9 us at batch 1, np.mean 3.0 us);
+        ``logits`` says the outputs are pre-activation (fused training pass)."""
         n = out.shape[0]
         if self.loss == "sparse_categorical_crossentropy":
-            return float(np.mean(out.reshape(n, -1).argmax(axis=1) == y))
+            return np.count_nonzero(out.reshape(n, -1).argmax(axis=1) == y)
         if self.loss == "categorical_crossentropy":
-            return float(np.mean(out.reshape(n, -1).argmax(axis=1) == y.reshape(n, -1).argmax(axis=1)))
+            return np.count_nonzero(out.reshape(n, -1).argmax(axis=1) == y.reshape(n, -1).argmax(axis=1))
         threshold = 0.0 if logits else 0.5
-        return float(np.mean((out.reshape(n, -1) > threshold) == (y.reshape(n, -1) > 0.5)))
+        return np.count_nonzero((out.reshape(n, -1) > threshold) == (y.reshape(n, -1) > 0.5))
+
+    def _accuracy(self, out, y, logits=False):
+        """Fraction correct (per output for the binary and regression losses)."""
+        total = out.shape[0] if self.loss in ("sparse_categorical_crossentropy", "categorical_crossentropy") \
+            else out.size
+        return self._correct(out, y, logits) / max(1, total)
 
     def compute_gradients(self, x, y):
         """Loss on (x, y) in training mode and its gradient: a copy of the flat gradient buffer."""
@@ -302,17 +313,21 @@ class Sequential:
         history = History()
         n = len(x)
         logits = self._fused()  # training outputs are pre-activation when the loss is fused
+        # accuracy counts outputs for the binary/regression losses and samples for the categorical ones
+        per_sample = 1.0 if self.loss in ("sparse_categorical_crossentropy", "categorical_crossentropy") else \
+            1.0 / max(1, int(np.prod(self.output_shape)))
         for epoch in range(epochs):
             order = self.rng.permutation(n) if shuffle else np.arange(n)
             progress = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
             total_loss = total_correct = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                xb, yb = x[idx], y[idx]
+                xb, yb = x.take(idx, axis=0), y.take(idx, axis=0)  # take: 0.3 us at batch 1, x[idx] 0.9
+                self._labels_checked = yb  # checked by _prepare_y above: the loss can skip the range check
                 loss, out = self.train_on_batch(xb, yb)
                 total_loss += loss * len(idx)
                 if self.metrics:
-                    total_correct += self._accuracy(out, yb, logits=logits) * len(idx)
+                    total_correct += self._correct(out, yb, logits=logits) * per_sample
                 if verbose:
                     seen = min(n, start + batch_size)
                     stats = {"loss": f"{total_loss / seen:.4f}"}

@@ -422,7 +422,12 @@ def softmax_cross_entropy(logits, labels):
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
         bad = labels[(labels < 0) | (labels >= logits.shape[1])][0]
         raise ValueError(f"labels must lie in [0, {logits.shape[1]}), found {bad}")
+    return _softmax_cross_entropy_unchecked(logits, np.ascontiguousarray(labels, dtype=np.int64))
+
+
+def _softmax_cross_entropy_unchecked(logits, labels):
+    """softmax_cross_entropy for C-contiguous float logits (N, K) and int64 labels already known to lie in
+    [0, K) (the model checks its labels once per fit); the kernel still checks the lengths."""
     dlogits = np.empty_like(logits)
-    loss = _softmax_ce.softmax_cross_entropy(logits, np.ascontiguousarray(labels, dtype=np.int64), dlogits,
-                                             _num_threads)
+    loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, _num_threads)
     return loss, dlogits
