@@ -97,8 +97,13 @@ def _pair(value, name, minimum):
 
 def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0):
     """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry."""
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
+    return _output_shape(input_shape, weight_shape, _pair(stride, "stride", 1), _pair(padding, "padding", 0))
+
+
+def _output_shape(input_shape, weight_shape, stride, padding):
+    """conv2d_output_shape for stride and padding already checked pairs."""
+    sh, sw = stride
+    ph, pw = padding
     N, C, H, W = input_shape
     F, Cw, kh, kw = weight_shape
     if Cw != C:
@@ -138,13 +143,15 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     """
     x = _float_array(x, "x", 4)
     w = _float_array(w, "w", 4)
-    _same_dtype(x, "x", w=w)
+    if w.dtype != x.dtype:
+        _same_dtype(x, "x", w=w)
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
-    shape = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    shape = _output_shape(x.shape, w.shape, stride, padding)
     if b is not None:
         b = _float_array(b, "b", 1)
-        _same_dtype(x, "x", b=b)
+        if b.dtype != x.dtype:
+            _same_dtype(x, "x", b=b)
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
     y = np.empty(shape, dtype=x.dtype)
@@ -169,15 +176,18 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     x = _float_array(x, "x", 4)
     w = _float_array(w, "w", 4)
     dy = _float_array(dy, "dy", 4)
-    _same_dtype(x, "x", w=w, dy=dy)
+    if w.dtype != x.dtype or dy.dtype != x.dtype:
+        _same_dtype(x, "x", w=w, dy=dy)
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
-    shape = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    shape = _output_shape(x.shape, w.shape, stride, padding)
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the convolution output has shape {shape}")
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
-    dw = np.zeros(w.shape, dtype=x.dtype)
-    db = np.zeros(w.shape[0], dtype=x.dtype)
+    # the kernel writes every element of dw and db; an empty batch has zero gradients
+    alloc = np.empty if dy.size else np.zeros
+    dw = alloc(w.shape, dtype=x.dtype)
+    db = alloc(w.shape[0], dtype=x.dtype)
     if dy.size:
         _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, _num_threads)
     return dx, dw, db
