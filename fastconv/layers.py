@@ -199,7 +199,8 @@ class Conv2D(_WeightedLayer):
     def backward(self, dy):
         dz = self._activation_backward(dy)
         x, w = self._x, self.params["kernel"]
-        if _is_kernel_ready(dz, w.dtype) and dz.shape == (x.shape[0],) + self.output_shape and dz.size:
+        if (_is_kernel_ready(dz, w.dtype) and _is_kernel_ready(x, w.dtype)
+                and dz.shape == (x.shape[0],) + self.output_shape and dz.size):
             # gradients go straight into the model's flat gradient buffer
             dx = np.empty(x.shape, x.dtype) if self.need_dx else None
             db = self.grads["bias"] if self.use_bias else np.empty(self.filters, x.dtype)

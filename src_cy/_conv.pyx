@@ -64,6 +64,9 @@ DW_BLOCK = 128
 # it makes both cores share its buffers, and on the 2-core bench machine that cost more than it saved
 # (seed shapes at batch 1: 2 threads 0.4-0.9x the speed of 1; 3x3 16->16 32x32, 4.7 MFLOP: 0.8x;
 # 32->32, 18.9 MFLOP: 1.0-1.3x; 64->64, 75 MFLOP: 1.3-1.5x).  Batches of 2 or more always split.
+# Re-measured after the per-call overhead cuts (seed conv1 float64 forward, batch 1): 1 thread 10.4 us,
+# 2 threads 19.6 us; 16.7 us even when each thread split its own private copy of the input, so sharing
+# xs is not the whole cost (an empty 2-thread region costs ~1 us here, a barrier ~0.5 us).
 SERIAL_FLOPS = 12_000_000
 
 

@@ -217,6 +217,42 @@ def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, 
         ops.set_num_threads(old)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_concurrent_calls_do_not_share_the_plan_workspace(dtype):
+    """Plans keep one reusable workspace for small calls; concurrent calls with the same geometry but
+    different data must each get their own (any sharing would mix the threads' inputs)."""
+    n_threads, shapes = 4, ((1, 16, 21, 21), (8, 16, 4, 4), 2)
+    cases = []
+    for t in range(n_threads):
+        r = np.random.default_rng(100 + t)
+        x = r.standard_normal(shapes[0]).astype(dtype)
+        w = r.standard_normal(shapes[1]).astype(dtype)
+        y = ops.conv2d_forward(x, w, stride=shapes[2])
+        dy = r.standard_normal(y.shape).astype(dtype)
+        cases.append((x, w, dy, y, ops.conv2d_backward(dy, x, w, stride=shapes[2])))
+    mismatches, errors = [], []
+
+    def work(t):
+        x, w, dy, y, (dx, dw, db) = cases[t]
+        try:
+            for _ in range(40):
+                y2 = ops.conv2d_forward(x, w, stride=shapes[2])
+                dx2, dw2, db2 = ops.conv2d_backward(dy, x, w, stride=shapes[2])
+                if not (np.array_equal(y2, y) and np.array_equal(dx2, dx) and np.array_equal(dw2, dw)
+                        and np.array_equal(db2, db)):
+                    mismatches.append(t)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert not mismatches
+
+
 def test_concurrent_python_threads_give_identical_results(rng):
     x = rng.standard_normal((4, 3, 20, 20))
     w = rng.standard_normal((8, 3, 5, 5))

@@ -176,3 +176,54 @@ def test_cli_train_runs_and_reports_accuracy(tmp_path, capsys):
     assert accuracy > 0.6  # 500 images, one epoch of 63 steps: far above chance (0.1)
     with pytest.raises(SystemExit):
         fastconv.cli.main(["train", "--init", "bogus"])
+
+
+def test_layer_direct_kernel_path_matches_validated_path():
+    """Layers call the compiled kernels directly for C-contiguous inputs of the model's dtype and fall back
+    to the validating ops otherwise; both give identical outputs and gradients."""
+    rng = np.random.default_rng(5)
+    model = Sequential([layers.Conv2D(4, 3, strides=2, padding=1, activation="relu"),
+                        layers.Conv2D(3, (2, 3), activation="relu")], dtype="float64", seed=0).build((2, 9, 9))
+    x = np.asfortranarray(rng.standard_normal((3, 2, 9, 9)))  # not C-contiguous: validated path
+    outs, grads = [], []
+    for xin in (x, np.ascontiguousarray(x)):
+        h = xin
+        for layer in model.layers:
+            h = layer.forward(h, training=True)
+        dy = np.asfortranarray(rng.standard_normal(h.shape)) if xin is x else np.ascontiguousarray(dy_f)
+        dy_f = dy
+        g = dy
+        for layer in reversed(model.layers):
+            g = layer.backward(g)
+        outs.append(h)
+        grads.append(model.grads.copy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(grads[0], grads[1])
+    with pytest.raises(TypeError, match="dtype"):
+        model.layers[0].forward(x.astype(np.float32))
+
+
+@pytest.mark.parametrize("loss,units,targets", [
+    ("sparse_categorical_crossentropy", 3, lambda r: r.integers(0, 3, 40)),
+    ("binary_crossentropy", 1, lambda r: r.integers(0, 2, (40, 1))),
+    ("binary_crossentropy", 2, lambda r: r.integers(0, 2, (40, 2))),
+])
+def test_fit_accuracy_is_the_accuracy_of_the_step_outputs(loss, units, targets):
+    """With one full batch, the epoch's training accuracy is that of the weights before the step."""
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((40, 4)), targets(rng)
+    act = "softmax" if units == 3 else "sigmoid"
+    model = Sequential([layers.Dense(5, activation="tanh"), layers.Dense(units, activation=act)], dtype="float64", seed=1)
+    model.compile("adam", loss, ["accuracy"])
+    before = model.evaluate(x, y)["accuracy"]
+    history = model.fit(x, y, batch_size=40, epochs=1, verbose=0)
+    assert history.history["accuracy"][0] == pytest.approx(before)
+
+
+def test_labels_checked_once_per_fit_still_guard_later_calls():
+    model = Sequential([layers.Dense(3, activation="softmax")], dtype="float64", seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.ones((4, 2))
+    model.fit(x, np.array([0, 1, 2, 0]), batch_size=2, verbose=0)
+    with pytest.raises(ValueError, match="labels must lie"):
+        model.train_on_batch(x, np.array([0, 1, 5, 0]))
