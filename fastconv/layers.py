@@ -185,14 +185,13 @@ class Conv2D(_WeightedLayer):
 
     def forward(self, x, training=False):
         w = self.params["kernel"]
+        self._x = x
         if _is_kernel_ready(x, w.dtype) and x.ndim == 4 and x.shape[1:] == self.input_shape:
             # shapes were validated at build: call the kernel directly into a fresh output
-            self._x = x
             z = np.empty((x.shape[0],) + self.output_shape, x.dtype)
             if z.size:
                 ops._conv2d_forward_into(x, w, self.params.get("bias"), z, self.strides, self.padding)
         else:
-            self._x = x
             z = ops.conv2d_forward(x, w, self.params.get("bias"), stride=self.strides, padding=self.padding)
         return self._activate(z, training)
 
