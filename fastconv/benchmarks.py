@@ -66,6 +66,7 @@ def timeit_interleaved(fns, min_time=0.3, rounds=7):
 
 def machine_facts():
     facts = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
+             "fastconv_from": os.path.dirname(os.path.abspath(ops.__file__)),  # which copy is measured
              "fastconv_threads": ops.get_num_threads(), "openmp": ops.openmp_enabled(),
              "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)")}
     try:
