@@ -62,22 +62,17 @@ cdef void _adam_block(floating *p, const floating *g_in, floating *m, floating *
                 d = d / bc2s
             d = d + e
             p[i] = pi - ss * mi / d
-    elif eps_hat:                       # Kingma-Ba / Keras form (seed 000)
-        for i in range(n):
+    else:                               # torch defaults, or the Kingma-Ba/Keras form (seed 000)
+        for i in range(n):              # (eps_hat is loop-invariant: the compiler unswitches it)
             g = g_in[i]
             mi = b1 * m[i] + c1 * g
             vi = b2 * v[i] + c2 * g * g
             m[i] = mi
             v[i] = vi
-            p[i] = p[i] - ss * mi / (_sqrt(vi) + e)
-    else:                               # torch.optim.Adam defaults
-        for i in range(n):
-            g = g_in[i]
-            mi = b1 * m[i] + c1 * g
-            vi = b2 * v[i] + c2 * g * g
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] - ss * mi / (_sqrt(vi) / bc2s + e)
+            d = _sqrt(vi)
+            if not eps_hat:
+                d = d / bc2s
+            p[i] = p[i] - ss * mi / (d + e)
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
