@@ -192,16 +192,6 @@ cdef void _pack_a(const floating *A, Py_ssize_t rsa, Py_ssize_t csa, Py_ssize_t 
                 out[(m * kd + k) * MR + i] = A[row * rsa + k * csa] if row < M else 0
 
 
-def _geometry(x, w, stride, padding):
-    N, C, H, W = x.shape
-    F, Cw, kh, kw = w.shape
-    sh, sw = stride
-    ph, pw = padding
-    if Cw != C or sh < 1 or sw < 1 or ph < 0 or pw < 0 or kh > H + 2 * ph or kw > W + 2 * pw:
-        raise ValueError("conv2d: inconsistent shapes reached the compiled kernel")
-    return N, C, H, W, F, kh, kw, sh, sw, ph, pw, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-
-
 cdef enum:
     FINISH_BLOCK = 512   # dW elements per item of the final reduction
 
@@ -235,10 +225,11 @@ cdef inline void _finish_item(Py_ssize_t r, const floating *dw_local, Py_ssize_t
 
 def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, dx_out, floating[:, :, :, ::1] dw,
-                    floating[::1] db, stride, padding, int nthreads):
-    """im2col backward (the path for non-finite inputs); shapes were checked by conv2d_backward."""
-    cdef Py_ssize_t N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
-    N, C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo = _geometry(x, w, stride, padding)
+                    floating[::1] db, _Plan g, int nthreads):
+    """im2col backward (the path for non-finite inputs); conv2d_backward checked the shapes against the
+    plan ``g``, whose geometry this uses."""
+    cdef Py_ssize_t N = x.shape[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
+    cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Ho = g.Ho, Wo = g.Wo
     dtype = np.float64 if floating is double else np.float32
     cdef bint need_dx = dx_out is not None
     cdef floating[:, :, :, ::1] dx
@@ -374,7 +365,7 @@ cdef void _split_shifts(const floating *xc, floating *dst, Py_ssize_t H, Py_ssiz
                         d[v] = 0
                     if sw == 1:
                         memcpy(d + lo, src + lo + off - pw, (hi - lo) * sizeof(floating))
-                    elif sw == 2:  # a constant stride vectorises (seed conv2: 3.4 -> 0.9 us a sample)
+                    elif sw == 2:  # a constant stride vectorises (seed conv2 float64: 3.4 -> 2.5 us a sample)
                         for v in range(lo, hi):
                             d[v] = src[2 * v + off - pw]
                     else:
@@ -647,7 +638,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         if finite and need_dx:
             finite = _all_finite(&w[0, 0, 0, 0], F * C * kh * kw)
     if not finite:
-        _backward_im2col(dy, x, w, dx_out, dw, db, stride, padding, nthreads)
+        _backward_im2col(dy, x, w, dx_out, dw, db, g, nthreads)
         return
 
     cdef Py_ssize_t K = g.K, Sx = g.Sx, Ppad = g.Ppad
@@ -659,7 +650,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef int nt = max(1, nthreads)
     cdef Py_ssize_t fs = sizeof(floating)
     cdef Py_ssize_t o_dyp = _al(nb * Sx * fs), o_dyf = o_dyp + _al(nb * Sp * fs)
-    cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs), o_apx = o_dwl + (_al(nt * F * K * fs) if nt > 1 else 0)
+    cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs)
+    cdef Py_ssize_t o_apx = o_dwl + (_al(nt * F * K * fs) if nt > 1 else 0)
     cdef list keep = []
     cdef unsigned char *ws = g.workspace(o_apx + g.tot_a * fs, keep)
     cdef floating *xs = <floating *>ws                 # nb x Sx: the phase-split samples
@@ -673,14 +665,15 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
             if need_dx:
                 g.pack_dx_weights(&w[0, 0, 0, 0], apx)
             _backward_implicit(g, &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &dx[0, 0, 0, 0] if need_dx else NULL,
-                               &dw[0, 0, 0, 0], &db[0], N, nb, nt, own_dyp, need_dx, xs, dyp, Sp, dyf, dwl, apx)
+                               &dw[0, 0, 0, 0], &db[0], N, nb, nt, own_dyp, need_dx, xs, dyp, dyf, dwl,
+                               apx)
     finally:
         _release(keep)
 
 
 cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, floating *dx, floating *dwp,
-                             floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, bint own_dyp, bint need_dx, floating *xs,
-                             floating *dyp, Py_ssize_t Sp, floating *dyf, floating *dwl,
+                             floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, bint own_dyp,
+                             bint need_dx, floating *xs, floating *dyp, floating *dyf, floating *dwl,
                              const floating *apx) noexcept nogil:
     """The parallel part of conv2d_backward on the workspace it laid out."""
     cdef int nthreads = nt
@@ -688,7 +681,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
     cdef Py_ssize_t cblock = g.cblock, ns = g.ns, Wc = g.Wc, Ppad = g.Ppad, T = g.T
-    cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd
+    cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
     cdef Py_ssize_t Sa = Ppad if own_dyp else Sd, Ta = 0 if own_dyp else T
     # dW dot products stop at the last vector holding a real column, not at the tile tail (seed conv2
@@ -726,8 +719,8 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                 if n >= cnt:             # the per-thread dW accumulators, once per call
                     memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
                 elif c < C:              # shifted phase planes (and the zero tail of each sample)
-                    _split_shifts(x + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw, ph, pw, Hq,
-                                  Wc, ns)
+                    _split_shifts(x + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw,
+                                  ph, pw, Hq, Wc, ns)
                     if c == C - 1 and Sx > C * cblock:
                         memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
                 else:                    # dy rows for dW; dy on the dx grid
@@ -777,7 +770,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     if mr > MR:
                         mr = MR
                     _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + jt * NR,
-                              boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W, cmapx + q * PX + jt * NR,
-                              xcontig[q * ntx + jt], <int>mr, NULL)
+                              boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
+                              cmapx + q * PX + jt * NR, xcontig[q * ntx + jt], <int>mr, NULL)
         for r in prange(_finish_items(F * K, F, nt > 1), schedule='static'):
             _finish_item(r, dwl, nt, dwp, F * K, dy, N, F, P, db, nt > 1)
