@@ -311,6 +311,33 @@ def test_nonfinite_gradients_match_reference_pattern(where, stride, padding, rng
         np.testing.assert_allclose(g[fin], r[fin], rtol=1e-10, atol=1e-10, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, stride, padding", [((1, 1, 28, 28), (16, 1, 8, 8), 1, 0),
+                                                      ((2, 16, 21, 21), (8, 16, 4, 4), 2, 0),
+                                                      ((3, 3, 9, 11), (4, 3, 3, 2), (2, 1), (1, 2))])
+def test_plain_arguments_take_the_same_kernel_as_validated_ones(dtype, xs, ws, stride, padding, rng):
+    """Plain arguments (C-contiguous ndarrays, Python-int stride/padding) are checked in C; anything else
+    is validated in Python and converted.  Both must reach the same kernel: identical bits."""
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    pair = lambda v: tuple(np.int64(a) for a in ((v, v) if isinstance(v, int) else v))  # numpy ints: Python path
+    y_fast = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+    y_slow = ops.conv2d_forward(np.asfortranarray(x), w, list(b), stride=pair(stride), padding=pair(padding))
+    np.testing.assert_array_equal(y_fast, y_slow)
+    dy = rng.standard_normal(y_fast.shape).astype(dtype)
+    for need_dx in (True, False):
+        fast = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=need_dx)
+        slow = ops.conv2d_backward(dy[::-1].copy()[::-1], x, w, stride=pair(stride), padding=pair(padding),
+                                   need_dx=need_dx)
+        assert (fast[0] is None) == (not need_dx)
+        for got, want in zip(fast, slow):
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="b has dtype"):  # a plain call with a wrong-dtype bias is still refused
+        ops.conv2d_forward(x, w, b.astype(np.float16), stride=stride, padding=padding)
+
+
 def test_empty_batch():
     y = ops.conv2d_forward(np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)))
     assert y.shape == (0, 3, 3, 3)
