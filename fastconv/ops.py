@@ -221,18 +221,18 @@ def relu_forward(x):
     x = _float_array(x, "x")
     y = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
-    _relu.relu_forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1).view(np.uint8), _num_threads)
+    _relu.relu_forward(x, y, mask, _num_threads)
     return y, mask
 
 
 def _relu_forward_into(x, y, mask):
     """relu_forward into preallocated ``y`` and bool ``mask`` (C-contiguous, x's shape); no re-validation."""
-    _relu.relu_forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1).view(np.uint8), _num_threads)
+    _relu.relu_forward(x, y, mask, _num_threads)
 
 
 def _relu_backward_into(dy, mask, dx):
     """relu_backward into a preallocated ``dx``; preconditions as above."""
-    _relu.relu_backward(dy.reshape(-1), mask.reshape(-1).view(np.uint8), dx.reshape(-1), _num_threads)
+    _relu.relu_backward(dy, mask, dx, _num_threads)
 
 
 def relu_backward(dy, mask):
@@ -245,7 +245,7 @@ def relu_backward(dy, mask):
         raise ValueError(f"mask has shape {mask.shape} but dy has shape {dy.shape}")
     mask = np.ascontiguousarray(mask)
     dx = np.empty_like(dy)
-    _relu.relu_backward(dy.reshape(-1), mask.reshape(-1).view(np.uint8), dx.reshape(-1), _num_threads)
+    _relu.relu_backward(dy, mask, dx, _num_threads)
     return dx
 
 

@@ -21,7 +21,6 @@ Only ``fastconv.ops`` calls this module; it validates and allocates.  The functi
 shape relations they rely on, because the loops below run with bounds checks off.
 """
 import numpy as np
-cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
@@ -71,26 +70,7 @@ DW_BLOCK = 128
 SERIAL_FLOPS = 12_000_000
 
 
-cnp.import_array()
-
-
-cdef int _view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, char **data,
-               str what) except -1:
-    """Shape and data pointer of ``a``, which must be a C-contiguous ndarray of ``typenum`` with ``ndim``
-    dimensions (writable if ``write``).  The ops layer guarantees this; anything else raises.  (Typed
-    memoryview arguments and the fused-type dispatch took the fixed cost of a forward from 0.93 to 1.51 us.)"""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"conv2d: {what} must be an ndarray, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if (cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr))):
-        raise ValueError(f"conv2d: {what} must be a C-contiguous{' writable' if write else ''} {ndim}-D "
-                         f"array of the kernel's dtype")
-    cdef int i
-    for i in range(ndim):
-        shape[i] = cnp.PyArray_DIMS(arr)[i]
-    data[0] = <char *>cnp.PyArray_DATA(arr)
-    return 0
+include "fc_arrays.pxi"
 
 
 cdef inline int _typenum(floating tag) noexcept nogil:
@@ -98,16 +78,6 @@ cdef inline int _typenum(floating tag) noexcept nogil:
         return cnp.NPY_DOUBLE
     else:
         return cnp.NPY_FLOAT
-
-
-cdef inline bint _is_double(object x) except -1:
-    """True for a float64 ndarray, False for float32 (anything else raises)."""
-    if cnp.PyArray_Check(x):
-        if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_DOUBLE:
-            return True
-        if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT:
-            return False
-    raise TypeError("conv2d: x must be a float32 or float64 ndarray")
 
 
 def max_threads():
@@ -621,7 +591,7 @@ cdef inline void _release(list keep):
 def conv2d_forward(x, w, b, y, stride, padding, int nthreads):
     """y = conv2d(x, w) + b into the preallocated ``y``: C-contiguous ndarrays of one float dtype, ``b``
     None or (F,)."""
-    if _is_double(x):
+    if _is_double(x, "conv2d: x"):
         _forward(<double>0, x, w, b, y, stride, padding, nthreads)
     else:
         _forward(<float>0, x, w, b, y, stride, padding, nthreads)
@@ -631,9 +601,9 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     cdef int T = _typenum(tag)
     cdef Py_ssize_t xsh[4], wsh[4], ysh[4], bsh[1]
     cdef char *xd, *wd, *yd, *bd
-    _view(x, T, 4, False, xsh, &xd, "x")
-    _view(w, T, 4, False, wsh, &wd, "w")
-    _view(y, T, 4, True, ysh, &yd, "y")
+    _view(x, T, 4, False, xsh, &xd, "conv2d: x")
+    _view(w, T, 4, False, wsh, &wd, "conv2d: w")
+    _view(y, T, 4, True, ysh, &yd, "conv2d: y")
     cdef const floating *xp = <const floating *>xd
     cdef const floating *wp = <const floating *>wd
     cdef floating *yp = <floating *>yd
@@ -645,7 +615,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
         raise ValueError("conv2d_forward: output buffer has the wrong shape")
     cdef const floating *bptr = NULL
     if b is not None:
-        _view(b, T, 1, False, bsh, &bd, "b")
+        _view(b, T, 1, False, bsh, &bd, "conv2d: b")
         if bsh[0] != F:
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = <const floating *>bd
@@ -769,7 +739,7 @@ def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads):
 def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads):
     """Fill ``dw``, ``db`` and, unless ``dx`` is None, ``dx`` (every element is written); all C-contiguous
     ndarrays of one float dtype."""
-    if _is_double(x):
+    if _is_double(x, "conv2d: x"):
         _backward(<double>0, dy, x, w, dx, dw, db, stride, padding, nthreads)
     else:
         _backward(<float>0, dy, x, w, dx, dw, db, stride, padding, nthreads)
@@ -779,11 +749,11 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     cdef int T = _typenum(tag)
     cdef Py_ssize_t xsh[4], wsh[4], dysh[4], dxsh[4], dwsh[4], dbsh[1]
     cdef char *xd, *wd, *dyd, *dxd = NULL, *dwd, *dbd
-    _view(x, T, 4, False, xsh, &xd, "x")
-    _view(w, T, 4, False, wsh, &wd, "w")
-    _view(dy, T, 4, False, dysh, &dyd, "dy")
-    _view(dw_out, T, 4, True, dwsh, &dwd, "dw")
-    _view(db_out, T, 1, True, dbsh, &dbd, "db")
+    _view(x, T, 4, False, xsh, &xd, "conv2d: x")
+    _view(w, T, 4, False, wsh, &wd, "conv2d: w")
+    _view(dy, T, 4, False, dysh, &dyd, "conv2d: dy")
+    _view(dw_out, T, 4, True, dwsh, &dwd, "conv2d: dw")
+    _view(db_out, T, 1, True, dbsh, &dbd, "conv2d: db")
     cdef _Plan g = _plan(xsh[1], xsh[2], xsh[3], wsh[0], wsh[1], wsh[2], wsh[3],
                          stride, padding, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = xsh[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
@@ -793,7 +763,7 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
         raise ValueError("conv2d_backward: buffers have the wrong shape")
     cdef bint need_dx = dx_out is not None
     if need_dx:
-        _view(dx_out, T, 4, True, dxsh, &dxd, "dx")
+        _view(dx_out, T, 4, True, dxsh, &dxd, "conv2d: dx")
         if dxsh[0] != N or dxsh[1] != C or dxsh[2] != H or dxsh[3] != W:
             raise ValueError("conv2d_backward: dx buffer has the wrong shape")
     cdef const floating *xp = <const floating *>xd

@@ -1,0 +1,36 @@
+# Shared by the kernel modules (include "fc_arrays.pxi"): reading ndarray arguments through the NumPy C API.
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+cdef int _view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, char **data,
+               str what) except -1:
+    """Shape and data pointer of ``a``, which must be a C-contiguous ndarray of ``typenum`` with ``ndim``
+    dimensions (writable if ``write``); ``ndim=-1`` takes any number and gives the size in shape[0].
+    The ops layer guarantees this; anything else raises.  (Typed memoryview arguments and the fused-type
+    dispatch took the fixed cost of a conv forward from 0.93 to 1.51 us.)"""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{what} must be an ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if (cnp.PyArray_TYPE(arr) != typenum or (ndim >= 0 and cnp.PyArray_NDIM(arr) != ndim)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr))):
+        raise ValueError(f"{what} must be a C-contiguous{' writable' if write else ''} "
+                         f"{ndim if ndim >= 0 else 'N'}-D array of the kernel's dtype")
+    cdef int i
+    if ndim < 0:
+        shape[0] = cnp.PyArray_SIZE(arr)
+    for i in range(ndim):
+        shape[i] = cnp.PyArray_DIMS(arr)[i]
+    data[0] = <char *>cnp.PyArray_DATA(arr)
+    return 0
+
+
+cdef inline bint _is_double(object x, str what) except -1:
+    """True for a float64 ndarray, False for float32 (anything else raises)."""
+    if cnp.PyArray_Check(x):
+        if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_DOUBLE:
+            return True
+        if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT:
+            return False
+    raise TypeError(f"{what} must be a float32 or float64 ndarray")
