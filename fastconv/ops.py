@@ -386,6 +386,15 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     _write_back([param, None, m, v] + ([vmax] if amsgrad else []), flats)
 
 
+def _adam_update_unchecked(param, grad, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled,
+                           eps_hat):
+    """adam_update for arguments adam_update has already accepted (same arrays, same floats): an
+    optimizer re-checks only when they change.  The kernel still checks the lengths."""
+    step_size, bc2_sqrt, decay_factor = _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat)
+    _adam.adam_update(param, grad, m, v, vmax, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps,
+                      weight_decay, decay_factor, decoupled, eps_hat, _num_threads)
+
+
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     """One fused, in-place SGD step with ``torch.optim.SGD`` semantics.
 

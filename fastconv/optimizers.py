@@ -35,6 +35,7 @@ class Adam(Optimizer):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
         self.weight_decay, self.decoupled, self.amsgrad, self.epsilon_hat = weight_decay, decoupled, amsgrad, epsilon_hat
         self.iterations = 0
+        self._checked = None  # (arrays and hyperparameters) of the last fully checked step
 
     def build(self, size, dtype):
         super().build(size, dtype)
@@ -44,9 +45,23 @@ class Adam(Optimizer):
 
     def step(self, params, grads):
         self.iterations += 1
+        hyper = (self.learning_rate, self.beta_1, self.beta_2, self.epsilon, self.weight_decay, self.decoupled,
+                 self.amsgrad, self.epsilon_hat)
+        checked = self._checked
+        if (checked is not None and checked[0] is params and checked[1] is grads and checked[2] is self.m
+                and checked[3] is self.v and checked[4] is self.vmax and checked[5] == hyper):
+            # the same buffers and hyperparameters that adam_update accepted on an earlier step: skip its
+            # checks (~3 us of a ~5 us step on seed 000's 9,586 parameters)
+            ops._adam_update_unchecked(params, grads, self.m, self.v, self.vmax, self.iterations,
+                                       *[float(h) for h in hyper[:5]], bool(self.decoupled), bool(self.epsilon_hat))
+            return
         ops.adam_update(params, grads, self.m, self.v, step=self.iterations, lr=self.learning_rate, beta1=self.beta_1,
                         beta2=self.beta_2, eps=self.epsilon, weight_decay=self.weight_decay, decoupled=self.decoupled,
                         amsgrad=self.amsgrad, vmax=self.vmax, eps_hat=self.epsilon_hat)
+        # remember what was accepted; plain 1-D contiguous buffers only (others need copies and write-back)
+        plain = all(a is None or (type(a) is np.ndarray and a.ndim == 1 and a.flags.c_contiguous and a.flags.writeable)
+                    for a in (params, grads, self.m, self.v, self.vmax))
+        self._checked = (params, grads, self.m, self.v, self.vmax, hyper) if plain else None
 
     def state(self):
         s = {"iterations": self.iterations, "m": self.m, "v": self.v}

@@ -19,6 +19,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
+include "fc_arrays.pxi"
+
 PARALLEL_MIN = 1 << 15
 
 
@@ -82,23 +84,43 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
         return sqrtf(x)
 
 
-def adam_update(floating[::1] p, const floating[::1] g_in, floating[::1] m, floating[::1] v, vmax_in,
-                double beta1, double one_minus_beta1, double beta2, double one_minus_beta2,
-                double step_size, double bc2_sqrt, double eps, double weight_decay, double decay_factor,
-                bint decoupled, bint eps_hat, int nthreads):
-    cdef Py_ssize_t b, n = p.shape[0]
-    if g_in.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
+def adam_update(p, g, m, v, vmax, double beta1, double one_minus_beta1, double beta2,
+                double one_minus_beta2, double step_size, double bc2_sqrt, double eps, double weight_decay,
+                double decay_factor, bint decoupled, bint eps_hat, int nthreads):
+    """One step over C-contiguous ndarrays of one float dtype and size (vmax None unless amsgrad)."""
+    if _is_double(p, "adam_update: param"):
+        _update(<double>0, p, g, m, v, vmax, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+                bc2_sqrt, eps, weight_decay, decay_factor, decoupled, eps_hat, nthreads)
+    else:
+        _update(<float>0, p, g, m, v, vmax, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+                bc2_sqrt, eps, weight_decay, decay_factor, decoupled, eps_hat, nthreads)
+
+
+cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, double one_minus_beta1,
+                 double beta2, double one_minus_beta2, double step_size, double bc2_sqrt, double eps,
+                 double weight_decay, double decay_factor, bint decoupled, bint eps_hat,
+                 int nthreads) except -1:
+    cdef int T = cnp.NPY_DOUBLE if floating is double else cnp.NPY_FLOAT
+    cdef Py_ssize_t b, n, ng, nm, nv, nx
+    cdef char *pd, *gd, *md, *vd, *xd
+    _view(p_in, T, -1, True, &n, &pd, "adam_update: param")
+    _view(g_in, T, -1, False, &ng, &gd, "adam_update: grad")
+    _view(m_in, T, -1, True, &nm, &md, "adam_update: m")
+    _view(v_in, T, -1, True, &nv, &vd, "adam_update: v")
+    if ng != n or nm != n or nv != n:
         raise ValueError("adam_update: arrays of different lengths reached the compiled kernel")
-    cdef floating[::1] vmax
     cdef floating *vp = NULL
     if vmax_in is not None:
-        vmax = vmax_in
-        if vmax.shape[0] != n:
+        _view(vmax_in, T, -1, True, &nx, &xd, "adam_update: vmax")
+        if nx != n:
             raise ValueError("adam_update: vmax length differs from param")
-        if n:
-            vp = &vmax[0]
+        vp = <floating *>xd
     if n == 0:
-        return
+        return 0
+    cdef floating *p = <floating *>pd
+    cdef const floating *g = <const floating *>gd
+    cdef floating *m = <floating *>md
+    cdef floating *v = <floating *>vd
     cdef _Coef k
     k.b1, k.c1, k.b2, k.c2 = beta1, one_minus_beta1, beta2, one_minus_beta2
     k.ss, k.bc2s, k.e, k.wd, k.df = step_size, bc2_sqrt, eps, weight_decay, decay_factor
@@ -107,9 +129,11 @@ def adam_update(floating[::1] p, const floating[::1] g_in, floating[::1] m, floa
     cdef int nt = nthreads if n >= PARALLEL_MIN else 1
     cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
     if nt == 1:
-        _adam_block(&p[0], &g_in[0], &m[0], &v[0], vp, n, k, l2, shrink, eps_hat)
-        return
+        with nogil:
+            _adam_block(p, g, m, v, vp, n, k, l2, shrink, eps_hat)
+        return 0
     for b in prange(nb, schedule='static', num_threads=nt, nogil=True):
-        _adam_block(&p[b * BLOCK], &g_in[b * BLOCK], &m[b * BLOCK], &v[b * BLOCK],
+        _adam_block(p + b * BLOCK, g + b * BLOCK, m + b * BLOCK, v + b * BLOCK,
                     (vp + b * BLOCK) if vp != NULL else NULL, min(BLOCK, n - b * BLOCK), k, l2, shrink,
                     eps_hat)
+    return 0
