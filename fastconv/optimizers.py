@@ -51,16 +51,17 @@ class Adam(Optimizer):
         if (checked is not None and checked[0] is params and checked[1] is grads and checked[2] is self.m
                 and checked[3] is self.v and checked[4] is self.vmax and checked[5] == hyper):
             # the same buffers and hyperparameters that adam_update accepted on an earlier step: skip its
-            # checks (~3 us of a ~5 us step on seed 000's 9,586 parameters)
+            # checks (2.9 us on top of the 4.8 us kernel for seed 000's 9,586 float64 parameters)
             ops._adam_update_unchecked(params, grads, self.m, self.v, self.vmax, self.iterations,
-                                       *[float(h) for h in hyper[:5]], bool(self.decoupled), bool(self.epsilon_hat))
+                                       *[float(h) for h in hyper[:5]], bool(self.decoupled),
+                                       bool(self.epsilon_hat))
             return
         ops.adam_update(params, grads, self.m, self.v, step=self.iterations, lr=self.learning_rate, beta1=self.beta_1,
                         beta2=self.beta_2, eps=self.epsilon, weight_decay=self.weight_decay, decoupled=self.decoupled,
                         amsgrad=self.amsgrad, vmax=self.vmax, eps_hat=self.epsilon_hat)
         # remember what was accepted; plain 1-D contiguous buffers only (others need copies and write-back)
-        plain = all(a is None or (type(a) is np.ndarray and a.ndim == 1 and a.flags.c_contiguous and a.flags.writeable)
-                    for a in (params, grads, self.m, self.v, self.vmax))
+        plain = all(a is None or (type(a) is np.ndarray and a.ndim == 1 and a.flags.c_contiguous
+                                  and a.flags.writeable) for a in (params, grads, self.m, self.v, self.vmax))
         self._checked = (params, grads, self.m, self.v, self.vmax, hyper) if plain else None
 
     def state(self):

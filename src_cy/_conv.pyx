@@ -66,7 +66,10 @@ DW_BLOCK = 128
 # 32->32, 18.9 MFLOP: 1.0-1.3x; 64->64, 75 MFLOP: 1.3-1.5x).  Batches of 2 or more always split.
 # Re-measured after the per-call overhead cuts (seed conv1 float64 forward, batch 1): 1 thread 10.4 us,
 # 2 threads 19.6 us; 16.7 us even when each thread split its own private copy of the input, so sharing
-# xs is not the whole cost (an empty 2-thread region costs ~1 us here, a barrier ~0.5 us).
+# xs is not the whole cost (an empty 2-thread region costs ~1 us here, a barrier ~0.5 us).  The rest is
+# moving cache lines between the cores: with 2 threads the same loops used 4x the CPU time (perf, seed
+# conv2 forward: the GEMM 3.6 -> 15.4 us, the split 2.6 -> 10.7 us), and a C test measured a 357 ns round
+# trip between the two cores and ~8 ns a line to write lines the other core holds (0.5 ns otherwise).
 SERIAL_FLOPS = 12_000_000
 
 
@@ -643,8 +646,8 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
                     for r in prange(cnt * C, schedule='static'):
                         n = r // C
                         c = r % C
-                        _split_shifts(xp + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw, ph, pw,
-                                      Hq, Wc, ns)
+                        _split_shifts(xp + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw,
+                                      ph, pw, Hq, Wc, ns)
                         if c == C - 1 and Sx > C * cblock:
                             memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
                     for t in prange(cnt * ntiles * mb, schedule='static'):
