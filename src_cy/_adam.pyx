@@ -100,7 +100,7 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
                  double beta2, double one_minus_beta2, double step_size, double bc2_sqrt, double eps,
                  double weight_decay, double decay_factor, bint decoupled, bint eps_hat,
                  int nthreads) except -1:
-    cdef int T = cnp.NPY_DOUBLE if floating is double else cnp.NPY_FLOAT
+    cdef int T = _typenum(tag)
     cdef Py_ssize_t b, n, ng, nm, nv, nx
     cdef char *pd, *gd, *md, *vd, *xd
     _view(p_in, T, -1, True, &n, &pd, "adam_update: param")

@@ -76,13 +76,6 @@ SERIAL_FLOPS = 12_000_000
 include "fc_arrays.pxi"
 
 
-cdef inline int _typenum(floating tag) noexcept nogil:
-    if floating is double:
-        return cnp.NPY_DOUBLE
-    else:
-        return cnp.NPY_FLOAT
-
-
 def max_threads():
     """Threads OpenMP would use by default (1 when built without OpenMP)."""
     return fc_max_threads()
@@ -673,7 +666,7 @@ cdef bint _pair_ok(object v, Py_ssize_t minimum, Py_ssize_t *out):
     return False
 
 
-cdef object _plain(object a, int ndim):
+cdef int _plain(object a, int ndim) noexcept:
     """The typenum of ``a`` when it is a C-contiguous float32/float64 ndarray with ``ndim`` non-empty
     dimensions, else -1."""
     if not cnp.PyArray_Check(a):

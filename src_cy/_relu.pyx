@@ -54,7 +54,7 @@ def relu_backward(dy, mask, dx, int nthreads):
 
 
 cdef int _forward(floating tag, x_in, y_in, mask_in, int nthreads) except -1:
-    cdef int T = cnp.NPY_DOUBLE if floating is double else cnp.NPY_FLOAT
+    cdef int T = _typenum(tag)
     cdef Py_ssize_t n, ny, nm, b
     cdef char *xd, *yd, *md
     _view(x_in, T, -1, False, &n, &xd, "relu: x")
@@ -76,7 +76,7 @@ cdef int _forward(floating tag, x_in, y_in, mask_in, int nthreads) except -1:
 
 
 cdef int _backward(floating tag, dy_in, mask_in, dx_in, int nthreads) except -1:
-    cdef int T = cnp.NPY_DOUBLE if floating is double else cnp.NPY_FLOAT
+    cdef int T = _typenum(tag)
     cdef Py_ssize_t n, nx, nm, b
     cdef char *dyd, *dxd, *md
     _view(dy_in, T, -1, False, &n, &dyd, "relu: dy")

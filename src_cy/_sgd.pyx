@@ -31,7 +31,7 @@ def sgd_update(p, g, velocity, double lr, double momentum, bint nesterov, double
 
 cdef int _update(floating tag, p_in, g_in, velocity_in, double lr, double momentum, bint nesterov,
                  double weight_decay, int nthreads) except -1:
-    cdef int T = cnp.NPY_DOUBLE if floating is double else cnp.NPY_FLOAT
+    cdef int T = _typenum(tag)
     cdef Py_ssize_t i, n, ng, nb
     cdef char *pd, *gd, *bd = NULL
     _view(p_in, T, -1, True, &n, &pd, "sgd_update: param")

@@ -24,7 +24,7 @@ def softmax_cross_entropy(z, labels, dz, int nthreads):
 
 
 cdef double _sce(floating tag, z_in, labels_in, dz_in, int nthreads) except? -1:
-    cdef int T = cnp.NPY_DOUBLE if floating is double else cnp.NPY_FLOAT
+    cdef int T = _typenum(tag)
     cdef Py_ssize_t zs[2], ds[2], nl, N, K, n, k
     cdef char *zd, *ld, *dd
     _view(z_in, T, 2, False, zs, &zd, "softmax_cross_entropy: logits")

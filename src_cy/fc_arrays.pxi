@@ -1,7 +1,16 @@
 # Shared by the kernel modules (include "fc_arrays.pxi"): reading ndarray arguments through the NumPy C API.
 cimport numpy as cnp
+from cython cimport floating
 
 cnp.import_array()
+
+
+cdef inline int _typenum(floating tag) noexcept nogil:
+    """The NumPy type number of ``floating`` (``tag`` only selects the specialisation)."""
+    if floating is double:
+        return cnp.NPY_DOUBLE
+    else:
+        return cnp.NPY_FLOAT
 
 
 cdef int _view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, char **data,
