@@ -709,7 +709,10 @@ def forward_plain(x, w, b, stride, padding, int nthreads):
     if b is not None and (_plain(b, 1) != t or cnp.PyArray_DIMS(<cnp.ndarray>b)[0] != ysh[1]):
         return None
     y = cnp.PyArray_EMPTY(4, ysh, t, 0)
-    conv2d_forward(x, w, b, y, (s[0], s[1]), (p[0], p[1]), nthreads)
+    if t == cnp.NPY_DOUBLE:
+        _forward(<double>0, x, w, b, y, (s[0], s[1]), (p[0], p[1]), nthreads)
+    else:
+        _forward(<float>0, x, w, b, y, (s[0], s[1]), (p[0], p[1]), nthreads)
     return y
 
 
@@ -728,7 +731,10 @@ def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads):
     dx = cnp.PyArray_EMPTY(4, cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0) if need_dx else None
     dw = cnp.PyArray_EMPTY(4, cnp.PyArray_DIMS(<cnp.ndarray>w), t, 0)
     db = cnp.PyArray_EMPTY(1, &ysh[1], t, 0)
-    conv2d_backward(dy, x, w, dx, dw, db, (s[0], s[1]), (p[0], p[1]), nthreads)
+    if t == cnp.NPY_DOUBLE:
+        _backward(<double>0, dy, x, w, dx, dw, db, (s[0], s[1]), (p[0], p[1]), nthreads)
+    else:
+        _backward(<float>0, dy, x, w, dx, dw, db, (s[0], s[1]), (p[0], p[1]), nthreads)
     return dx, dw, db
 
 

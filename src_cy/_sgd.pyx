@@ -61,7 +61,6 @@ cdef int _update(floating tag, p_in, g_in, velocity_in, double lr, double moment
     return 0
 
 
-
 cdef void _sgd_block(floating *p, const floating *g, floating *buf, Py_ssize_t n, floating neg_lr,
                      floating mom, floating wd, bint l2, bint use_momentum, bint nesterov) noexcept nogil:
     cdef Py_ssize_t i

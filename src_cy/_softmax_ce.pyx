@@ -25,7 +25,7 @@ def softmax_cross_entropy(z, labels, dz, int nthreads):
 
 cdef double _sce(floating tag, z_in, labels_in, dz_in, int nthreads) except? -1:
     cdef int T = _typenum(tag)
-    cdef Py_ssize_t zs[2], ds[2], nl, N, K, n, k
+    cdef Py_ssize_t zs[2], ds[2], nl, N, K, n
     cdef char *zd, *ld, *dd
     _view(z_in, T, 2, False, zs, &zd, "softmax_cross_entropy: logits")
     _view(labels_in, cnp.NPY_INT64, 1, False, &nl, &ld, "softmax_cross_entropy: labels")
