@@ -27,6 +27,8 @@ from libc.string cimport memcpy, memset
 
 cdef extern from "conv_micro.h" nogil:
     int FC_MR
+    int FC_NT_MR
+    int FC_NT_NR
     int FC_NR_D
     int FC_NR_S
     int FC_LANES_D
@@ -58,7 +60,7 @@ CHUNK_SAMPLES_PER_THREAD = 4
 # Workspaces up to this size are kept by the plan and reused (at batch 1 the allocations and buffer
 # set-up were ~1/3 of a seed conv's time); larger ones are allocated per call.
 WORKSPACE_CACHE_BYTES = 1 << 20
-# Output positions per dW work item of the im2col path (a multiple of every tile width).
+# Output positions per dW work item of the im2col path (a multiple of every vector width).
 DW_BLOCK = 128
 # A single sample with fewer multiply-adds than this (2*F*K*Ho*Wo flops) runs on one thread: splitting
 # it makes both cores share its buffers, and on the 2-core bench machine that cost more than it saved
@@ -254,12 +256,12 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     if need_dx:
         apack_t = np.empty(mbk * MR * F, dtype=dtype)
         _pack_a(&w[0, 0, 0, 0], 1, K, K, F, &apack_t[0])  # A = W^T: element (k, f) at w[f*K + k]
-    # row offsets for the implicit-GEMM kernels: dy rows (dcols = W^T dy), 4 cols rows (dW), one tile
+    # row offsets for the implicit-GEMM kernels: dy rows (dcols = W^T dy), FC_NT_NR cols rows (dW), one tile
     cdef long[::1] frow = np.arange(F, dtype=np.int64) * Ppad
-    cdef long[::1] krow = np.arange(4, dtype=np.int64) * Ppad
+    cdef long[::1] krow = np.arange(FC_NT_NR, dtype=np.int64) * Ppad
     cdef long[::1] ident = np.arange(Ppad, dtype=np.int64)
     cdef int[::1] ones = np.ones(ntl, dtype=np.intc)
-    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, f0, k0, tid
+    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, f0, k0, ft, kt, tid
     cdef Py_ssize_t HB = DW_BLOCK
     nhb = (Ppad + HB - 1) // HB
     for n0 in range(0, N, nb):
@@ -276,10 +278,13 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                 blk = Ppad - p0
                 if blk > HB:
                     blk = HB
-                for f0 in range(0, F, 4):
-                    for k0 in range(0, K, 4):
+                for ft in range((F + FC_NT_MR - 1) // FC_NT_MR):
+                    f0 = ft * FC_NT_MR
+                    for kt in range((K + FC_NT_NR - 1) // FC_NT_NR):
+                        k0 = kt * FC_NT_NR
                         _igemm_nt(<int>blk, &dyp[n, f0, p0], Ppad, &cols[n, k0, p0], &krow[0],
-                                  &dw_local[tid, f0, k0], K, <int>min(4, F - f0), <int>min(4, K - k0))
+                                  &dw_local[tid, f0, k0], K, <int>min(FC_NT_MR, F - f0),
+                                  <int>min(FC_NT_NR, K - k0))
             if need_dx:
                 # dcols = W^T @ dy overwrites cols, which dW no longer needs for this chunk.
                 for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
@@ -837,7 +842,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef const long *cmapx = &g.cmapx[0]
     cdef const int *xcontig = &g.xcontig[0]
     cdef const long *boff = &g.boff[0]
-    cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
+    cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, ft, kt, tid, t, rest, jt, m, mr, oh, HB
     cdef Py_ssize_t nfill, nx, spread
     cdef floating *d
     cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
@@ -896,12 +901,14 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     blk = Pl - p0
                     if blk > HB:
                         blk = HB
-                    for f0 in range(0, F, 4):
-                        for k0 in range(0, K, 4):
+                    for ft in range((F + FC_NT_MR - 1) // FC_NT_MR):
+                        f0 = ft * FC_NT_MR
+                        for kt in range((K + FC_NT_NR - 1) // FC_NT_NR):
+                            k0 = kt * FC_NT_NR
                             _igemm_nt(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + f0 * Sa + Ta + p0,
                                       Sa, xs + n * Sx + p0, boff + k0,
-                                      dwl + (tid * F + f0) * K + k0, K, <int>min(4, F - f0),
-                                      <int>min(4, K - k0))
+                                      dwl + (tid * F + f0) * K + k0, K, <int>min(FC_NT_MR, F - f0),
+                                      <int>min(FC_NT_NR, K - k0))
                 else:
                     rest = t - min(nhb, t // spread + 1)
                     q = rest // (ntx * mbc)

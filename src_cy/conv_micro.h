@@ -2,19 +2,20 @@
  *
  * Two shapes of product cover forward and backward, both reading row k of B at base + boff[k]
  * (views into a phase-split input, rows of an im2col buffer, or rows of dy):
- *   nn: C[mr x NR] = A[mr x kd] @ B[kd x NR]  A packed as kd rows of FC_MR values (zero padded).
- *       Used for y = W @ views, dx = W_phase @ views of dy, dcols = W^T @ dy.
- *   nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T   dot products along contiguous rows.  Used for
- *       dW = dy @ views^T.
+ *   nn: C[mr x NR] = A[mr x kd] @ B[kd x NR]  A packed as kd rows of FC_MR values (zero padded),
+ *       NR = FC_NV vectors.  Used for y = W @ views, dx = W_phase @ views of dy, dcols = W^T @ dy.
+ *   nt: C[FC_NT_MR x FC_NT_NR] += A[. x np] @ B[. x np]^T   dot products along contiguous rows.
+ *       Used for dW = dy @ views^T.
  * GCC/Clang vector extensions keep the accumulators in registers (AVX-512 when the build targets it,
  * otherwise whatever the target has); other compilers get the plain scalar loops below.
+ * The tiles fit the register file: 32 vector registers (AVX-512) hold an 8 x 2-vector nn tile and a
+ * 4 x 4 nt tile; 16 (AVX2 and narrower) hold 4 x 3 and 2 x 4.  The AVX-512 shapes built for AVX2 kept
+ * 3 (nn) and 8 (nt) accumulators on the stack, a load and a store each per step (seen in objdump).
  */
 #ifndef FASTCONV_CONV_MICRO_H
 #define FASTCONV_CONV_MICRO_H
 
 #include <string.h>
-
-#define FC_MR 8 /* rows of C per nn tile */
 
 #if defined(__GNUC__) || defined(__clang__)
 #  if defined(__AVX512F__)
@@ -30,6 +31,19 @@ typedef float fc_vs __attribute__((vector_size(FC_VBYTES)));
 #  define FC_HAVE_VEC 0
 #endif
 
+#if FC_VBYTES == 64
+#  define FC_MR 8    /* rows of C per nn tile */
+#  define FC_NV 2    /* vectors of columns per nn tile */
+#  define FC_NT_MR 4 /* rows of A per nt tile */
+#  define FC_NT_NR 4 /* rows of B per nt tile */
+#else
+#  define FC_MR 4
+#  define FC_NV 3
+#  define FC_NT_MR 2
+#  define FC_NT_NR 4
+#endif
+#define FC_NT (FC_NT_MR * FC_NT_NR) /* dot products per nt tile: 16 or 8 */
+
 #define FC_LANES_D (FC_VBYTES / 8)
 /* lane counts as plain tokens, for token pasting below */
 #if FC_VBYTES == 64
@@ -40,8 +54,8 @@ typedef float fc_vs __attribute__((vector_size(FC_VBYTES)));
 #  define FC_NL_S 8
 #endif
 #define FC_LANES_S (FC_VBYTES / 4)
-#define FC_NR_D (2 * FC_LANES_D) /* columns of C per nn tile: two vectors */
-#define FC_NR_S (2 * FC_LANES_S)
+#define FC_NR_D (FC_NV * FC_LANES_D) /* columns of C per nn tile */
+#define FC_NR_S (FC_NV * FC_LANES_S)
 
 #if FC_HAVE_VEC
 /* unaligned vector load/store */
@@ -51,11 +65,11 @@ static inline void fc_store_##S(T *p, V v) { memcpy(p, &v, sizeof v); }
 FC_DEFINE_LOADS(double, d, fc_vd)
 FC_DEFINE_LOADS(float, s, fc_vs)
 
-/* Sixteen horizontal sums at once: out[v] = sum of the lanes of acc[v].  Summing each vector on its own
+/* FC_NT (16 or 8) horizontal sums at once: out[v] = sum of the lanes of acc[v].  Summing each vector on its own
  * costs L-1 dependent scalar adds plus lane extracts (for float32 on AVX-512, ~30 instructions a sum, more
  * than the dot products of a small batch-1 tile).  Instead pairs of vectors are folded together: one
  * level adds the two halves of each block of s lanes of a and of b into one vector (two shuffles, one add),
- * so log2(L) levels leave all sixteen sums in 16/L vectors (~3 instructions a sum).  Feeding the vectors
+ * so log2(L) levels leave all FC_NT sums in FC_NT/L vectors (~3 instructions a sum).  Feeding the vectors
  * in bit-reversed order within groups of L puts the sums in natural order. */
 #if defined(__clang__) || __GNUC__ >= 12
 #  define FC_HAVE_SHUFFLE 1
@@ -69,41 +83,41 @@ FC_DEFINE_LOADS(float, s, fc_vs)
 #  define FC_FOLD(N, a, b, s) (__builtin_shufflevector(a, b, FC_I##N(FC_LO, s, N)) \
                                + __builtin_shufflevector(a, b, FC_I##N(FC_HI, s, N)))
 #  define FC_LEVEL(N, w, n, s) for (m = 0; m < (n) / 2; m++) w[m] = FC_FOLD(N, w[2 * m], w[2 * m + 1], s);
-#  if FC_VBYTES == 64
+#  if FC_VBYTES == 64   /* 16 sums */
 #    define FC_FOLD_ALL(N, w) do { if (N == 16) { FC_LEVEL(N, w, 16, 16) FC_LEVEL(N, w, 8, 8)          \
                                        FC_LEVEL(N, w, 4, 4) FC_LEVEL(N, w, 2, 2) }                 \
                                    else { FC_LEVEL(N, w, 16, 8) FC_LEVEL(N, w, 8, 4)                  \
                                        FC_LEVEL(N, w, 4, 2) } } while (0)
-#  else
-#    define FC_FOLD_ALL(N, w) do { if (N == 8) { FC_LEVEL(N, w, 16, 8) FC_LEVEL(N, w, 8, 4)            \
-                                       FC_LEVEL(N, w, 4, 2) }                                        \
-                                   else { FC_LEVEL(N, w, 16, 4) FC_LEVEL(N, w, 8, 2) } } while (0)
+#  else                 /* 8 sums */
+#    define FC_FOLD_ALL(N, w) do { if (N == 8) { FC_LEVEL(N, w, 8, 8) FC_LEVEL(N, w, 4, 4)             \
+                                       FC_LEVEL(N, w, 2, 2) }                                        \
+                                   else { FC_LEVEL(N, w, 8, 4) FC_LEVEL(N, w, 4, 2) } } while (0)
 #  endif
 static const int fc_bitrev_4[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
 static const int fc_bitrev_8[16] = {0, 4, 2, 6, 1, 5, 3, 7, 8, 12, 10, 14, 9, 13, 11, 15};
 static const int fc_bitrev_16[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
 #  define FC_BITREV_(N) fc_bitrev_##N
 #  define FC_BITREV(N) FC_BITREV_(N)
-#  define FC_DEFINE_REDUCE16(T, S, V, N)                                                           \
-static inline void fc_reduce16_##S(const V *acc, T *out)                                             \
+#  define FC_DEFINE_REDUCE_NT(T, S, V, N)                                                           \
+static inline void fc_reduce_nt_##S(const V *acc, T *out)                                             \
 {                                                                                                   \
-    V w[16];                                                                                        \
+    V w[FC_NT];                                                                                     \
     int m;                                                                                          \
-    for (m = 0; m < 16; m++) w[m] = acc[FC_BITREV(N)[m]];                                           \
+    for (m = 0; m < FC_NT; m++) w[m] = acc[FC_BITREV(N)[m]];                                        \
     FC_FOLD_ALL(N, w);                                                                              \
-    memcpy(out, w, 16 * sizeof(T));                                                                 \
+    memcpy(out, w, FC_NT * sizeof(T));                                                              \
 }
-FC_DEFINE_REDUCE16(double, d, fc_vd, FC_NL_D)
-FC_DEFINE_REDUCE16(float, s, fc_vs, FC_NL_S)
+FC_DEFINE_REDUCE_NT(double, d, fc_vd, FC_NL_D)
+FC_DEFINE_REDUCE_NT(float, s, fc_vs, FC_NL_S)
 #else
-#  define FC_DEFINE_REDUCE16(T, S, V, N)                                                           \
-static inline void fc_reduce16_##S(const V *acc, T *out)                                             \
+#  define FC_DEFINE_REDUCE_NT(T, S, V, N)                                                           \
+static inline void fc_reduce_nt_##S(const V *acc, T *out)                                             \
 {                                                                                                   \
     int v, l;                                                                                       \
-    for (v = 0; v < 16; v++) { out[v] = 0; for (l = 0; l < N; l++) out[v] += acc[v][l]; }           \
+    for (v = 0; v < FC_NT; v++) { out[v] = 0; for (l = 0; l < N; l++) out[v] += acc[v][l]; }        \
 }
-FC_DEFINE_REDUCE16(double, d, fc_vd, FC_NL_D)
-FC_DEFINE_REDUCE16(float, s, fc_vs, FC_NL_S)
+FC_DEFINE_REDUCE_NT(double, d, fc_vd, FC_NL_D)
+FC_DEFINE_REDUCE_NT(float, s, fc_vs, FC_NL_S)
 #endif
 
 /* Row k of B starts at base + boff[k]; every row must be readable for the full tile width.
@@ -115,34 +129,30 @@ static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, 
                                    T *restrict c, long ldc, const long *cmap, int contig, int mr,   \
                                    const T *bias)                                                   \
 {                                                                                                   \
-    V acc[FC_MR][2];                                                                                \
-    int i, j, k;                                                                                    \
-    for (i = 0; i < FC_MR; i++) { acc[i][0] = (V){0}; acc[i][1] = (V){0}; }                          \
+    V acc[FC_MR][FC_NV];                                                                            \
+    int i, j, k, v;                                                                                 \
+    for (i = 0; i < FC_MR; i++) for (v = 0; v < FC_NV; v++) acc[i][v] = (V){0};                      \
     for (k = 0; k < kd; k++) {                                                                      \
         const T *b = base + boff[k];                                                                \
-        const V b0 = fc_load_##S(b);                                                                \
-        const V b1 = fc_load_##S(b + L);                                                            \
+        V bv[FC_NV];                                                                                \
         const T *a = ap + (long)k * FC_MR;                                                          \
-        for (i = 0; i < FC_MR; i++) {                                                               \
-            acc[i][0] += a[i] * b0;                                                                 \
-            acc[i][1] += a[i] * b1;                                                                 \
-        }                                                                                           \
+        for (v = 0; v < FC_NV; v++) bv[v] = fc_load_##S(b + v * L);                                 \
+        for (i = 0; i < FC_MR; i++)                                                                 \
+            for (v = 0; v < FC_NV; v++) acc[i][v] += a[i] * bv[v];                                  \
     }                                                                                               \
     if (contig) {                                                                                   \
         T *cc = c + cmap[0];                                                                        \
         for (i = 0; i < mr; i++) {                                                                  \
             V bb = (V){0} + (bias ? bias[i] : (T)0);                                                \
-            fc_store_##S(cc + (long)i * ldc, acc[i][0] + bb);                                       \
-            fc_store_##S(cc + (long)i * ldc + L, acc[i][1] + bb);                                   \
+            for (v = 0; v < FC_NV; v++) fc_store_##S(cc + (long)i * ldc + v * L, acc[i][v] + bb);   \
         }                                                                                           \
     } else {                                                                                        \
-        T tmp[2 * L];                                                                               \
+        T tmp[FC_NV * L];                                                                           \
         for (i = 0; i < mr; i++) {                                                                  \
             T bb = bias ? bias[i] : (T)0;                                                           \
             T *ci = c + (long)i * ldc;                                                              \
-            fc_store_##S(tmp, acc[i][0]);                                                           \
-            fc_store_##S(tmp + L, acc[i][1]);                                                       \
-            for (j = 0; j < 2 * L; j++)                                                             \
+            for (v = 0; v < FC_NV; v++) fc_store_##S(tmp + v * L, acc[i][v]);                       \
+            for (j = 0; j < FC_NV * L; j++)                                                         \
                 if (cmap[j] >= 0) ci[cmap[j]] = tmp[j] + bb;                                        \
         }                                                                                           \
     }                                                                                               \
@@ -151,28 +161,24 @@ static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, 
 static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff,   \
                                    T *c, long ldc, int mr, int nr)                                  \
 {                                                                                                   \
-    const T *a0 = a, *a1 = a + (mr > 1 ? lda : 0), *a2 = a + (mr > 2 ? 2 * lda : 0),                \
-            *a3 = a + (mr > 3 ? 3 * lda : 0);                                                       \
-    const T *b0 = base + boff[0], *b1 = base + boff[nr > 1 ? 1 : 0],                                \
-            *b2 = base + boff[nr > 2 ? 2 : 0], *b3 = base + boff[nr > 3 ? 3 : 0];                   \
-    V acc[4][4];                                                                                    \
-    T sums[16];                                                                                     \
+    const T *ar[FC_NT_MR], *br[FC_NT_NR];                                                           \
+    V acc[FC_NT_MR][FC_NT_NR];                                                                      \
+    T sums[FC_NT];                                                                                  \
     int i, j, p;                                                                                    \
-    for (i = 0; i < 4; i++) for (j = 0; j < 4; j++) acc[i][j] = (V){0};                              \
+    for (i = 0; i < FC_NT_MR; i++) ar[i] = a + (i < mr ? i * lda : 0);                              \
+    for (j = 0; j < FC_NT_NR; j++) br[j] = base + boff[j < nr ? j : 0];                              \
+    for (i = 0; i < FC_NT_MR; i++) for (j = 0; j < FC_NT_NR; j++) acc[i][j] = (V){0};                \
     for (p = 0; p < np; p += L) {                                                                   \
-        const V x0 = fc_load_##S(a0 + p), x1 = fc_load_##S(a1 + p), x2 = fc_load_##S(a2 + p),       \
-                x3 = fc_load_##S(a3 + p);                                                           \
-        const V y0 = fc_load_##S(b0 + p), y1 = fc_load_##S(b1 + p), y2 = fc_load_##S(b2 + p),       \
-                y3 = fc_load_##S(b3 + p);                                                           \
-        acc[0][0] += x0 * y0; acc[0][1] += x0 * y1; acc[0][2] += x0 * y2; acc[0][3] += x0 * y3;     \
-        acc[1][0] += x1 * y0; acc[1][1] += x1 * y1; acc[1][2] += x1 * y2; acc[1][3] += x1 * y3;     \
-        acc[2][0] += x2 * y0; acc[2][1] += x2 * y1; acc[2][2] += x2 * y2; acc[2][3] += x2 * y3;     \
-        acc[3][0] += x3 * y0; acc[3][1] += x3 * y1; acc[3][2] += x3 * y2; acc[3][3] += x3 * y3;     \
+        V x[FC_NT_MR], y[FC_NT_NR];                                                                 \
+        for (i = 0; i < FC_NT_MR; i++) x[i] = fc_load_##S(ar[i] + p);                               \
+        for (j = 0; j < FC_NT_NR; j++) y[j] = fc_load_##S(br[j] + p);                               \
+        for (i = 0; i < FC_NT_MR; i++)                                                              \
+            for (j = 0; j < FC_NT_NR; j++) acc[i][j] += x[i] * y[j];                                \
     }                                                                                               \
-    fc_reduce16_##S(&acc[0][0], sums);                                                              \
+    fc_reduce_nt_##S(&acc[0][0], sums);                                                             \
     for (i = 0; i < mr; i++)                                                                        \
         for (j = 0; j < nr; j++)                                                                    \
-            c[(long)i * ldc + j] += sums[i * 4 + j];                                                \
+            c[(long)i * ldc + j] += sums[i * FC_NT_NR + j];                                         \
 }
 
 FC_DEFINE_IKERNELS(double, d, fc_vd, FC_LANES_D)
@@ -202,7 +208,7 @@ static void fc_igemm_nn_##S(int kd, const T *ap, const T *base, const long *boff
 {                                                                                                   \
     int i, j, k;                                                                                    \
     for (i = 0; i < mr; i++)                                                                        \
-        for (j = 0; j < 2 * L; j++) {                                                               \
+        for (j = 0; j < FC_NV * L; j++) {                                                           \
             T s = 0;                                                                                \
             if (cmap[j] < 0) continue;                                                              \
             for (k = 0; k < kd; k++) s += ap[(long)k * FC_MR + i] * base[boff[k] + j];              \
