@@ -13,8 +13,8 @@ Two paths:
     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
 Samples are processed in chunks so the buffers stay near cache size.  The parallel loops split work that
-exists even at batch 1 (output tiles, blocks of output positions), so one image can use every thread; a
-single image smaller than SERIAL_FLOPS runs on one (measurements below).  No BLAS is called, so OpenMP
+exists even at batch 1 (output tiles, tiles of dW), so one image can use every thread; whether it pays
+is measured per layer shape on the machine at hand (fc_trials.pxi).  No BLAS is called, so OpenMP
 never runs beside a threaded BLAS.
 
 Only ``fastconv.ops`` calls this module; it validates and allocates.  The functions here re-check the
@@ -62,20 +62,23 @@ CHUNK_SAMPLES_PER_THREAD = 4
 WORKSPACE_CACHE_BYTES = 1 << 20
 # Output positions per dW work item of the im2col path (a multiple of every vector width).
 DW_BLOCK = 128
-# A single sample with fewer multiply-adds than this (2*F*K*Ho*Wo flops) runs on one thread: splitting
-# it makes both cores share its buffers, and on the 2-core bench machine that cost more than it saved
-# (seed shapes at batch 1: 2 threads 0.4-0.9x the speed of 1; 3x3 16->16 32x32, 4.7 MFLOP: 0.8x;
-# 32->32, 18.9 MFLOP: 1.0-1.3x; 64->64, 75 MFLOP: 1.3-1.5x).  Batches of 2 or more always split.
-# Re-measured after the per-call overhead cuts (seed conv1 float64 forward, batch 1): 1 thread 10.4 us,
-# 2 threads 19.6 us; 16.7 us even when each thread split its own private copy of the input, so sharing
-# xs is not the whole cost (an empty 2-thread region costs ~1 us here, a barrier ~0.5 us).  The rest is
-# moving cache lines between the cores: with 2 threads the same loops used 4x the CPU time (perf, seed
-# conv2 forward: the GEMM 3.6 -> 15.4 us, the split 2.6 -> 10.7 us), and a C test measured a 357 ns round
-# trip between the two cores and ~8 ns a line to write lines the other core holds (0.5 ns otherwise).
-SERIAL_FLOPS = 12_000_000
+# Batch 1: whether splitting one sample between threads pays depends on the machine (fc_trials.pxi), so
+# each plan measures it per operation with a _Trials.  At batch 1 the work items are output tiles
+# (forward, dx) and whole tiles of dW, each computed the same way on any thread, so the choice never
+# changes the result's bits (tested).  Batches of 2 or more always split.
+cdef enum:
+    OP_FORWARD = 0
+    OP_BACKWARD = 1       # no dx
+    OP_BACKWARD_DX = 2
 
 
 include "fc_arrays.pxi"
+include "fc_trials.pxi"
+
+
+def batch1_choices():
+    """The batch-1 thread choices measured so far: {(C, H, W, F, kh, kw, sh, sw, ph, pw, NR): {op: ...}}."""
+    return {key: plan.batch1_choice() for key, plan in _plans.items() if plan.batch1_choice()}
 
 
 def max_threads():
@@ -406,6 +409,7 @@ cdef class _Plan:
     cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
     cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
     cdef int[::1] xcontig     # nph * ntx: same for the tiles of cmapx
+    cdef tuple tune           # per operation (OP_*): the batch-1 thread choice
     # a reusable workspace (see workspace()); busy is only read and set while holding the GIL
     cdef object ws
     cdef unsigned char[::1] wsv
@@ -415,6 +419,7 @@ cdef class _Plan:
                  Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR):
         self.C, self.H, self.W, self.F, self.kh, self.kw = C, H, W, F, kh, kw
         self.sh, self.sw, self.ph, self.pw, self.NR = sh, sw, ph, pw, NR
+        self.tune = (_Trials(), _Trials(), _Trials())
         self.Ho = (H + 2 * ph - kh) // sh + 1
         self.Wo = (W + 2 * pw - kw) // sw + 1
         self.K = C * kh * kw
@@ -505,11 +510,16 @@ cdef class _Plan:
                                 apx[self.aoff[q] + (m * kq + tt) * MR + i] = \
                                     w[((f * C + c) * kh + ii * sh + a) * kw + jj * sw + bb] if c < C else 0
 
-    cdef int threads(self, Py_ssize_t N, int nthreads):
-        """Threads to use: one for a single small sample (see SERIAL_FLOPS), else ``nthreads``."""
-        if N == 1 and 2 * self.F * self.K * self.P < SERIAL_FLOPS:
-            return 1
-        return nthreads
+    cdef _Trials trials(self, Py_ssize_t N, int nthreads, int op):
+        """The thread choice of a batch-1 ``op`` (None for several samples or one thread: all threads)."""
+        if N != 1 or nthreads <= 1:
+            return None
+        return <_Trials>self.tune[op]
+
+    def batch1_choice(self):
+        """{operation: _Trials.report()} for the operations tried at batch 1."""
+        return {name: (<_Trials>self.tune[op]).report() for op, name in
+                enumerate(("forward", "backward", "backward_dx")) if (<_Trials>self.tune[op]).calls}
 
     cdef Py_ssize_t chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample, int nthreads):
         """Samples per chunk (see IMPLICIT_CHUNK_BYTES)."""
@@ -611,7 +621,10 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     cdef _Plan g = _plan(xsh[1], xsh[2], xsh[3], wsh[0], wsh[1], wsh[2], wsh[3],
                          stride, padding, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = xsh[0], C = g.C, F = g.F, K = g.K, P = g.P, NR = g.NR, Sx = g.Sx
-    nthreads = g.threads(N, nthreads)
+    cdef _Trials trial = g.trials(N, nthreads, OP_FORWARD)
+    if trial is not None:
+        nthreads = trial.threads(nthreads)
+    cdef double t0 = perf_counter() if trial is not None else 0
     if ysh[0] != N or ysh[1] != F or ysh[2] != g.Ho or ysh[3] != g.Wo:
         raise ValueError("conv2d_forward: output buffer has the wrong shape")
     cdef const floating *bptr = NULL
@@ -653,6 +666,8 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
                                  ymap, ycontig, NR, bptr)
     finally:
         _release(keep)
+    if trial is not None:
+        trial.record(nthreads, perf_counter() - t0)
     return 0
 
 
@@ -764,7 +779,6 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     cdef _Plan g = _plan(xsh[1], xsh[2], xsh[3], wsh[0], wsh[1], wsh[2], wsh[3],
                          stride, padding, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = xsh[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
-    nthreads = g.threads(N, nthreads)
     if (dysh[0] != N or dysh[1] != F or dysh[2] != g.Ho or dysh[3] != g.Wo
             or dwsh[0] != F or dwsh[1] != C or dwsh[2] != kh or dwsh[3] != kw or dbsh[0] != F):
         raise ValueError("conv2d_backward: buffers have the wrong shape")
@@ -788,6 +802,11 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
         _backward_im2col(dy, x, w, dx_out, dw_out, db_out, g, nthreads)
         return 0
 
+    cdef int op = OP_BACKWARD_DX if need_dx else OP_BACKWARD
+    cdef _Trials trial = g.trials(N, nthreads, op)
+    if trial is not None:
+        nthreads = trial.threads(nthreads)
+    cdef double t0 = perf_counter() if trial is not None else 0
     cdef Py_ssize_t K = g.K, Sx = g.Sx, Ppad = g.Ppad
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0
     # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
@@ -795,34 +814,45 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     cdef Py_ssize_t Sp = F * Ppad if own_dyp else 0, Sf = F * Sd
     cdef Py_ssize_t nb = g.chunk(N, (Sx + Sp + Sf) * sizeof(floating), nthreads)
     cdef int nt = max(1, nthreads)
+    # dW accumulators: one per thread when samples are split between threads; at batch 1 each thread
+    # computes whole elements of dW (see _backward_implicit) straight into dw
+    cdef int nslot = nt if N > 1 else 1
     cdef Py_ssize_t fs = sizeof(floating)
     cdef Py_ssize_t o_dyp = _al(nb * Sx * fs), o_dyf = o_dyp + _al(nb * Sp * fs)
     cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs)
-    cdef Py_ssize_t o_apx = o_dwl + (_al(nt * F * K * fs) if nt > 1 else 0)
+    cdef Py_ssize_t o_apx = o_dwl + (_al(nslot * F * K * fs) if nslot > 1 else 0)
     cdef list keep = []
     cdef unsigned char *ws = g.workspace(o_apx + g.tot_a * fs, keep)
     cdef floating *xs = <floating *>ws                 # nb x Sx: the phase-split samples
     cdef floating *dyp = <floating *>(ws + o_dyp)      # nb x Sp: dy on the plan's columns (dW)
     cdef floating *dyf = <floating *>(ws + o_dyf)      # nb x Sf: dy on the dx grid
-    # nt x F x K: per-thread dW; one thread accumulates into dw itself
-    cdef floating *dwl = <floating *>(ws + o_dwl) if nt > 1 else dwp
+    # nslot x F x K: per-thread dW; a single slot is dw itself
+    cdef floating *dwl = <floating *>(ws + o_dwl) if nslot > 1 else dwp
     cdef floating *apx = <floating *>(ws + o_apx)      # w packed phase by phase (dx)
     try:
         with nogil:
             if need_dx:
                 g.pack_dx_weights(wp, apx)
-            _backward_implicit(g, dyp_in, xp, dxp, dwp, dbp, N, nb, nt, own_dyp, need_dx, xs, dyp, dyf,
-                               dwl, apx)
+            _backward_implicit(g, dyp_in, xp, dxp, dwp, dbp, N, nb, nt, nslot, own_dyp, need_dx, xs, dyp,
+                               dyf, dwl, apx)
     finally:
         _release(keep)
+    if trial is not None:
+        trial.record(nthreads, perf_counter() - t0)
     return 0
 
 
 cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, floating *dx, floating *dwp,
-                             floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, bint own_dyp,
+                             floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, int nslot, bint own_dyp,
                              bint need_dx, floating *xs, floating *dyp, floating *dyf, floating *dwl,
                              const floating *apx) noexcept nogil:
-    """The parallel part of conv2d_backward on the workspace it laid out."""
+    """The parallel part of conv2d_backward on the workspace it laid out.
+
+    dW work items: with several samples, whole samples or blocks of output positions, each thread adding
+    into its own slot of ``dwl`` (nslot = nt).  At batch 1 (nslot = 1), ranges of FC_NT_MR x FC_NT_NR
+    tiles of dW, each a dot product over every position written straight into dw: every element is
+    then computed the same way whatever the thread count, so the batch-1 thread choice (_Plan.threads)
+    never changes a bit."""
     cdef int nthreads = nt
     cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
@@ -843,7 +873,8 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef const int *xcontig = &g.xcontig[0]
     cdef const long *boff = &g.boff[0]
     cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, ft, kt, tid, t, rest, jt, m, mr, oh, HB
-    cdef Py_ssize_t nfill, nx, spread
+    cdef Py_ssize_t nfill, nx, spread, tile, tile_hi, tpi = 0
+    cdef Py_ssize_t nkt = (K + FC_NT_NR - 1) // FC_NT_NR, ntt = (F + FC_NT_MR - 1) // FC_NT_MR * nkt
     cdef floating *d
     cdef Py_ssize_t ci, nchunks = (N + nb - 1) // nb
     with parallel(num_threads=nthreads):
@@ -852,14 +883,20 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
             cnt = min(nb, N - n0)
             # dW items: whole samples (long dot products, few horizontal sums) unless there are too
             # few samples to keep every thread busy; then blocks of output positions.
-            nhb = (2 * nt + cnt - 1) // cnt
-            if nhb > g.ntiles:
-                nhb = g.ntiles
-            HB = ((Ppad + nhb - 1) // nhb + NR - 1) // NR * NR
-            nhb = (Ppad + HB - 1) // HB
+            if nslot == 1 and cnt == 1:
+                nhb = min(2 * nt, ntt)        # items of tpi whole dW tiles
+                tpi = (ntt + nhb - 1) // nhb
+                nhb = (ntt + tpi - 1) // tpi
+                HB = 0
+            else:
+                nhb = (2 * nt + cnt - 1) // cnt
+                if nhb > g.ntiles:
+                    nhb = g.ntiles
+                HB = ((Ppad + nhb - 1) // nhb + NR - 1) // NR * NR
+                nhb = (Ppad + HB - 1) // HB
             # Work is ordered sample by sample and split statically, so the thread that fills a
             # sample's buffers is the one that reads them (they stay in its cache).
-            nfill = cnt * (C + F) + (nt if n0 == 0 else 0)
+            nfill = cnt * (C + F) + (nslot if n0 == 0 else 0)
             for r in prange(nfill, schedule='static'):
                 n = r // (C + F)
                 c = r % (C + F)
@@ -895,8 +932,16 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                 # static split balances them even at batch 1.
                 n = item // (nhb + nx)
                 t = item % (nhb + nx)
-                if t % spread == 0 and t // spread < nhb:
-                    tid = threadid()
+                if t % spread == 0 and t // spread < nhb and HB == 0:
+                    tile_hi = min(ntt, (t // spread + 1) * tpi)
+                    for tile in range((t // spread) * tpi, tile_hi):
+                        f0 = tile // nkt * FC_NT_MR
+                        k0 = tile % nkt * FC_NT_NR
+                        _igemm_nt(<int>Pl, (dyp + n * Sp if own_dyp else dyf + n * Sf) + f0 * Sa + Ta, Sa,
+                                  xs + n * Sx, boff + k0, dwl + f0 * K + k0, K, <int>min(FC_NT_MR, F - f0),
+                                  <int>min(FC_NT_NR, K - k0))
+                elif t % spread == 0 and t // spread < nhb:
+                    tid = threadid() if nslot > 1 else 0
                     p0 = (t // spread) * HB
                     blk = Pl - p0
                     if blk > HB:
@@ -921,5 +966,5 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + jt * NR,
                               boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
                               cmapx + q * PX + jt * NR, xcontig[q * ntx + jt], <int>mr, NULL)
-        for r in prange(_finish_items(F * K, F, nt > 1), schedule='static'):
-            _finish_item(r, dwl, nt, dwp, F * K, dy, N, F, P, db, nt > 1)
+        for r in prange(_finish_items(F * K, F, nslot > 1), schedule='static'):
+            _finish_item(r, dwl, nslot, dwp, F * K, dy, N, F, P, db, nslot > 1)

@@ -203,18 +203,53 @@ def test_thread_count_changes_only_rounding(dtype, rng):
 ])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, padding, threads, rng):
-    """Small single samples normally run on one thread (SERIAL_FLOPS); forced to split, the output tiles,
-    dW blocks and dx tiles of one image spread over the threads and still match the reference."""
-    monkeypatch.setattr(_conv, "SERIAL_FLOPS", 0)
+    """With the batch-1 trials off, one image uses every thread (output tiles, dW tiles and dx tiles
+    spread over them): the results match the reference and are bit-identical to one thread's, which is
+    what lets the trials pick either without changing a training run."""
+    monkeypatch.setattr(_conv, "AUTOTUNE", False)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
     old = ops.get_num_threads()
+    results = []
     try:
-        ops.set_num_threads(threads)
-        check_against_reference(x, w, b, stride, padding)
+        for n in (threads, 1):
+            ops.set_num_threads(n)
+            if n > 1:
+                check_against_reference(x, w, b, stride, padding)
+            y = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+            dy = np.cos(y)
+            results.append((y,) + ops.conv2d_backward(dy, x, w, stride=stride, padding=padding)
+                           + ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=False)[1:])
     finally:
         ops.set_num_threads(old)
+    for name, split, serial in zip(("y", "dx", "dw", "db", "dw (no dx)", "db (no dx)"), *results):
+        assert np.array_equal(split, serial), f"{name} differs between {threads} threads and 1"
+
+
+def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
+    """A plan's first TRIALS batch-1 calls try one thread, then all threads, then it keeps the
+    faster; every call, trial or not, returns the same bits."""
+    monkeypatch.setattr(_conv, "AUTOTUNE", True)
+    x = rng.standard_normal((1, 7, 19, 17))   # a geometry no other test uses: a fresh plan
+    w = rng.standard_normal((6, 7, 3, 2))
+    old = ops.get_num_threads()
+    try:
+        ops.set_num_threads(2)
+        first = ops.conv2d_forward(x, w, stride=(2, 1))
+        dy = np.sin(first)
+        grads = ops.conv2d_backward(dy, x, w, stride=(2, 1))
+        for _ in range(_conv.TRIALS + 3):
+            assert np.array_equal(ops.conv2d_forward(x, w, stride=(2, 1)), first)
+            for a, b in zip(ops.conv2d_backward(dy, x, w, stride=(2, 1)), grads):
+                assert np.array_equal(a, b)
+    finally:
+        ops.set_num_threads(old)
+    choices = [c for key, c in _conv.batch1_choices().items() if key[:10] == (7, 19, 17, 6, 3, 2, 2, 1, 0, 0)]
+    assert len(choices) == 1 and set(choices[0]) == {"forward", "backward_dx"}
+    for chosen, one_us, all_us in choices[0].values():
+        assert chosen in ("one", "all") and one_us > 0 and all_us > 0
+        assert (chosen == "all") == (all_us < _conv.MARGIN * one_us)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
