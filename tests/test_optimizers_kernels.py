@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fastconv import ops, reference
+from fastconv import _adam, ops, reference
 from conftest import DTYPES
 
 ADAM_OPTIONS = [
@@ -15,13 +15,16 @@ ADAM_OPTIONS = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", ADAM_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-@pytest.mark.parametrize("size", [7, 70_001])  # serial and threaded paths
-def test_adam_bit_identical_over_many_steps(dtype, opts, size, rng):
+@pytest.mark.parametrize("size", [7, 1001, 70_001])  # serial, one block per thread, blocks
+def test_adam_bit_identical_over_many_steps(monkeypatch, dtype, opts, size, rng):
+    if size == 1001:  # below PARALLEL_MIN: split only when measured faster; here always
+        monkeypatch.setattr(_adam, "AUTOTUNE", False)
+        monkeypatch.setattr(ops, "_num_threads", 2)
     p = rng.standard_normal(size).astype(dtype)
     state = [np.zeros_like(p) for _ in range(3)]
     p_ref = p.copy()
     state_ref = [np.zeros_like(p) for _ in range(3)]
-    for step in range(1, 31 if size < 100 else 6):
+    for step in range(1, 31 if size < 2000 else 6):
         g = rng.standard_normal(size).astype(dtype)
         kw = dict(step=step, lr=1e-2, beta1=0.85, beta2=0.99, eps=1e-7, **opts)
         vm = state[2] if opts["amsgrad"] else None
