@@ -151,13 +151,31 @@ def bench_elementwise(torch, dtype):
     lab = rng.integers(0, 10, 64)
     cases.append(("softmax CE", "64x10", lambda: ops.softmax_cross_entropy(z, lab), lambda: reference.softmax_cross_entropy(z, lab),
                   (lambda t: (lambda: torch.nn.functional.cross_entropy(t, torch.tensor(lab)).backward())) if torch else None))
+    xd = rng.standard_normal((1, 648)).astype(dtype)   # seed 000's last layer at batch 1
+    wd = rng.standard_normal((10, 648)).astype(dtype)
+    bd = rng.standard_normal(10).astype(dtype)
+    dyd = rng.standard_normal((1, 10)).astype(dtype)
+
+    def dense_fast():
+        ops.dense_forward(xd, wd, bd)
+        ops.dense_backward(dyd, xd, wd)
+
+    def dense_ref():
+        reference.dense_forward(xd, wd, bd)
+        reference.dense_backward(dyd, xd, wd)
+
+    def dense_torch(t):
+        tw, tb, tdy = (torch.tensor(a, requires_grad=True) for a in (wd, bd, dyd))
+        return lambda: torch.nn.functional.linear(t, tw, tb).backward(tdy)
+
+    cases.append(("dense fwd+bwd", "1x648 -> 10", dense_fast, dense_ref, dense_torch if torch else None))
     for name, shape, fast, ref, tmaker in cases:
         t_fast = timeit(fast)
         t_ref = timeit(ref, min_time=0.05, max_reps=5)
         row = {"kernel": name, "shape": shape, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
                "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
         if tmaker is not None:
-            src = {"relu fwd+bwd": x, "maxpool2d fwd+bwd": xp, "softmax CE": z}[name]
+            src = {"relu fwd+bwd": x, "maxpool2d fwd+bwd": xp, "softmax CE": z, "dense fwd+bwd": xd}[name]
             t_torch = timeit(tmaker(torch.tensor(src, requires_grad=True)))
             row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
         rows.append(row)

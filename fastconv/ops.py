@@ -15,11 +15,12 @@ import threading
 
 import numpy as np
 
-from . import _adam, _conv, _maxpool, _relu, _sgd, _softmax_ce
+from . import _adam, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
 from .reference import _adam_coefficients
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
+    "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward",
+    "maxpool2d_forward",
     "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
     "set_num_threads", "get_num_threads", "openmp_enabled",
 ]
@@ -209,6 +210,81 @@ def _conv2d_forward_into(x, w, b, y, stride, padding):
 def _conv2d_backward_into(dy, x, w, dx, dw, db, stride, padding):
     """conv2d_backward into preallocated ``dx`` (or None), ``dw``, ``db``; preconditions as above."""
     _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, _num_threads)
+
+
+# ---------------------------------------------------------------------------------------------- dense
+
+def dense_forward(x, w, b=None):
+    """Fully connected layer, PyTorch's ``linear``: ``y = x @ w.T + b``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, K), float32 or float64
+    w : ndarray, shape (U, K), same dtype (PyTorch layout: one row per output unit)
+    b : ndarray, shape (U,), optional
+
+    Returns
+    -------
+    y : ndarray, shape (N, U).  Batches up to ``_dense.SMALL_BATCH`` run compiled loops on the calling
+    thread (at batch 1 a BLAS call costs more in dispatch than in arithmetic); larger ones use NumPy's
+    BLAS.
+
+    Examples
+    --------
+    >>> dense_forward(np.ones((1, 3)), np.ones((2, 3)), np.array([0.0, 1.0]))
+    array([[3., 4.]])
+    """
+    x = _float_array(x, "x", 2)
+    w = _float_array(w, "w", 2)
+    b = None if b is None else _float_array(b, "b", 1)
+    _same_dtype(x, "x", w=w, b=b)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input features (shape {w.shape}) but x has {x.shape[1]} "
+                         f"(shape {x.shape})")
+    if b is not None and b.shape[0] != w.shape[0]:
+        raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} output units")
+    y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    _dense_forward_into(x, w, b, y)
+    return y
+
+
+def dense_backward(dy, x, w, *, need_dx=True):
+    """Gradients of :func:`dense_forward`: ``(dx, dw, db)``, ``dx`` None when ``need_dx`` is False."""
+    x = _float_array(x, "x", 2)
+    w = _float_array(w, "w", 2)
+    dy = _float_array(dy, "dy", 2)
+    _same_dtype(x, "x", w=w, dy=dy)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input features (shape {w.shape}) but x has {x.shape[1]} "
+                         f"(shape {x.shape})")
+    if dy.shape != (x.shape[0], w.shape[0]):
+        raise ValueError(f"dy has shape {dy.shape} but the layer output has shape {(x.shape[0], w.shape[0])}")
+    dx = np.empty_like(x) if need_dx else None
+    dw = np.empty_like(w)
+    db = np.empty(w.shape[0], dtype=x.dtype)
+    _dense_backward_into(dy, x, w, dx, dw, db)
+    return dx, dw, db
+
+
+def _dense_forward_into(x, w, b, y):
+    """dense_forward into a preallocated ``y`` (C-contiguous, one float dtype, shapes checked by the caller)."""
+    if x.shape[0] <= _dense.SMALL_BATCH:
+        _dense.dense_forward(x, w, b, y)
+    else:
+        np.matmul(x, w.T, out=y)
+        if b is not None:
+            y += b
+
+
+def _dense_backward_into(dy, x, w, dx, dw, db):
+    """dense_backward into preallocated ``dx`` (or None), ``dw``, ``db``; preconditions as above."""
+    if x.shape[0] <= _dense.SMALL_BATCH:
+        _dense.dense_backward(dy, x, w, dx, dw, db)
+    else:
+        np.matmul(dy.T, x, out=dw)
+        np.add.reduce(dy, axis=0, out=db)
+        if dx is not None:
+            np.matmul(dy, w, out=dx)
 
 
 # ----------------------------------------------------------------------------------------------- relu

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
+    "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
     "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy",
 ]
 
@@ -60,6 +60,35 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
                 dxp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.tensordot(g, w, axes=([1], [0]))
     db = dy.sum(axis=(0, 2, 3))
     dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
+    return dx, dw, db
+
+
+def dense_forward(x, w, b=None):
+    """y[n, u] = sum_k x[n, k] * w[u, k] + b[u]."""
+    N, K = x.shape
+    U = w.shape[0]
+    y = np.zeros((N, U), dtype=x.dtype)
+    for n in range(N):
+        for u in range(U):
+            y[n, u] = np.sum(x[n, :] * w[u, :])
+    if b is not None:
+        y += b
+    return y
+
+
+def dense_backward(dy, x, w, *, need_dx=True):
+    """dw[u, k] = sum_n dy[n, u] * x[n, k];  db[u] = sum_n dy[n, u];  dx[n, k] = sum_u dy[n, u] * w[u, k]."""
+    N, K = x.shape
+    U = w.shape[0]
+    dw = np.zeros_like(w)
+    db = np.zeros(U, dtype=x.dtype)
+    dx = np.zeros_like(x) if need_dx else None
+    for n in range(N):
+        for u in range(U):
+            dw[u, :] += dy[n, u] * x[n, :]
+            db[u] += dy[n, u]
+            if need_dx:
+                dx[n, :] += dy[n, u] * w[u, :]
     return dx, dw, db
 
 

@@ -10,23 +10,30 @@
 # whichever was faster (all threads only when they beat one thread's best by MARGIN).  Halves, not
 # alternate calls: in a training loop every operation switches at the same step, so each half sees the
 # data placement it will have for good; alternating made each trial pay for the other's cache state.
-# Callers only use it where the thread count cannot change a result's bits.
+# The machines are shared and the other core is sometimes busy, so after RETRY decided calls the trials
+# run again.  Callers only use it where the thread count cannot change a result's bits.
 from time import perf_counter
 
 # Switch the trials off (tests): every call then uses the thread count it is given.
 AUTOTUNE = True
 TRIALS = 12
 MARGIN = 0.9
+RETRY = 2000
 
 
 cdef class _Trials:
-    cdef int calls
+    cdef int calls           # trials so far
     cdef int serial          # -1 undecided, 1 one thread, 0 all threads
+    cdef long since          # calls since the decision
     cdef double best[2]      # fastest trial in seconds: one thread, all threads
 
     def __cinit__(self):
+        self.reset()
+
+    cdef void reset(self):
         self.calls = 0
         self.serial = -1
+        self.since = 0
         self.best[0] = self.best[1] = 1e300
 
     cdef inline bint active(self, int nthreads):
@@ -38,7 +45,10 @@ cdef class _Trials:
         if nthreads <= 1 or not AUTOTUNE:
             return nthreads
         if self.serial >= 0:
-            return 1 if self.serial else nthreads
+            self.since += 1
+            if self.since <= RETRY:
+                return 1 if self.serial else nthreads
+            self.reset()
         return 1 if 2 * self.calls < TRIALS else nthreads
 
     cdef void record(self, int used, double seconds):

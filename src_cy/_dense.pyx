@@ -1,0 +1,85 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Fully connected layer for small batches: y = x @ w.T + b and its gradients (loops in fc_dense.h).
+
+At batch 1 (seed 000's regime) a NumPy/BLAS product of a 648-vector with a 10 x 648 matrix costs more in
+dispatch than in arithmetic; these loops run on the calling thread with no dispatch.  ``fastconv.ops``
+sends batches above SMALL_BATCH to BLAS, validates, and allocates.  The functions here re-check the
+shape relations they rely on, because the loops run with bounds checks off.
+"""
+from cython cimport floating
+
+include "fc_arrays.pxi"
+
+cdef extern from "fc_dense.h" nogil:
+    void fc_dense_fwd_d(const double *x, const double *w, const double *b, double *y, long N, long K, long U)
+    void fc_dense_fwd_s(const float *x, const float *w, const float *b, float *y, long N, long K, long U)
+    void fc_dense_bwd_d(const double *dy, const double *x, const double *w, double *dx, double *dw,
+                        double *db, long N, long K, long U)
+    void fc_dense_bwd_s(const float *dy, const float *x, const float *w, float *dx, float *dw, float *db,
+                        long N, long K, long U)
+
+# Batches up to this size use these loops; larger ones BLAS (fastconv.ops).
+SMALL_BATCH = 4
+
+
+def dense_forward(x, w, b, y):
+    """y = x @ w.T (+ b) into the preallocated ``y``: C-contiguous ndarrays of one float dtype."""
+    if _is_double(x, "dense: x"):
+        _forward(<double>0, x, w, b, y)
+    else:
+        _forward(<float>0, x, w, b, y)
+
+
+def dense_backward(dy, x, w, dx, dw, db):
+    """Fill ``dw``, ``db`` and, unless ``dx`` is None, ``dx``."""
+    if _is_double(x, "dense: x"):
+        _backward(<double>0, dy, x, w, dx, dw, db)
+    else:
+        _backward(<float>0, dy, x, w, dx, dw, db)
+
+
+cdef int _forward(floating tag, x, w, b, y) except -1:
+    cdef int T = _typenum(tag)
+    cdef Py_ssize_t xsh[2], wsh[2], ysh[2], bsh[1]
+    cdef char *xd, *wd, *yd, *bd = NULL
+    _view(x, T, 2, False, xsh, &xd, "dense: x")
+    _view(w, T, 2, False, wsh, &wd, "dense: w")
+    _view(y, T, 2, True, ysh, &yd, "dense: y")
+    if wsh[1] != xsh[1] or ysh[0] != xsh[0] or ysh[1] != wsh[0]:
+        raise ValueError("dense_forward: inconsistent shapes reached the compiled kernel")
+    if b is not None:
+        _view(b, T, 1, False, bsh, &bd, "dense: b")
+        if bsh[0] != wsh[0]:
+            raise ValueError("dense_forward: bias length does not match w")
+    with nogil:
+        if floating is double:
+            fc_dense_fwd_d(<double *>xd, <double *>wd, <double *>bd, <double *>yd, xsh[0], xsh[1], wsh[0])
+        else:
+            fc_dense_fwd_s(<float *>xd, <float *>wd, <float *>bd, <float *>yd, xsh[0], xsh[1], wsh[0])
+    return 0
+
+
+cdef int _backward(floating tag, dy, x, w, dx, dw, db) except -1:
+    cdef int T = _typenum(tag)
+    cdef Py_ssize_t dysh[2], xsh[2], wsh[2], dxsh[2], dwsh[2], dbsh[1]
+    cdef char *dyd, *xd, *wd, *dxd = NULL, *dwd, *dbd
+    _view(dy, T, 2, False, dysh, &dyd, "dense: dy")
+    _view(x, T, 2, False, xsh, &xd, "dense: x")
+    _view(w, T, 2, False, wsh, &wd, "dense: w")
+    _view(dw, T, 2, True, dwsh, &dwd, "dense: dw")
+    _view(db, T, 1, True, dbsh, &dbd, "dense: db")
+    if (wsh[1] != xsh[1] or dysh[0] != xsh[0] or dysh[1] != wsh[0] or dwsh[0] != wsh[0]
+            or dwsh[1] != wsh[1] or dbsh[0] != wsh[0]):
+        raise ValueError("dense_backward: inconsistent shapes reached the compiled kernel")
+    if dx is not None:
+        _view(dx, T, 2, True, dxsh, &dxd, "dense: dx")
+        if dxsh[0] != xsh[0] or dxsh[1] != xsh[1]:
+            raise ValueError("dense_backward: dx buffer has the wrong shape")
+    with nogil:
+        if floating is double:
+            fc_dense_bwd_d(<double *>dyd, <double *>xd, <double *>wd, <double *>dxd, <double *>dwd,
+                           <double *>dbd, xsh[0], xsh[1], wsh[0])
+        else:
+            fc_dense_bwd_s(<float *>dyd, <float *>xd, <float *>wd, <float *>dxd, <float *>dwd,
+                           <float *>dbd, xsh[0], xsh[1], wsh[0])
+    return 0
