@@ -139,9 +139,6 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
         if trial is None:
             trial = _trials[(n, T)] = _Trials()
         nt = trial.threads(nthreads)
-        if not trial.active(nthreads):
-            trial = None
-    cdef double t0 = perf_counter() if trial is not None else 0
     # blocks of BLOCK, or one block per thread (whole cache lines) when that is fewer
     cdef Py_ssize_t blk = BLOCK if n >= nt * BLOCK else ((n + nt - 1) // nt + 15) // 16 * 16
     cdef Py_ssize_t nb = (n + blk - 1) // blk
@@ -153,6 +150,4 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
             _adam_block(p + b * blk, g + b * blk, m + b * blk, v + b * blk,
                         (vp + b * blk) if vp != NULL else NULL, min(blk, n - b * blk), k, l2, shrink,
                         eps_hat)
-    if trial is not None:
-        trial.record(nt, perf_counter() - t0)
     return 0

@@ -624,7 +624,6 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     cdef _Trials trial = g.trials(N, nthreads, OP_FORWARD)
     if trial is not None:
         nthreads = trial.threads(nthreads)
-    cdef double t0 = perf_counter() if trial is not None else 0
     if ysh[0] != N or ysh[1] != F or ysh[2] != g.Ho or ysh[3] != g.Wo:
         raise ValueError("conv2d_forward: output buffer has the wrong shape")
     cdef const floating *bptr = NULL
@@ -666,8 +665,6 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
                                  ymap, ycontig, NR, bptr)
     finally:
         _release(keep)
-    if trial is not None:
-        trial.record(nthreads, perf_counter() - t0)
     return 0
 
 
@@ -806,7 +803,6 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     cdef _Trials trial = g.trials(N, nthreads, op)
     if trial is not None:
         nthreads = trial.threads(nthreads)
-    cdef double t0 = perf_counter() if trial is not None else 0
     cdef Py_ssize_t K = g.K, Sx = g.Sx, Ppad = g.Ppad
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0
     # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
@@ -837,8 +833,6 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
                                dyf, dwl, apx)
     finally:
         _release(keep)
-    if trial is not None:
-        trial.record(nthreads, perf_counter() - t0)
     return 0
 
 

@@ -4,12 +4,14 @@
 # Whether splitting a small piece of work between threads pays depends on the machine: the threads'
 # cores trade the cache lines of the data (on a 2-core Zen 5 ~8 ns a line, a 357 ns round trip), and
 # that fixed cost beats the saving there, while on a 2-core Zen 1 at 2 GHz, where the same arithmetic is
-# 5-9x slower, the split wins (seed conv1 float64 at batch 1: 71 -> 53 us; Adam on 9,578 float64
-# parameters, bound by exact square roots and divisions: 47 us on one core).  So a _Trials object runs
+# 5-9x slower, the split wins (seed conv1 float64 at batch 1: 71 -> 53 us).  So a _Trials object runs
 # the first TRIALS calls of its operation half on one thread and half on all threads, then keeps
-# whichever was faster (all threads only when they beat one thread's best by MARGIN).  Halves, not
-# alternate calls: in a training loop every operation switches at the same step, so each half sees the
-# data placement it will have for good; alternating made each trial pay for the other's cache state.
+# whichever was faster (all threads only when they beat one thread's best by MARGIN).
+# What is timed is the interval from the start of one call to the start of the next, not the call
+# itself: in a training loop that is a whole step, so it also counts what the choice costs the code
+# between calls (on the Zen 1 the kernels themselves ran faster on two threads while the steps ran
+# slower: the idle OpenMP thread spins on the second core, and the data sits in the other core's
+# cache).  Halves, not alternate calls: every operation of a training step switches at the same step.
 # The machines are shared and the other core is sometimes busy, so after RETRY decided calls the trials
 # run again.  Callers only use it where the thread count cannot change a result's bits.
 from time import perf_counter
@@ -22,10 +24,12 @@ RETRY = 2000
 
 
 cdef class _Trials:
-    cdef int calls           # trials so far
+    cdef int calls           # trial calls started
     cdef int serial          # -1 undecided, 1 one thread, 0 all threads
     cdef long since          # calls since the decision
-    cdef double best[2]      # fastest trial in seconds: one thread, all threads
+    cdef double best[2]      # shortest interval in seconds after a one-thread / all-threads call
+    cdef double last         # start of the previous trial call
+    cdef int last_used       # its thread count
 
     def __cinit__(self):
         self.reset()
@@ -35,13 +39,11 @@ cdef class _Trials:
         self.serial = -1
         self.since = 0
         self.best[0] = self.best[1] = 1e300
+        self.last_used = 0
 
-    cdef inline bint active(self, int nthreads):
-        """Whether a call with ``nthreads`` available is a trial (time it and record())."""
-        return nthreads > 1 and self.serial < 0 and AUTOTUNE
-
-    cdef inline int threads(self, int nthreads):
-        """The thread count for a call with ``nthreads`` available."""
+    cdef int threads(self, int nthreads):
+        """The thread count for a call with ``nthreads`` available (a trial's is timed from here)."""
+        cdef double now
         if nthreads <= 1 or not AUTOTUNE:
             return nthreads
         if self.serial >= 0:
@@ -49,21 +51,22 @@ cdef class _Trials:
             if self.since <= RETRY:
                 return 1 if self.serial else nthreads
             self.reset()
-        return 1 if 2 * self.calls < TRIALS else nthreads
-
-    cdef void record(self, int used, double seconds):
-        cdef int k = 0 if used == 1 else 1
-        if self.serial >= 0:
-            return
-        if seconds < self.best[k]:
-            self.best[k] = seconds
+        now = perf_counter()
+        if self.last_used:
+            self.best[0 if self.last_used == 1 else 1] = min(self.best[0 if self.last_used == 1 else 1],
+                                                             now - self.last)
         self.calls += 1
-        if self.calls >= TRIALS:
+        if self.calls > TRIALS:
             self.serial = 0 if self.best[1] < MARGIN * self.best[0] else 1
+            self.since = 1
+            return 1 if self.serial else nthreads
+        self.last = now
+        self.last_used = 1 if 2 * (self.calls - 1) < TRIALS else nthreads
+        return self.last_used
 
     def report(self):
-        """(threads chosen: "one", "all" or None while undecided, best one-thread us, best all-threads us),
-        or None before any trial."""
+        """(threads chosen: "one", "all" or None while undecided, shortest one-thread and all-threads
+        interval in us), or None before any trial."""
         if not self.calls:
             return None
         return (None if self.serial < 0 else "one" if self.serial else "all",
