@@ -7,7 +7,7 @@ an optimizer step is one fused kernel call.  ``forward(x, training)`` caches wha
 """
 import numpy as np
 
-from . import initializers, ops
+from . import _conv, _relu, initializers, ops
 
 __all__ = ["Layer", "Conv2D", "Dense", "Flatten", "MaxPool2D", "Dropout", "Activation", "get_activation"]
 
@@ -39,11 +39,10 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _is_kernel_ready(a, dtype=None):
-    """True for a C-contiguous float32/float64 ndarray (of ``dtype`` if given): the compiled kernels can
-    take it as it is.  Layers then call them directly; anything else goes through the validating ops."""
-    return (type(a) is np.ndarray and a.dtype in ops._FLOAT_DTYPES and (dtype is None or a.dtype == dtype)
-            and a.flags.c_contiguous)
+# _is_kernel_ready(a, dtype=None): True for a C-contiguous native float32/float64 ndarray (of ``dtype`` if
+# given): the compiled kernels can take it as it is.  Layers then call them directly; anything else goes
+# through the validating ops.
+_is_kernel_ready = _conv.kernel_ready
 
 
 class _ActivationMixin:
@@ -63,7 +62,7 @@ class _ActivationMixin:
             if _is_kernel_ready(z):  # our own conv/dense output: skip re-validation
                 y = np.empty_like(z)
                 self._mask = np.empty(z.shape, np.bool_)
-                ops._relu_forward_into(z, y, self._mask)
+                _relu.relu_forward(z, y, self._mask, ops._num_threads)
                 return y
             y, self._mask = ops.relu_forward(z)
             return y
@@ -82,7 +81,7 @@ class _ActivationMixin:
         if act == "relu":
             if _is_kernel_ready(dy) and dy.shape == self._mask.shape:
                 dx = np.empty_like(dy)
-                ops._relu_backward_into(dy, self._mask, dx)
+                _relu.relu_backward(dy, self._mask, dx, ops._num_threads)
                 return dx
             return ops.relu_backward(dy, self._mask)
         y = self._out
@@ -190,7 +189,7 @@ class Conv2D(_WeightedLayer):
             # shapes were validated at build: call the kernel directly into a fresh output
             z = np.empty((x.shape[0],) + self.output_shape, x.dtype)
             if z.size:
-                ops._conv2d_forward_into(x, w, self.params.get("bias"), z, self.strides, self.padding)
+                _conv.conv2d_forward(x, w, self.params.get("bias"), z, self.strides, self.padding, ops._num_threads)
         else:
             z = ops.conv2d_forward(x, w, self.params.get("bias"), stride=self.strides, padding=self.padding)
         return self._activate(z, training)
@@ -203,7 +202,8 @@ class Conv2D(_WeightedLayer):
             # gradients go straight into the model's flat gradient buffer
             dx = np.empty(x.shape, x.dtype) if self.need_dx else None
             db = self.grads["bias"] if self.use_bias else np.empty(self.filters, x.dtype)
-            ops._conv2d_backward_into(dz, x, w, dx, self.grads["kernel"], db, self.strides, self.padding)
+            _conv.conv2d_backward(dz, x, w, dx, self.grads["kernel"], db, self.strides, self.padding,
+                                  ops._num_threads)
             return dx
         dx, dw, db = ops.conv2d_backward(dz, x, w, stride=self.strides, padding=self.padding, need_dx=self.need_dx)
         self.grads["kernel"][...] = dw

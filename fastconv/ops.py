@@ -200,18 +200,6 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     return dx, dw, db
 
 
-def _conv2d_forward_into(x, w, b, y, stride, padding):
-    """conv2d_forward into a preallocated ``y``, without re-validating: for layers whose shapes were
-    checked at build.  Needs C-contiguous arrays of one float dtype and stride/padding as int pairs;
-    the compiled kernel still checks every shape relation it relies on (ValueError)."""
-    _conv.conv2d_forward(x, w, b, y, stride, padding, _num_threads)
-
-
-def _conv2d_backward_into(dy, x, w, dx, dw, db, stride, padding):
-    """conv2d_backward into preallocated ``dx`` (or None), ``dw``, ``db``; preconditions as above."""
-    _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, _num_threads)
-
-
 # ---------------------------------------------------------------------------------------------- dense
 
 def dense_forward(x, w, b=None):
@@ -299,16 +287,6 @@ def relu_forward(x):
     mask = np.empty(x.shape, dtype=np.bool_)
     _relu.relu_forward(x, y, mask, _num_threads)
     return y, mask
-
-
-def _relu_forward_into(x, y, mask):
-    """relu_forward into preallocated ``y`` and bool ``mask`` (C-contiguous, x's shape); no re-validation."""
-    _relu.relu_forward(x, y, mask, _num_threads)
-
-
-def _relu_backward_into(dy, mask, dx):
-    """relu_backward into a preallocated ``dx``; preconditions as above."""
-    _relu.relu_backward(dy, mask, dx, _num_threads)
 
 
 def relu_backward(dy, mask):

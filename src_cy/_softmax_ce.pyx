@@ -84,3 +84,34 @@ cdef void _row(const floating *z, long long t, floating *dz, Py_ssize_t K, float
     for k in range(K):
         dz[k] = dz[k] / s * inv_n
     dz[t] = dz[t] - inv_n
+
+
+def count_correct(z, labels):
+    """How many rows of ``z`` (N, K) have their first maximum at ``labels`` (int64, N): numpy's
+    ``count_nonzero(z.argmax(axis=1) == labels)``, NaN counting as the maximum; for the training loop's
+    accuracy, where the three NumPy calls cost more than the step's softmax."""
+    if _is_double(z, "count_correct: z"):
+        return _count(<double>0, z, labels)
+    return _count(<float>0, z, labels)
+
+
+cdef Py_ssize_t _count(floating tag, z_in, labels_in) except -1:
+    cdef Py_ssize_t zs[2], nl, n, k, best, hits = 0
+    cdef char *zd, *ld
+    _view(z_in, _typenum(tag), 2, False, zs, &zd, "count_correct: z")
+    _view(labels_in, cnp.NPY_INT64, 1, False, &nl, &ld, "count_correct: labels")
+    if nl != zs[0] or zs[1] < 1:
+        raise ValueError("count_correct: inconsistent shapes")
+    cdef const floating *z = <const floating *>zd
+    cdef const long long *labels = <const long long *>ld
+    cdef Py_ssize_t K = zs[1]
+    for n in range(zs[0]):
+        best = 0
+        for k in range(K):
+            if z[n * K + k] != z[n * K + k]:      # NaN: numpy's argmax stops at the first
+                best = k
+                break
+            if z[n * K + k] > z[n * K + best]:
+                best = k
+        hits += best == labels[n]
+    return hits

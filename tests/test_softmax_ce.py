@@ -67,3 +67,18 @@ def test_matches_pytorch(rng):
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_count_correct_matches_numpy_argmax(dtype, rng):
+    """The training loop's accuracy count: first maximum wins ties, NaN counts as the maximum (numpy)."""
+    from fastconv import _softmax_ce
+    z = rng.integers(0, 3, (200, 5)).astype(dtype)      # many ties
+    z[::7, 2] = np.nan
+    z[::11, 0] = np.nan
+    t = rng.integers(0, 5, 200)
+    assert _softmax_ce.count_correct(z, t) == np.count_nonzero(z.argmax(axis=1) == t)
+    for n in range(1, 4):
+        assert _softmax_ce.count_correct(z[:n], t[:n]) == np.count_nonzero(z[:n].argmax(axis=1) == t[:n])
+    with pytest.raises(ValueError, match="inconsistent"):
+        _softmax_ce.count_correct(z, t[:3])
