@@ -3,7 +3,9 @@
 1. per-sample training (batch 1, float64, 1,000 images): us/sample for fastconv, PyTorch and the seed's loops
    (the seed is timed on --seed-samples images; it is ~8 ms per image);
 2. batch 32, float32, 4,000 images x 3 epochs: us/sample and test accuracy for fastconv and PyTorch.
-Ratios are measured in one run; 2 threads each by default.
+Ratios are measured in one run; 2 threads each by default.  The machines are shared and their speed
+drifts by up to 1.7x within minutes, so fastconv and PyTorch run alternately for --rounds rounds (each a
+fresh model doing the same work) and each reports its fastest round (all rounds are in the JSON).
 """
 import argparse
 import json
@@ -118,6 +120,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed-samples", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per framework (default 3)")
     p.add_argument("--out", default="bench/results/train.json")
     args = p.parse_args()
     fastconv.set_num_threads(args.threads)
@@ -130,19 +133,25 @@ def main():
     (xtr, ytr), (xte, yte) = datasets.load_mnist()
     results = {}
     x64, xt64 = xtr[:1000] / 255.0, xte / 255.0
-    us, acc = fastconv_run(x64, ytr[:1000], xt64, yte, 1, 1, "float64")
-    results["per_sample_f64"] = {"fastconv_us": us, "fastconv_acc": acc}
-    results["per_sample_f64"]["seed_loops_us"] = seed_loops(x64[:args.seed_samples], ytr[:args.seed_samples])
-    if torch is not None:
-        tus, tacc = torch_run(torch, x64, ytr[:1000], xt64, yte, 1, 1, "float64")
-        results["per_sample_f64"].update(torch_us=tus, torch_acc=tacc, torch_over_fastconv=tus / us)
-    results["per_sample_f64"]["seed_over_fastconv"] = results["per_sample_f64"]["seed_loops_us"] / us
     x32, xt32 = (xtr / np.float32(255)).astype(np.float32), (xte / np.float32(255)).astype(np.float32)
-    us, acc = fastconv_run(x32, ytr, xt32, yte, 32, 3, "float32")
-    results["batch32_f32"] = {"fastconv_us": us, "fastconv_acc": acc}
-    if torch is not None:
-        tus, tacc = torch_run(torch, x32, ytr, xt32, yte, 32, 3, "float32")
-        results["batch32_f32"].update(torch_us=tus, torch_acc=tacc, torch_over_fastconv=tus / us)
+    setups = {"per_sample_f64": (x64, ytr[:1000], xt64, 1, 1, "float64"),
+              "batch32_f32": (x32, ytr, xt32, 32, 3, "float32")}
+    for key, (x, y, xt, batch, epochs, dtype) in setups.items():
+        runs = {"fastconv": [], "torch": []}
+        for _ in range(max(1, args.rounds)):
+            runs["fastconv"].append(fastconv_run(x, y, xt, yte, batch, epochs, dtype))
+            if torch is not None:
+                runs["torch"].append(torch_run(torch, x, y, xt, yte, batch, epochs, dtype))
+        us, acc = min(runs["fastconv"])
+        res = results[key] = {"fastconv_us": us, "fastconv_acc": acc,
+                              "fastconv_rounds_us": [r[0] for r in runs["fastconv"]]}
+        if key == "per_sample_f64":
+            res["seed_loops_us"] = seed_loops(x64[:args.seed_samples], ytr[:args.seed_samples])
+            res["seed_over_fastconv"] = res["seed_loops_us"] / us
+        if torch is not None:
+            tus, tacc = min(runs["torch"])
+            res.update(torch_us=tus, torch_acc=tacc, torch_rounds_us=[r[0] for r in runs["torch"]],
+                       torch_over_fastconv=tus / us)
     print(json.dumps(results, indent=1))
     import os
 
