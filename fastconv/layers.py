@@ -139,6 +139,24 @@ class _WeightedLayer(_ActivationMixin, Layer):
         if self.use_bias:
             self.param_specs.append(("bias", (kernel_shape[0],), self.bias_initializer))
 
+    def _step_ops_with(self, z, logits, forward, backward, nt):
+        """A weighted layer's entries in a training program (see Sequential._step_program): ``forward`` is
+        the (kernel, args) of its linear part, which writes ``z``; ``backward(gz)`` the (kernel, args) of
+        its gradients given dL/dz in ``gz``.  Adds the activation (ReLU or none) around them and returns
+        (output, buffer for dL/doutput, forward entries, backward entries), or None for other activations."""
+        act = "linear" if logits else self.activation
+        if act == "linear":
+            gy = np.empty_like(z)
+            return z, gy, [forward], [backward(gy)]
+        if act != "relu":
+            return None
+        y, mask, gy, gz = np.empty_like(z), np.empty(z.shape, np.bool_), np.empty_like(z), np.empty_like(z)
+        return (y, gy, [forward, (_relu.relu_forward, (z, y, mask, nt))],
+                [(_relu.relu_backward, (gy, mask, gz, nt)), backward(gz)])
+
+    def _grad_buffers(self, dtype):
+        return self.grads["kernel"], (self.grads["bias"] if self.use_bias else np.empty(self.param_specs[0][1][0], dtype))
+
     def _weights_config(self):
         return {"activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": _init_config(self.kernel_initializer),
@@ -211,6 +229,16 @@ class Conv2D(_WeightedLayer):
             self.grads["bias"][...] = db
         return dx
 
+    def _step_ops(self, x, gx, logits, nt):
+        """Training-program entries (see Sequential._step_program) for input buffer ``x`` and the buffer
+        ``gx`` to write dL/dx into (None: not needed)."""
+        w, b = self.params["kernel"], self.params.get("bias")
+        gw, gb = self._grad_buffers(x.dtype)
+        z = np.empty((x.shape[0],) + self.output_shape, x.dtype)
+        return self._step_ops_with(
+            z, logits, (_conv.conv2d_forward, (x, w, b, z, self.strides, self.padding, nt)),
+            lambda gz: (_conv.conv2d_backward, (gz, x, w, gx, gw, gb, self.strides, self.padding, nt)), nt)
+
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
                 "padding": self.padding_arg, **self._weights_config()}
@@ -264,6 +292,14 @@ class Dense(_WeightedLayer):
             self.grads["bias"][...] = db
         return dx
 
+    def _step_ops(self, x, gx, logits, nt):
+        """Training-program entries (see Conv2D._step_ops)."""
+        w, b = self.params["kernel"], self.params.get("bias")
+        gw, gb = self._grad_buffers(x.dtype)
+        z = np.empty((x.shape[0], self.units), x.dtype)
+        return self._step_ops_with(z, logits, (ops._dense_forward_into, (x, w, b, z)),
+                                   lambda gz: (ops._dense_backward_into, (gz, x, w, gx, gw, gb)), nt)
+
     def get_config(self):
         return {"name": self.name, "units": self.units, **self._weights_config()}
 
@@ -280,6 +316,11 @@ class Flatten(Layer):
 
     def backward(self, dy):
         return dy.reshape(self._shape)
+
+    def _step_ops(self, x, gx, logits, nt):
+        """Training-program entries: views, no work."""
+        n = x.shape[0]
+        return x.reshape(n, -1), None if gx is None else gx.reshape(n, -1), [], []
 
 
 class MaxPool2D(Layer):

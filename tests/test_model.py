@@ -227,3 +227,47 @@ def test_labels_checked_once_per_fit_still_guard_later_calls():
     model.fit(x, np.array([0, 1, 2, 0]), batch_size=2, verbose=0)
     with pytest.raises(ValueError, match="labels must lie"):
         model.train_on_batch(x, np.array([0, 1, 5, 0]))
+
+
+@pytest.mark.parametrize("dtype, batch, n, use_bias, acts", [
+    ("float64", 1, 60, True, ("relu", "relu")),          # seed 000's regime
+    ("float32", 8, 45, True, ("relu", None)),            # a last partial batch of 5: a second program
+    ("float64", 5, 20, False, (None, "relu")),           # no bias; above the dense kernel's small batch
+])
+def test_step_program_is_bit_identical_to_layer_by_layer(dtype, batch, n, use_bias, acts):
+    """fit runs covered models as flat kernel programs; the same calls on the same inputs must give the
+    layer-by-layer step's bits: parameters, optimizer state and history."""
+    r = np.random.default_rng(3)
+    x = r.random((n, 1, 12, 12))
+    y = r.integers(0, 10, n)
+    results = []
+    for programs in (True, False):
+        model = Sequential([layers.Conv2D(4, 3, activation=acts[0], use_bias=use_bias),
+                            layers.Conv2D(3, 2, strides=2, activation=acts[1], use_bias=use_bias),
+                            layers.Flatten(), layers.Dense(10, activation="softmax")], dtype=dtype, seed=7)
+        model.compile(optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
+        model.use_step_programs = programs
+        history = model.fit(x, y, batch_size=batch, epochs=2, verbose=0)
+        assert model._step_program(batch) is not None  # the covered case: fit used the program
+        results.append((model.params.copy(), model.optimizer.state(), history.history))
+    (p1, s1, h1), (p2, s2, h2) = results
+    assert p1.tobytes() == p2.tobytes()
+    assert all(np.array_equal(s1[k], s2[k]) for k in s1)
+    assert h1 == h2
+
+
+def test_step_program_covers_only_what_it_can():
+    """Layers, activations or losses outside the program's set step layer by layer."""
+    def model(*stack, loss="sparse_categorical_crossentropy", last="softmax"):
+        m = Sequential(list(stack) + [layers.Flatten(), layers.Dense(3, activation=last)], seed=0)
+        m.compile("adam", loss)
+        m.build((1, 8, 8))
+        m.layers[-1].logits_only = m._fused()
+        return m
+
+    assert model(layers.Conv2D(2, 3, activation="relu"))._step_program(4) is not None
+    assert model(layers.Conv2D(2, 3), layers.MaxPool2D())._step_program(4) is None
+    assert model(layers.Conv2D(2, 3, activation="tanh"))._step_program(4) is None
+    assert model(layers.Conv2D(2, 3), layers.Dropout(0.5))._step_program(4) is None
+    assert model(layers.Conv2D(2, 3), last="sigmoid", loss="binary_crossentropy")._step_program(4) is None
+    assert model(layers.Conv2D(2, 3), last="linear", loss="mse")._step_program(4) is None
