@@ -365,7 +365,7 @@ class Sequential:
         last, step, optimizer_step = self.layers[-1], self._forward_backward_set, self.optimizer.step
         params, grads, metrics, correct = self.params, self.grads, bool(self.metrics), self._correct
         programs = {} if self.use_step_programs else None   # batch size -> program (or None)
-        run = self._run_program
+        run, count_correct = self._run_program, _softmax_ce.count_correct
         for epoch in range(epochs):
             order = self.rng.permutation(n) if shuffle else np.arange(n)
             progress = _Progress(n, f"Epoch {epoch + 1}/{epochs}", verbose)
@@ -381,15 +381,17 @@ class Sequential:
                             program = programs[len(idx)] = self._step_program(len(idx))
                     if program is not None:
                         loss, out = run(program, x, y, idx)
-                        yb = program[1]
+                        total_loss += loss * len(idx)
+                        if metrics:  # the program's case: logits and int64 labels, counted in C
+                            total_correct += count_correct(out, program[1])
                     else:
                         xb, yb = x.take(idx, axis=0), y.take(idx, axis=0)  # take: 0.3 us at batch 1, x[idx] 0.9
                         self._labels_checked = yb  # checked by _prepare_y above: the loss can skip the range check
                         loss, out = step(xb, yb, logits)
+                        total_loss += loss * len(idx)
+                        if metrics:
+                            total_correct += correct(out, yb, logits) * per_sample
                     optimizer_step(params, grads)
-                    total_loss += loss * len(idx)
-                    if metrics:
-                        total_correct += correct(out, yb, logits) * per_sample
                     if verbose:
                         seen = min(n, start + batch_size)
                         stats = {"loss": f"{total_loss / seen:.4f}"}
