@@ -402,6 +402,15 @@ cdef void _split_shifts(const floating *xc, floating *dst, Py_ssize_t H, Py_ssiz
                         d[v] = 0
 
 
+cdef inline void _split_item(Py_ssize_t r, Py_ssize_t C, const floating *x, floating *xs, Py_ssize_t Sx,
+                             _Plan g) noexcept nogil:
+    """Item r = (sample, channel) of a chunk's split into the phase planes (and the zero tail of each sample)."""
+    cdef Py_ssize_t n = r // C, c = r % C, cblock = g.cblock
+    _split_shifts(x + r * g.H * g.W, xs + n * Sx + c * cblock, g.H, g.W, g.sh, g.sw, g.ph, g.pw, g.Hq, g.Wc, g.ns)
+    if c == C - 1 and Sx > C * cblock:
+        memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
+
+
 def _contiguous_tiles(cmap, Py_ssize_t NR):
     """Per tile of NR columns: 1 when the map sends it to NR consecutive outputs (vector stores)."""
     tiles = np.asarray(cmap).reshape(-1, NR)
@@ -662,20 +671,25 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     try:
         with nogil:
             _pack_a(wp, K, 1, F, K, apack)
-            with parallel(num_threads=nthreads):
+            if nthreads == 1:   # no OpenMP region: a one-thread region costs a syscall
                 for ci in range(nchunks):
                     n0 = ci * nb
                     cnt = min(nb, N - n0)
-                    for r in prange(cnt * C, schedule='static'):
-                        n = r // C
-                        c = r % C
-                        _split_shifts(xp + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw,
-                                      ph, pw, Hq, Wc, ns)
-                        if c == C - 1 and Sx > C * cblock:
-                            memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
-                    for t in prange(cnt * ntiles * mb, schedule='static'):
+                    for r in range(cnt * C):
+                        _split_item(r, C, xp + n0 * C * H * W, xs, Sx, g)
+                    for t in range(cnt * ntiles * mb):
                         _nn_tile(t, ntiles, F, K, apack, xs, Sx, boff, yp + n0 * F * P, F * P, P,
                                  ymap, ycontig, NR, bptr)
+            else:
+                with parallel(num_threads=nthreads):
+                    for ci in range(nchunks):
+                        n0 = ci * nb
+                        cnt = min(nb, N - n0)
+                        for r in prange(cnt * C, schedule='static'):
+                            _split_item(r, C, xp + n0 * C * H * W, xs, Sx, g)
+                        for t in prange(cnt * ntiles * mb, schedule='static'):
+                            _nn_tile(t, ntiles, F, K, apack, xs, Sx, boff, yp + n0 * F * P, F * P, P,
+                                     ymap, ycontig, NR, bptr)
     finally:
         _release(keep)
     return 0
