@@ -126,8 +126,10 @@ def bench_conv(torch, dtype, quick):
             def tfn():
                 torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p).backward(tdy)
 
-            t_torch = timeit(tfn)
-            row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+            # the ratio from alternating rounds: the machine's speed drifts between back-to-back timings
+            t_fast, t_torch = timeit_interleaved([fast, tfn])
+            row.update(fast_us=t_fast * 1e6, gflops=flops / t_fast / 1e9, speedup_vs_ref=t_ref / t_fast,
+                       torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
         rows.append(row)
         _print_row(row)
     return rows
@@ -176,8 +178,9 @@ def bench_elementwise(torch, dtype):
                "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
         if tmaker is not None:
             src = {"relu fwd+bwd": x, "maxpool2d fwd+bwd": xp, "softmax CE": z, "dense fwd+bwd": xd}[name]
-            t_torch = timeit(tmaker(torch.tensor(src, requires_grad=True)))
-            row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+            t_fast, t_torch = timeit_interleaved([fast, tmaker(torch.tensor(src, requires_grad=True))])
+            row.update(fast_us=t_fast * 1e6, speedup_vs_ref=t_ref / t_fast, torch_us=t_torch * 1e6,
+                       torch_over_fast=t_torch / t_fast)
         rows.append(row)
         _print_row(row)
     return rows
