@@ -272,12 +272,12 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     if need_dx:
         apack_t = np.empty(mbk * MR * F, dtype=dtype)
         _pack_a(&w[0, 0, 0, 0], 1, K, K, F, &apack_t[0])  # A = W^T: element (k, f) at w[f*K + k]
-    # row offsets for the implicit-GEMM kernels: dy rows (dcols = W^T dy), FC_NT_NR cols rows (dW), one tile
+    # row offsets for the implicit-GEMM kernels: dy rows (dcols = W^T dy), cols rows (dW), one tile
     cdef long[::1] frow = np.arange(F, dtype=np.int64) * Ppad
-    cdef long[::1] krow = np.arange(FC_NT_NR, dtype=np.int64) * Ppad
+    cdef long[::1] krow = np.arange(K, dtype=np.int64) * Ppad
     cdef long[::1] ident = np.arange(Ppad, dtype=np.int64)
     cdef int[::1] ones = np.ones(ntl, dtype=np.intc)
-    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, f0, k0, ft, kt, tid
+    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, tid
     cdef Py_ssize_t HB = DW_BLOCK
     nhb = (Ppad + HB - 1) // HB
     for n0 in range(0, N, nb):
@@ -294,13 +294,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                 blk = Ppad - p0
                 if blk > HB:
                     blk = HB
-                for ft in range((F + FC_NT_MR - 1) // FC_NT_MR):
-                    f0 = ft * FC_NT_MR
-                    for kt in range((K + FC_NT_NR - 1) // FC_NT_NR):
-                        k0 = kt * FC_NT_NR
-                        _igemm_nt(<int>blk, &dyp[n, f0, p0], Ppad, &cols[n, k0, p0], &krow[0],
-                                  &dw_local[tid, f0, k0], K, <int>min(FC_NT_MR, F - f0),
-                                  <int>min(FC_NT_NR, K - k0))
+                _dw_tiles(<int>blk, &dyp[n, 0, p0], Ppad, &cols[n, 0, p0], &krow[0], &dw_local[tid, 0, 0], K, F, K)
             if need_dx:
                 # dcols = W^T @ dy overwrites cols, which dW no longer needs for this chunk.
                 for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
@@ -347,6 +341,18 @@ cdef void _igemm_nt(int np_, const floating *a, long lda, const floating *base, 
         fc_igemm_nt_d(np_, a, lda, base, boff, c, ldc, mr, nr)
     else:
         fc_igemm_nt_s(np_, a, lda, base, boff, c, ldc, mr, nr)
+
+
+cdef inline void _dw_tiles(int np_, const floating *a, long lda, const floating *base, const long *boff,
+                           floating *c, long ldc, Py_ssize_t F, Py_ssize_t K) noexcept nogil:
+    """c[F x K] += a[F x np_] @ B[K x np_]^T (row k of B at base + boff[k]), FC_NT_MR x FC_NT_NR tiles."""
+    cdef Py_ssize_t ft, kt, f0, k0
+    for ft in range((F + FC_NT_MR - 1) // FC_NT_MR):
+        f0 = ft * FC_NT_MR
+        for kt in range((K + FC_NT_NR - 1) // FC_NT_NR):
+            k0 = kt * FC_NT_NR
+            _igemm_nt(np_, a + f0 * lda, lda, base, boff + k0, c + f0 * ldc + k0, ldc,
+                      <int>min(FC_NT_MR, F - f0), <int>min(FC_NT_NR, K - k0))
 
 
 cdef floating _sum(const floating *x, Py_ssize_t n) noexcept nogil:
@@ -893,7 +899,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef const long *cmapx = &g.cmapx[0]
     cdef const int *xcontig = &g.xcontig[0]
     cdef const long *boff = &g.boff[0]
-    cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, ft, kt, tid, t, rest, jt, m, mr, oh, HB
+    cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
     cdef Py_ssize_t nfill, nx, spread, tile, tile_hi, tpi = 0
     cdef Py_ssize_t nkt = (K + FC_NT_NR - 1) // FC_NT_NR, ntt = (F + FC_NT_MR - 1) // FC_NT_MR * nkt
     cdef floating *d
@@ -967,14 +973,8 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     blk = Pl - p0
                     if blk > HB:
                         blk = HB
-                    for ft in range((F + FC_NT_MR - 1) // FC_NT_MR):
-                        f0 = ft * FC_NT_MR
-                        for kt in range((K + FC_NT_NR - 1) // FC_NT_NR):
-                            k0 = kt * FC_NT_NR
-                            _igemm_nt(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + f0 * Sa + Ta + p0,
-                                      Sa, xs + n * Sx + p0, boff + k0,
-                                      dwl + (tid * F + f0) * K + k0, K, <int>min(FC_NT_MR, F - f0),
-                                      <int>min(FC_NT_NR, K - k0))
+                    _dw_tiles(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + Ta + p0, Sa,
+                              xs + n * Sx + p0, boff, dwl + tid * F * K, K, F, K)
                 else:
                     rest = t - min(nhb, t // spread + 1)
                     q = rest // (ntx * mbc)
