@@ -930,10 +930,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                 if n >= cnt:             # the per-thread dW accumulators, once per call
                     memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
                 elif c < C:              # shifted phase planes (and the zero tail of each sample)
-                    _split_shifts(x + ((n0 + n) * C + c) * H * W, xs + n * Sx + c * cblock, H, W, sh, sw,
-                                  ph, pw, Hq, Wc, ns)
-                    if c == C - 1 and Sx > C * cblock:
-                        memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
+                    _split_item(n * C + c, C, x + n0 * C * H * W, xs, Sx, g)
                 else:                    # dy rows for dW; dy on the dx grid
                     f = c - C
                     if own_dyp:
