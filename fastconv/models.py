@@ -312,8 +312,8 @@ class Sequential:
         layer).  Covered: Conv2D, Dense (ReLU or no activation) and Flatten, ending in softmax with
         sparse categorical cross-entropy (seed 000's CNN).  The calls, their order and their inputs are
         the layer-by-layer step's, so the results are bit-identical (tested); what goes is the Python
-        around them: at batch 1 the layer-by-layer step's own overhead was ~66 us a step on this session's
-        2 GHz machine."""
+        around them (on a 2 GHz Zen 1, a step of a model of 1x1 convolutions: 66 us layer by layer, 22 us
+        as a program with the other trims of the same change)."""
         if self.loss != "sparse_categorical_crossentropy" or not self._fused() or not self.layers:
             return None
         nt = ops._num_threads
