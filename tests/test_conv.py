@@ -427,3 +427,25 @@ def test_matches_pytorch(dtype, xs, ws, stride, padding, rng):
     assert_reduction_close(dx, tx.grad.numpy(), dx_a, F * kh * kw, "dx vs torch")
     assert_reduction_close(dw, tw.grad.numpy(), dw_a, N * Ho * Wo, "dw vs torch")
     assert_reduction_close(db, tb.grad.numpy(), db_a, N * Ho * Wo, "db vs torch")
+
+
+def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, rng):
+    """After RETRY decided calls the trials run again (the machine's load changes); bits never change."""
+    monkeypatch.setattr(_conv, "AUTOTUNE", True)
+    monkeypatch.setattr(_conv, "RETRY", 5)
+    x = rng.standard_normal((1, 3, 11, 13))   # a geometry no other test uses: a fresh plan
+    w = rng.standard_normal((5, 3, 2, 3))
+    old = ops.get_num_threads()
+    try:
+        ops.set_num_threads(2)
+        first = ops.conv2d_forward(x, w)
+        key = (3, 11, 13, 5, 2, 3, 1, 1, 0, 0)
+        plan = lambda: next(c for k, c in _conv.batch1_choices().items() if k[:10] == key)["forward"]
+        for _ in range(_conv.TRIALS):
+            assert np.array_equal(ops.conv2d_forward(x, w), first)
+        assert plan()[0] in ("one", "all")       # decided after TRIALS timed intervals
+        for _ in range(_conv.RETRY + 1):
+            assert np.array_equal(ops.conv2d_forward(x, w), first)
+        assert plan()[0] is None                 # trying again
+    finally:
+        ops.set_num_threads(old)
