@@ -137,6 +137,8 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
     if n < PARALLEL_MIN and nthreads > 1:
         trial = _trials.get((n, T))
         if trial is None:
+            if len(_trials) >= 256:   # bounded, as the conv plans
+                _trials.clear()
             trial = _trials[(n, T)] = _Trials()
         nt = trial.threads(nthreads)
     # blocks of BLOCK, or one block per thread (whole cache lines) when that is fewer
