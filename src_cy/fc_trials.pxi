@@ -10,8 +10,9 @@
 # What is timed is the interval from the start of one call to the start of the next, not the call
 # itself: in a training loop that is a whole step, so it also counts what the choice costs the code
 # between calls (on the Zen 1 the kernels themselves ran faster on two threads while the steps ran
-# slower: the idle OpenMP thread spins on the second core, and the data sits in the other core's
-# cache).  Halves, not alternate calls: every operation of a training step switches at the same step.
+# slower, 447 against 404 us a sample; not measured, but likely: the idle OpenMP thread spinning on the
+# second core, and data left in the other core's cache).  Halves, not alternate calls: every operation
+# of a training step switches at the same step.
 # The machines are shared and the other core is sometimes busy, so after RETRY decided calls the trials
 # run again.  Callers only use it where the thread count cannot change a result's bits.
 from time import perf_counter
