@@ -155,7 +155,9 @@ class _WeightedLayer(_ActivationMixin, Layer):
                 [(_relu.relu_backward, (gy, mask, gz, nt)), backward(gz)])
 
     def _grad_buffers(self, dtype):
-        return self.grads["kernel"], (self.grads["bias"] if self.use_bias else np.empty(self.param_specs[0][1][0], dtype))
+        """Where the kernels write dW and db: the model's gradient views (db to scratch without a bias)."""
+        units = self.param_specs[0][1][0]
+        return self.grads["kernel"], (self.grads["bias"] if self.use_bias else np.empty(units, dtype))
 
     def _weights_config(self):
         return {"activation": self.activation, "use_bias": self.use_bias,
@@ -219,8 +221,7 @@ class Conv2D(_WeightedLayer):
                 and dz.shape == (x.shape[0],) + self.output_shape and dz.size):
             # gradients go straight into the model's flat gradient buffer
             dx = np.empty(x.shape, x.dtype) if self.need_dx else None
-            db = self.grads["bias"] if self.use_bias else np.empty(self.filters, x.dtype)
-            _conv.conv2d_backward(dz, x, w, dx, self.grads["kernel"], db, self.strides, self.padding,
+            _conv.conv2d_backward(dz, x, w, dx, *self._grad_buffers(x.dtype), self.strides, self.padding,
                                   ops._num_threads)
             return dx
         dx, dw, db = ops.conv2d_backward(dz, x, w, stride=self.strides, padding=self.padding, need_dx=self.need_dx)
@@ -270,7 +271,7 @@ class Dense(_WeightedLayer):
         b = self.params.get("bias")
         if _is_kernel_ready(x, w.dtype) and x.ndim == 2 and x.shape[1] == w.shape[1]:
             # shapes were validated at build: straight to the kernel (at batch 1, compiled loops with no
-            # BLAS dispatch: seed 000's 648 -> 10 layer in a training loop 16 -> ~3 us here)
+            # BLAS dispatch: seed 000's 648 -> 10 layer in a training step, 16 -> 7.8 us on a Zen 1)
             z = np.empty((x.shape[0], self.units), x.dtype)
             ops._dense_forward_into(x, w, b, z)
         else:
@@ -283,8 +284,7 @@ class Dense(_WeightedLayer):
         x, w = self._x, self.params["kernel"]
         if _is_kernel_ready(dz, w.dtype) and _is_kernel_ready(x, w.dtype) and dz.shape == (x.shape[0], self.units):
             dx = np.empty(x.shape, x.dtype) if self.need_dx else None
-            db = self.grads["bias"] if self.use_bias else np.empty(self.units, x.dtype)
-            ops._dense_backward_into(dz, x, w, dx, self.grads["kernel"], db)
+            ops._dense_backward_into(dz, x, w, dx, *self._grad_buffers(x.dtype))
             return dx
         dx, dw, db = ops.dense_backward(dz, x, w, need_dx=self.need_dx)
         self.grads["kernel"][...] = dw
