@@ -297,8 +297,7 @@ class Sequential:
 
     def _forward_backward_set(self, x, y, fused):
         """_forward_backward with the last layer's ``logits_only`` already set for ``fused``."""
-        for layer in self.layers:
-            x = layer.forward(x, True)
+        x = self._forward(x, True)
         loss, grad = self._loss_and_grad(x, y, fused)
         for layer in reversed(self.layers):
             grad = layer.backward(grad)

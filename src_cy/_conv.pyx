@@ -91,7 +91,8 @@ def kernel_ready(a, dtype=None):
 
 def batch1_choices():
     """The batch-1 thread choices measured so far: {(C, H, W, F, kh, kw, sh, sw, ph, pw, NR): {op: ...}}."""
-    return {key: plan.batch1_choice() for key, plan in _plans.items() if plan.batch1_choice()}
+    choices = {key: plan.batch1_choice() for key, plan in _plans.items()}
+    return {key: c for key, c in choices.items() if c}
 
 
 def max_threads():

@@ -45,6 +45,7 @@ cdef class _Trials:
     cdef int threads(self, int nthreads):
         """The thread count for a call with ``nthreads`` available (a trial's is timed from here)."""
         cdef double now
+        cdef int k
         if nthreads <= 1 or not AUTOTUNE:
             return nthreads
         if self.serial >= 0:
@@ -54,8 +55,8 @@ cdef class _Trials:
             self.reset()
         now = perf_counter()
         if self.last_used:
-            self.best[0 if self.last_used == 1 else 1] = min(self.best[0 if self.last_used == 1 else 1],
-                                                             now - self.last)
+            k = 0 if self.last_used == 1 else 1
+            self.best[k] = min(self.best[k], now - self.last)
         self.calls += 1
         if self.calls > TRIALS:
             self.serial = 0 if self.best[1] < MARGIN * self.best[0] else 1
