@@ -20,6 +20,8 @@ never runs beside a threaded BLAS.
 Only ``fastconv.ops`` calls this module; it validates and allocates.  The functions here re-check the
 shape relations they rely on, because the loops below run with bounds checks off.
 """
+import os
+
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -50,12 +52,26 @@ cdef extern from "fc_omp.h" nogil:
     int fc_max_threads()
     int fc_have_openmp()
 
+def _l2_bytes():
+    """The L2 cache of one core in bytes, as the OS reports it (512 KiB where it does not say)."""
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        size = 0
+    return size if 64 << 10 <= size <= 64 << 20 else 512 << 10
+
+
 # Bytes of im2col buffer per chunk of samples; 4 MiB measured best of {1, 2, 4, 8} MiB on the bench shapes.
 CHUNK_BYTES = 4 << 20
-# The implicit path's buffers per chunk: up to IMPLICIT_CHUNK_BYTES, but at least CHUNK_SAMPLES_PER_THREAD
-# samples per thread, because splitting one sample between threads costs more than it saves (3x3 64->64
-# float64 backward, batch 32: one 2.8 MB sample per chunk 38.1 ms, 8 samples per chunk 24.1-26.8 ms).
+# The implicit path's buffers per chunk: up to IMPLICIT_CHUNK_BYTES (forward) or BACKWARD_CHUNK_BYTES per
+# thread (backward), but at least CHUNK_SAMPLES_PER_THREAD samples per thread, because splitting one
+# sample between threads costs more than it saves (3x3 64->64 float64 backward, batch 32: one 2.8 MB
+# sample per chunk 38.1 ms, 8 samples per chunk 24.1-26.8 ms).  The backward's buffers per thread are one
+# L2 cache: on a 2-core Zen 1 (512 KB L2) the batch-64 seed backward ran 10-20% faster with 1 MB chunks
+# than with 4 MB (float64 conv1 2159 -> 1909 us, conv2 2988 -> 2523 us), while the forward ran 5% slower
+# (seed conv1), so it keeps 4 MB.
 IMPLICIT_CHUNK_BYTES = 4 << 20
+BACKWARD_CHUNK_BYTES = _l2_bytes()
 CHUNK_SAMPLES_PER_THREAD = 4
 # Workspaces up to this size are kept by the plan and reused (at batch 1 the allocations and buffer
 # set-up were ~1/3 of a seed conv's time); larger ones are allocated per call.
@@ -312,7 +328,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
 # Implicit GEMM (the path every finite input takes).
 #
 # The padded input is split into its sh*sw stride phases, xq[c, a, b][u, v] = x_pad[c, u*sh+a, v*sw+b]
-# (Hq x Wq), which turns any stride into stride 1.  Each phase plane is stored ns times, shifted left by
+# (Hq x Wq, cut to the rows and columns a window reads), which turns any stride into stride 1.  Each phase plane is stored ns times, shifted left by
 # s = 0..ns-1 columns and cut to a width Wc: xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
 # Output (oh, ow) is column p = oh*Wc + ow, and term k = (c, i, j) reads, for every p at once, the
 # contiguous view of xs that starts at boff[k]:
@@ -427,7 +443,7 @@ def _contiguous_tiles(cmap, Py_ssize_t NR):
 cdef class _Plan:
     """Sizes and index tables of the implicit GEMM for one geometry (see the comment above)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
-    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, Wc, cblock, Ppad, Sx, ntiles
+    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
     cdef long[::1] boff       # K: offset of the view of term (c, i, j) in xs
     cdef long[::1] ymap       # Ppad: output index of column p, or -1 (dropped column, tile tail)
     # backward: dy grid per filter is Sd long: T leading zeros, Ho rows Wq wide (zeros past Wo), zeros
@@ -453,10 +469,16 @@ cdef class _Plan:
         self.Wo = (W + 2 * pw - kw) // sw + 1
         self.K = C * kh * kw
         self.P = self.Ho * self.Wo
-        cdef Py_ssize_t Hq = (H + 2 * ph + sh - 1) // sh, Wq = (W + 2 * pw + sw - 1) // sw
-        self.Hq, self.Wq = Hq, Wq
         self.khq = (kh + sh - 1) // sh
         self.kwq = (kw + sw - 1) // sw
+        # phase planes keep the rows and columns some window reads: output (oh, ow) reads plane rows
+        # oh + i//sh < Ho + khq - 1, which can be fewer than the padded input has at stride > 1 (seed
+        # conv2: 10 of 11 each way; float32 tiles per sample 5 -> 4).  dx past them is zero.
+        cdef Py_ssize_t Hq = min((H + 2 * ph + sh - 1) // sh, self.Ho + self.khq - 1)
+        cdef Py_ssize_t Wq = min((W + 2 * pw + sw - 1) // sw, self.Wo + self.kwq - 1)
+        self.Hq, self.Wq = Hq, Wq
+        # dx rows >= Hcov and columns >= Wcov are in no window (the planes stop before them)
+        self.Hcov, self.Wcov = min(H, Hq * sh - ph), min(W, Wq * sw - pw)
         if sw == 1 and 4 * Wq > 5 * self.Wo:
             # shifted copies pay when the grid would waste over a fifth of its columns (seed conv1:
             # 28 vs 21); at 3x3 pad 1 (34 vs 32) the 3x larger buffer cost more than it saved.
@@ -550,9 +572,9 @@ cdef class _Plan:
         return {name: (<_Trials>self.tune[op]).report() for op, name in
                 enumerate(("forward", "backward", "backward_dx")) if (<_Trials>self.tune[op]).calls}
 
-    cdef Py_ssize_t chunk(self, Py_ssize_t N, Py_ssize_t bytes_per_sample, int nthreads):
-        """Samples per chunk (see IMPLICIT_CHUNK_BYTES)."""
-        return max(1, min(N, max(IMPLICIT_CHUNK_BYTES // max(1, bytes_per_sample),
+    cdef Py_ssize_t chunk(self, Py_ssize_t N, Py_ssize_t budget, Py_ssize_t bytes_per_sample, int nthreads):
+        """Samples per chunk of ``budget`` bytes (see IMPLICIT_CHUNK_BYTES)."""
+        return max(1, min(N, max(budget // max(1, bytes_per_sample),
                                  CHUNK_SAMPLES_PER_THREAD * nthreads)))
 
     cdef unsigned char *workspace(self, Py_ssize_t nbytes, list keep):
@@ -661,7 +683,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
         if bsh[0] != F:
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = <const floating *>bd
-    cdef Py_ssize_t nb = g.chunk(N, Sx * sizeof(floating), nthreads)
+    cdef Py_ssize_t nb = g.chunk(N, IMPLICIT_CHUNK_BYTES, Sx * sizeof(floating), nthreads)
     cdef Py_ssize_t MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
     cdef Py_ssize_t xs_bytes = _al(nb * Sx * sizeof(floating))
     cdef list keep = []
@@ -842,7 +864,7 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
     cdef bint own_dyp = not (need_dx and g.ns == 1)
     cdef Py_ssize_t Sp = F * Ppad if own_dyp else 0, Sf = F * Sd
-    cdef Py_ssize_t nb = g.chunk(N, (Sx + Sp + Sf) * sizeof(floating), nthreads)
+    cdef Py_ssize_t nb = g.chunk(N, nthreads * BACKWARD_CHUNK_BYTES, (Sx + Sp + Sf) * sizeof(floating), nthreads)
     cdef int nt = max(1, nthreads)
     # dW accumulators: one per thread when samples are split between threads; at batch 1 each thread
     # computes whole elements of dW (see _backward_implicit) straight into dw
@@ -885,7 +907,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
-    cdef Py_ssize_t cblock = g.cblock, ns = g.ns, Wc = g.Wc, Ppad = g.Ppad, T = g.T
+    cdef Py_ssize_t cblock = g.cblock, ns = g.ns, Wc = g.Wc, Ppad = g.Ppad, T = g.T, Hcov = g.Hcov, Wcov = g.Wcov
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
     cdef Py_ssize_t Sa = Ppad if own_dyp else Sd, Ta = 0 if own_dyp else T
@@ -932,6 +954,11 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
                 elif c < C:              # shifted phase planes (and the zero tail of each sample)
                     _split_item(n * C + c, C, x + n0 * C * H * W, xs, Sx, g)
+                    if need_dx and (Hcov < H or Wcov < W):   # dx in no window
+                        d = dx + ((n0 + n) * C + c) * H * W
+                        for oh in range(Hcov):
+                            memset(d + oh * W + Wcov, 0, (W - Wcov) * sizeof(floating))
+                        memset(d + Hcov * W, 0, (H - Hcov) * W * sizeof(floating))
                 else:                    # dy rows for dW; dy on the dx grid
                     f = c - C
                     if own_dyp:

@@ -67,6 +67,31 @@ def test_random_shapes_match_reference(case):
     check_against_reference(x, w, b, stride, padding, dy_seed=seed)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_every_output_element_is_written(case):
+    """The compiled kernels fill buffers that ops allocates uninitialised: pre-filled with NaN, every
+    element of y, dx, dw and db must still come out finite and right, including dx rows and columns no
+    window reads (stride 2: 21 rows, kernel 4, row 20), which the phase planes leave out."""
+    N, C, F, H, W, kh, kw, stride, padding, dtype, bias, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    s = stride if isinstance(stride, tuple) else (stride, stride)
+    p = padding if isinstance(padding, tuple) else (padding, padding)
+    y_ref = reference.conv2d_forward(x, w, b, stride=s, padding=p)
+    y = np.full_like(y_ref, np.nan)
+    _conv.conv2d_forward(x, w, b, y, s, p, ops.get_num_threads())
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = np.full_like(x, np.nan), np.full_like(w, np.nan), np.full(F, np.nan, dtype)
+    _conv.conv2d_backward(dy, x, w, dx, dw, db, s, p, ops.get_num_threads())
+    refs = (y_ref,) + reference.conv2d_backward(dy, x, w, stride=s, padding=p)
+    for name, got, ref in zip(("y", "dx", "dw", "db"), (y, dx, dw, db), refs):
+        assert np.isfinite(got).all(), name
+        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3, err_msg=name)
+
+
 EDGE_CASES = [
     # name: (x shape, w shape, stride, padding)
     ("1x1 kernel", (2, 5, 7, 6), (9, 5, 1, 1), 1, 0),
@@ -104,6 +129,7 @@ def test_chunked_batches_match_unchunked(monkeypatch, dtype, rng):
     b = rng.standard_normal(4).astype(dtype)
     monkeypatch.setattr(_conv, "CHUNK_BYTES", 1)
     monkeypatch.setattr(_conv, "IMPLICIT_CHUNK_BYTES", 1)
+    monkeypatch.setattr(_conv, "BACKWARD_CHUNK_BYTES", 1)
     monkeypatch.setattr(_conv, "CHUNK_SAMPLES_PER_THREAD", 0)
     check_against_reference(x, w, b, (2, 1), 1)
     check_against_reference(x, w, b, 1, (0, 2))
