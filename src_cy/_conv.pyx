@@ -386,51 +386,51 @@ cdef bint _all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
         return fc_all_finite_s(x, n)
 
 
-cdef void _split_shifts(const floating *xc, floating *dst, Py_ssize_t H, Py_ssize_t W, Py_ssize_t sh,
-                        Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq, Py_ssize_t Wo,
-                        Py_ssize_t kwq) noexcept nogil:
-    """dst[((a*sw + b)*kwq + s)*Hq*Wo + u*Wo + v] = x_pad[u*sh + a, (v + s)*sw + b] for one channel
+cdef void _split_plane(const floating *xc, floating *dst, Py_ssize_t q, Py_ssize_t H, Py_ssize_t W,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq, Py_ssize_t Wo,
+                       Py_ssize_t kwq) noexcept nogil:
+    """Plane q = (a*sw + b)*kwq + s of one channel: dst[q*Hq*Wo + u*Wo + v] = x_pad[u*sh + a, (v + s)*sw + b]
     (``Wo`` and ``kwq`` here are the plan's column width Wc and shift count ns)."""
-    cdef Py_ssize_t a, bb, jj, u, v, row, lo, hi, off
+    cdef Py_ssize_t a = q // (sw * kwq), bb = q // kwq % sw, jj = q % kwq, u, v, row, lo, hi
+    cdef Py_ssize_t off = jj * sw + bb            # column of the padded input at ow = 0
     cdef floating *d
     cdef const floating *src
-    for a in range(sh):
-        for bb in range(sw):
-            for jj in range(kwq):
-                off = jj * sw + bb            # column of the padded input at ow = 0
-                lo = _valid_lo(pw, off, sw)
-                hi = _valid_hi(W, pw, off, sw, Wo)
-                if lo > Wo:
-                    lo = Wo
-                if hi < lo:
-                    hi = lo
-                for u in range(Hq):
-                    d = dst + (((a * sw + bb) * kwq + jj) * Hq + u) * Wo
-                    row = u * sh + a - ph
-                    if row < 0 or row >= H:
-                        memset(d, 0, Wo * sizeof(floating))
-                        continue
-                    src = xc + row * W
-                    for v in range(lo):
-                        d[v] = 0
-                    if sw == 1:
-                        memcpy(d + lo, src + lo + off - pw, (hi - lo) * sizeof(floating))
-                    elif sw == 2:  # a constant stride vectorises (seed conv2 float64: 3.4 -> 2.5 us a sample)
-                        for v in range(lo, hi):
-                            d[v] = src[2 * v + off - pw]
-                    else:
-                        for v in range(lo, hi):
-                            d[v] = src[v * sw + off - pw]
-                    for v in range(hi, Wo):
-                        d[v] = 0
+    lo = _valid_lo(pw, off, sw)
+    hi = _valid_hi(W, pw, off, sw, Wo)
+    if lo > Wo:
+        lo = Wo
+    if hi < lo:
+        hi = lo
+    for u in range(Hq):
+        d = dst + (q * Hq + u) * Wo
+        row = u * sh + a - ph
+        if row < 0 or row >= H:
+            memset(d, 0, Wo * sizeof(floating))
+            continue
+        src = xc + row * W
+        for v in range(lo):
+            d[v] = 0
+        if sw == 1:
+            memcpy(d + lo, src + lo + off - pw, (hi - lo) * sizeof(floating))
+        elif sw == 2:  # a constant stride vectorises (seed conv2 float64: 3.4 -> 2.5 us a sample)
+            for v in range(lo, hi):
+                d[v] = src[2 * v + off - pw]
+        else:
+            for v in range(lo, hi):
+                d[v] = src[v * sw + off - pw]
+        for v in range(hi, Wo):
+            d[v] = 0
 
 
 cdef inline void _split_item(Py_ssize_t r, Py_ssize_t C, const floating *x, floating *xs, Py_ssize_t Sx,
                              _Plan g) noexcept nogil:
-    """Item r = (sample, channel) of a chunk's split into the phase planes (and the zero tail of each sample)."""
-    cdef Py_ssize_t n = r // C, c = r % C, cblock = g.cblock
-    _split_shifts(x + r * g.H * g.W, xs + n * Sx + c * cblock, g.H, g.W, g.sh, g.sw, g.ph, g.pw, g.Hq, g.Wc, g.ns)
-    if c == C - 1 and Sx > C * cblock:
+    """Item r = (sample, channel, plane) of a chunk's split into the phase planes (and the zero tail of each
+    sample).  One item per plane, not per channel, so that a one-channel input (seed conv1: 8 shifted
+    copies) splits between threads too."""
+    cdef Py_ssize_t npl = g.npl, q = r % npl, nc = r // npl, n = nc // C, c = nc % C, cblock = g.cblock
+    _split_plane(x + nc * g.H * g.W, xs + n * Sx + c * cblock, q, g.H, g.W, g.sh, g.sw, g.ph, g.pw, g.Hq,
+                 g.Wc, g.ns)
+    if c == C - 1 and q == npl - 1 and Sx > C * cblock:
         memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
 
 
@@ -443,7 +443,7 @@ def _contiguous_tiles(cmap, Py_ssize_t NR):
 cdef class _Plan:
     """Sizes and index tables of the implicit GEMM for one geometry (see the comment above)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
-    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
+    cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, npl, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
     cdef long[::1] boff       # K: offset of the view of term (c, i, j) in xs
     cdef long[::1] ymap       # Ppad: output index of column p, or -1 (dropped column, tile tail)
     # backward: dy grid per filter is Sd long: T leading zeros, Ho rows Wq wide (zeros past Wo), zeros
@@ -486,6 +486,7 @@ cdef class _Plan:
         else:
             self.ns, self.Wc = 1, Wq
         cdef Py_ssize_t ns = self.ns, Wc = self.Wc
+        self.npl = sh * sw * ns                # planes per input channel
         self.cblock = sh * sw * ns * Hq * Wc   # xs values per input channel
         self.Ppad = (self.Ho * Wc + NR - 1) // NR * NR
         self.ntiles = self.Ppad // NR
@@ -692,7 +693,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     cdef floating *apack = <floating *>(ws + xs_bytes)    # W in panels of MR rows
     cdef Py_ssize_t n0, cnt, r, n, c, t
     cdef Py_ssize_t H = g.H, W = g.W, sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
-    cdef Py_ssize_t cblock = g.cblock, ntiles = g.ntiles, Wc = g.Wc, ns = g.ns
+    cdef Py_ssize_t cblock = g.cblock, ntiles = g.ntiles, Wc = g.Wc, ns = g.ns, npl = g.npl
     cdef const long *boff = &g.boff[0]
     cdef const long *ymap = &g.ymap[0]
     cdef const int *ycontig = &g.ycontig[0]
@@ -704,7 +705,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
                 for ci in range(nchunks):
                     n0 = ci * nb
                     cnt = min(nb, N - n0)
-                    for r in range(cnt * C):
+                    for r in range(cnt * C * npl):
                         _split_item(r, C, xp + n0 * C * H * W, xs, Sx, g)
                     for t in range(cnt * ntiles * mb):
                         _nn_tile(t, ntiles, F, K, apack, xs, Sx, boff, yp + n0 * F * P, F * P, P,
@@ -714,7 +715,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
                     for ci in range(nchunks):
                         n0 = ci * nb
                         cnt = min(nb, N - n0)
-                        for r in prange(cnt * C, schedule='static'):
+                        for r in prange(cnt * C * npl, schedule='static'):
                             _split_item(r, C, xp + n0 * C * H * W, xs, Sx, g)
                         for t in prange(cnt * ntiles * mb, schedule='static'):
                             _nn_tile(t, ntiles, F, K, apack, xs, Sx, boff, yp + n0 * F * P, F * P, P,
@@ -908,6 +909,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Hq = g.Hq, Wq = g.Wq
     cdef Py_ssize_t cblock = g.cblock, ns = g.ns, Wc = g.Wc, Ppad = g.Ppad, T = g.T, Hcov = g.Hcov, Wcov = g.Wcov
+    cdef Py_ssize_t npl = g.npl, CP = C * g.npl     # split items per sample: one per plane of each channel
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
     cdef Py_ssize_t Sa = Ppad if own_dyp else Sd, Ta = 0 if own_dyp else T
@@ -946,21 +948,21 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                 nhb = (Ppad + HB - 1) // HB
             # Work is ordered sample by sample and split statically, so the thread that fills a
             # sample's buffers is the one that reads them (they stay in its cache).
-            nfill = cnt * (C + F) + (nslot if n0 == 0 else 0)
+            nfill = cnt * (CP + F) + (nslot if n0 == 0 else 0)
             for r in prange(nfill, schedule='static'):
-                n = r // (C + F)
-                c = r % (C + F)
+                n = r // (CP + F)
+                c = r % (CP + F)
                 if n >= cnt:             # the per-thread dW accumulators, once per call
-                    memset(dwl + (r - cnt * (C + F)) * F * K, 0, F * K * sizeof(floating))
-                elif c < C:              # shifted phase planes (and the zero tail of each sample)
-                    _split_item(n * C + c, C, x + n0 * C * H * W, xs, Sx, g)
-                    if need_dx and (Hcov < H or Wcov < W):   # dx in no window
-                        d = dx + ((n0 + n) * C + c) * H * W
+                    memset(dwl + (r - cnt * (CP + F)) * F * K, 0, F * K * sizeof(floating))
+                elif c < CP:             # shifted phase planes (and the zero tail of each sample)
+                    _split_item(n * CP + c, C, x + n0 * C * H * W, xs, Sx, g)
+                    if need_dx and c % npl == 0 and (Hcov < H or Wcov < W):   # dx in no window
+                        d = dx + ((n0 + n) * C + c // npl) * H * W
                         for oh in range(Hcov):
                             memset(d + oh * W + Wcov, 0, (W - Wcov) * sizeof(floating))
                         memset(d + Hcov * W, 0, (H - Hcov) * W * sizeof(floating))
                 else:                    # dy rows for dW; dy on the dx grid
-                    f = c - C
+                    f = c - CP
                     if own_dyp:
                         d = dyp + n * Sp + f * Ppad
                         if Wc == Wo:
