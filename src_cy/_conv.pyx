@@ -39,6 +39,10 @@ cdef extern from "conv_micro.h" nogil:
                        long ldc, const long *cmap, int contig, int mr, const double *bias)
     void fc_igemm_nn_s(int kd, const float *ap, const float *base, const long *boff, float *c,
                        long ldc, const long *cmap, int contig, int mr, const float *bias)
+    void fc_igemm_n1_d(int kd, const double *a, const double *base, const long *boff, double *c,
+                       const long *cmap, const int *contig)
+    void fc_igemm_n1_s(int kd, const float *a, const float *base, const long *boff, float *c,
+                       const long *cmap, const int *contig)
     void fc_igemm_nt_d(int np_, const double *a, long lda, const double *base, const long *boff,
                        double *c, long ldc, int mr, int nr)
     void fc_igemm_nt_s(int np_, const float *a, long lda, const float *base, const long *boff,
@@ -350,6 +354,14 @@ cdef void _igemm_nn(int kd, const floating *ap, const floating *base, const long
         fc_igemm_nn_d(kd, ap, base, boff, c, ldc, cmap, contig, mr, bias)
     else:
         fc_igemm_nn_s(kd, ap, base, boff, c, ldc, cmap, contig, mr, bias)
+
+
+cdef void _igemm_n1(int kd, const floating *a, const floating *base, const long *boff, floating *c,
+                    const long *cmap, const int *contig) noexcept nogil:
+    if floating is double:
+        fc_igemm_n1_d(kd, a, base, boff, c, cmap, contig)
+    else:
+        fc_igemm_n1_s(kd, a, base, boff, c, cmap, contig)
 
 
 cdef void _igemm_nt(int np_, const floating *a, long lda, const floating *base, const long *boff,
@@ -912,6 +924,10 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef Py_ssize_t npl = g.npl, CP = C * g.npl     # split items per sample: one per plane of each channel
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
+    # dx items per phase: tiles x panels of FC_MR channels; one channel (a C = 1 panel would compute
+    # FC_MR - 1 zero rows) goes FC_MR tiles per item (ng1 of them), then the remaining single tiles
+    cdef Py_ssize_t ng1 = ntx // FC_MR if C == 1 else 0
+    cdef Py_ssize_t nxq = ng1 + ntx % FC_MR if C == 1 else ntx * mbc
     cdef Py_ssize_t Sa = Ppad if own_dyp else Sd, Ta = 0 if own_dyp else T
     # dW dot products stop at the last vector holding a real column, not at the tile tail (seed conv2
     # float32: 112 of 128 columns)
@@ -979,7 +995,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                             memcpy(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
                             memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
                         memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
-            nx = nph * ntx * mbc if need_dx else 0   # dx items per sample
+            nx = nph * nxq if need_dx else 0   # dx items per sample
             spread = (nhb + nx) // nhb
             for item in prange(cnt * (nhb + nx), schedule='static'):
                 # Within a sample the nhb dW blocks are spread evenly among the dx items, so a
@@ -1004,10 +1020,19 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                               xs + n * Sx + p0, boff, dwl + tid * F * K, K, F, K)
                 else:
                     rest = t - min(nhb, t // spread + 1)
-                    q = rest // (ntx * mbc)
-                    rest = rest % (ntx * mbc)
-                    jt = rest // mbc
-                    m = rest % mbc
+                    q = rest // nxq
+                    rest = rest % nxq
+                    if C == 1 and rest < ng1:    # FC_MR tiles of the one channel at once
+                        jt = rest * MR
+                        _igemm_n1(<int>kab[q], apx + aoff[q], dyf + n * Sf + T + jt * NR, boffx + toff[q],
+                                  dx + (n0 + n) * H * W, cmapx + q * PX + jt * NR, xcontig + q * ntx + jt)
+                        continue
+                    if C == 1:
+                        jt = ng1 * MR + rest - ng1
+                        m = 0
+                    else:
+                        jt = rest // mbc
+                        m = rest % mbc
                     mr = C - m * MR
                     if mr > MR:
                         mr = MR

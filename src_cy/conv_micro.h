@@ -184,6 +184,37 @@ static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, 
 FC_DEFINE_IKERNELS(double, d, fc_vd, FC_LANES_D)
 FC_DEFINE_IKERNELS(float, s, fc_vs, FC_LANES_S)
 
+/* igemm_n1: one row of A (a[k * FC_MR]) over FC_MR consecutive nn tiles (FC_MR * FC_NV vector
+ * accumulators, the nn tile's register budget; every row of B readable for all of them), each tile
+ * stored through its own cmap/contig as in igemm_nn.  A one-row product in the nn tile (dx of a
+ * one-channel input) would leave FC_MR - 1 of its rows zero. */
+#define FC_DEFINE_N1(T, S, V, L)                                                                   \
+static inline void fc_igemm_n1_##S(int kd, const T *restrict a, const T *base, const long *boff,    \
+                                   T *restrict c, const long *cmap, const int *contig)               \
+{                                                                                                   \
+    V acc[FC_MR * FC_NV];                                                                           \
+    int j, k, v, t;                                                                                 \
+    for (v = 0; v < FC_MR * FC_NV; v++) acc[v] = (V){0};                                             \
+    for (k = 0; k < kd; k++) {                                                                      \
+        const T *b = base + boff[k];                                                                \
+        T ak = a[(long)k * FC_MR];                                                                  \
+        for (v = 0; v < FC_MR * FC_NV; v++) acc[v] += ak * fc_load_##S(b + v * L);                  \
+    }                                                                                               \
+    for (t = 0; t < FC_MR; t++) {                                                                   \
+        const long *cm = cmap + t * FC_NV * L;                                                      \
+        if (contig[t]) {                                                                            \
+            for (v = 0; v < FC_NV; v++) fc_store_##S(c + cm[0] + v * L, acc[t * FC_NV + v]);        \
+        } else {                                                                                    \
+            T tmp[FC_NV * L];                                                                       \
+            for (v = 0; v < FC_NV; v++) fc_store_##S(tmp + v * L, acc[t * FC_NV + v]);              \
+            for (j = 0; j < FC_NV * L; j++)                                                         \
+                if (cm[j] >= 0) c[cm[j]] = tmp[j];                                                  \
+        }                                                                                           \
+    }                                                                                               \
+}
+FC_DEFINE_N1(double, d, fc_vd, FC_LANES_D)
+FC_DEFINE_N1(float, s, fc_vs, FC_LANES_S)
+
 /* sum of x[0:n] in FC_VBYTES-wide partial sums (any order satisfies the tests' reduction bound). */
 #define FC_DEFINE_SUM(T, S, V, L)                                                                  \
 static inline T fc_sum_##S(const T *x, long n)                                                      \
@@ -228,6 +259,21 @@ static void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const l
 }
 FC_DEFINE_IKERNELS(double, d, FC_LANES_D)
 FC_DEFINE_IKERNELS(float, s, FC_LANES_S)
+#define FC_DEFINE_N1(T, S, L)                                                                       \
+static void fc_igemm_n1_##S(int kd, const T *a, const T *base, const long *boff, T *c,              \
+                            const long *cmap, const int *contig)                                    \
+{                                                                                                   \
+    int j, k;                                                                                       \
+    (void)contig;                                                                                   \
+    for (j = 0; j < FC_MR * FC_NV * L; j++) {                                                       \
+        T s = 0;                                                                                    \
+        if (cmap[j] < 0) continue;                                                                  \
+        for (k = 0; k < kd; k++) s += a[(long)k * FC_MR] * base[boff[k] + j];                       \
+        c[cmap[j]] = s;                                                                             \
+    }                                                                                               \
+}
+FC_DEFINE_N1(double, d, FC_LANES_D)
+FC_DEFINE_N1(float, s, FC_LANES_S)
 static double fc_sum_d(const double *x, long n) { double s = 0; long i; for (i = 0; i < n; i++) s += x[i]; return s; }
 static float fc_sum_s(const float *x, long n) { float s = 0; long i; for (i = 0; i < n; i++) s += x[i]; return s; }
 #endif
