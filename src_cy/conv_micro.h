@@ -125,12 +125,27 @@ FC_DEFINE_REDUCE_NT(float, s, fc_vs, FC_NL_S)
  *             contig != 0 promises cmap[j] = cmap[0] + j for the whole tile (vector stores).
  *   igemm_nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T with B rows base + boff[j].                       */
 #define FC_DEFINE_IKERNELS(T, S, V, L)                                                             \
+/* one row of a tile (FC_NV vectors) + bias into c through cmap: vector stores when contig */        \
+static inline void fc_put_row_##S(T *restrict c, const V *acc, const long *cmap, int contig, T bias) \
+{                                                                                                   \
+    int j, v;                                                                                       \
+    if (contig) {                                                                                   \
+        V bb = (V){0} + bias;                                                                       \
+        for (v = 0; v < FC_NV; v++) fc_store_##S(c + cmap[0] + v * L, acc[v] + bb);                 \
+    } else {                                                                                        \
+        T tmp[FC_NV * L];                                                                           \
+        for (v = 0; v < FC_NV; v++) fc_store_##S(tmp + v * L, acc[v]);                             \
+        for (j = 0; j < FC_NV * L; j++)                                                             \
+            if (cmap[j] >= 0) c[cmap[j]] = tmp[j] + bias;                                           \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
 static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, const long *boff,   \
                                    T *restrict c, long ldc, const long *cmap, int contig, int mr,   \
                                    const T *bias)                                                   \
 {                                                                                                   \
     V acc[FC_MR][FC_NV];                                                                            \
-    int i, j, k, v;                                                                                 \
+    int i, k, v;                                                                                    \
     for (i = 0; i < FC_MR; i++) for (v = 0; v < FC_NV; v++) acc[i][v] = (V){0};                      \
     for (k = 0; k < kd; k++) {                                                                      \
         const T *b = base + boff[k];                                                                \
@@ -140,22 +155,8 @@ static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, 
         for (i = 0; i < FC_MR; i++)                                                                 \
             for (v = 0; v < FC_NV; v++) acc[i][v] += a[i] * bv[v];                                  \
     }                                                                                               \
-    if (contig) {                                                                                   \
-        T *cc = c + cmap[0];                                                                        \
-        for (i = 0; i < mr; i++) {                                                                  \
-            V bb = (V){0} + (bias ? bias[i] : (T)0);                                                \
-            for (v = 0; v < FC_NV; v++) fc_store_##S(cc + (long)i * ldc + v * L, acc[i][v] + bb);   \
-        }                                                                                           \
-    } else {                                                                                        \
-        T tmp[FC_NV * L];                                                                           \
-        for (i = 0; i < mr; i++) {                                                                  \
-            T bb = bias ? bias[i] : (T)0;                                                           \
-            T *ci = c + (long)i * ldc;                                                              \
-            for (v = 0; v < FC_NV; v++) fc_store_##S(tmp + v * L, acc[i][v]);                       \
-            for (j = 0; j < FC_NV * L; j++)                                                         \
-                if (cmap[j] >= 0) ci[cmap[j]] = tmp[j] + bb;                                        \
-        }                                                                                           \
-    }                                                                                               \
+    for (i = 0; i < mr; i++)                                                                        \
+        fc_put_row_##S(c + (long)i * ldc, acc[i], cmap, contig, bias ? bias[i] : (T)0);              \
 }                                                                                                   \
                                                                                                     \
 static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff,   \
@@ -193,24 +194,15 @@ static inline void fc_igemm_n1_##S(int kd, const T *restrict a, const T *base, c
                                    T *restrict c, const long *cmap, const int *contig)               \
 {                                                                                                   \
     V acc[FC_MR * FC_NV];                                                                           \
-    int j, k, v, t;                                                                                 \
+    int k, v, t;                                                                                    \
     for (v = 0; v < FC_MR * FC_NV; v++) acc[v] = (V){0};                                             \
     for (k = 0; k < kd; k++) {                                                                      \
         const T *b = base + boff[k];                                                                \
         T ak = a[(long)k * FC_MR];                                                                  \
         for (v = 0; v < FC_MR * FC_NV; v++) acc[v] += ak * fc_load_##S(b + v * L);                  \
     }                                                                                               \
-    for (t = 0; t < FC_MR; t++) {                                                                   \
-        const long *cm = cmap + t * FC_NV * L;                                                      \
-        if (contig[t]) {                                                                            \
-            for (v = 0; v < FC_NV; v++) fc_store_##S(c + cm[0] + v * L, acc[t * FC_NV + v]);        \
-        } else {                                                                                    \
-            T tmp[FC_NV * L];                                                                       \
-            for (v = 0; v < FC_NV; v++) fc_store_##S(tmp + v * L, acc[t * FC_NV + v]);              \
-            for (j = 0; j < FC_NV * L; j++)                                                         \
-                if (cm[j] >= 0) c[cm[j]] = tmp[j];                                                  \
-        }                                                                                           \
-    }                                                                                               \
+    for (t = 0; t < FC_MR; t++)                                                                     \
+        fc_put_row_##S(c, acc + t * FC_NV, cmap + t * FC_NV * L, contig[t], (T)0);                   \
 }
 FC_DEFINE_N1(double, d, fc_vd, FC_LANES_D)
 FC_DEFINE_N1(float, s, fc_vs, FC_LANES_S)
