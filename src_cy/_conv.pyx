@@ -332,8 +332,9 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
 # Implicit GEMM (the path every finite input takes).
 #
 # The padded input is split into its sh*sw stride phases, xq[c, a, b][u, v] = x_pad[c, u*sh+a, v*sw+b]
-# (Hq x Wq, cut to the rows and columns a window reads), which turns any stride into stride 1.  Each phase plane is stored ns times, shifted left by
-# s = 0..ns-1 columns and cut to a width Wc: xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
+# (Hq x Wq, cut to the rows and columns a window reads), which turns any stride into stride 1.  Each phase
+# plane is stored ns times, shifted left by s = 0..ns-1 columns and cut to a width Wc:
+# xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
 # Output (oh, ow) is column p = oh*Wc + ow, and term k = (c, i, j) reads, for every p at once, the
 # contiguous view of xs that starts at boff[k]:
 #   shifted (sw == 1 and Wq > 1.25 Wo): ns = kw, Wc = Wo -- xs[c, i%sh, 0, j][oh + i//sh, ow]: no wasted
@@ -499,7 +500,7 @@ cdef class _Plan:
             self.ns, self.Wc = 1, Wq
         cdef Py_ssize_t ns = self.ns, Wc = self.Wc
         self.npl = sh * sw * ns                # planes per input channel
-        self.cblock = sh * sw * ns * Hq * Wc   # xs values per input channel
+        self.cblock = self.npl * Hq * Wc       # xs values per input channel
         self.Ppad = (self.Ho * Wc + NR - 1) // NR * NR
         self.ntiles = self.Ppad // NR
         self.boff = np.empty(self.K, dtype=np.int64)
