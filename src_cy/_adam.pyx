@@ -141,13 +141,8 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
                 _trials.clear()
             trial = _trials[(n, T)] = _Trials()
         nt = trial.threads(nthreads)
-    # about BLOCK elements (whole cache lines) a block, in a multiple of nt blocks: the static split
-    # then gives every thread the same share (1e5 float32 parameters in blocks of 8192 split 7:6 between
-    # two threads, 96 us a step; in 14 equal blocks, see the commit)
-    cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
-    nb = (nb + nt - 1) // nt * nt
-    cdef Py_ssize_t blk = ((n + nb - 1) // nb + 15) // 16 * 16
-    nb = (n + blk - 1) // blk
+    cdef Py_ssize_t blk = _even_block(n, nt, BLOCK)
+    cdef Py_ssize_t nb = (n + blk - 1) // blk
     if nt == 1 or nb == 1:
         with nogil:
             _adam_block(p, g, m, v, vp, n, k, l2, shrink, eps_hat)

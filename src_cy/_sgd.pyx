@@ -54,10 +54,11 @@ cdef int _update(floating tag, p_in, g_in, velocity_in, double lr, double moment
         with nogil:
             _sgd_block(p, g, buf, n, neg_lr, mom, wd, l2, use_momentum, nesterov)
         return 0
-    cdef Py_ssize_t nblk = (n + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t blk = _even_block(n, nt, BLOCK)
+    cdef Py_ssize_t nblk = (n + blk - 1) // blk
     for i in prange(nblk, schedule='static', num_threads=nt, nogil=True):
-        _sgd_block(p + i * BLOCK, g + i * BLOCK, (buf + i * BLOCK) if use_momentum else NULL,
-                   min(BLOCK, n - i * BLOCK), neg_lr, mom, wd, l2, use_momentum, nesterov)
+        _sgd_block(p + i * blk, g + i * blk, (buf + i * blk) if use_momentum else NULL,
+                   min(blk, n - i * blk), neg_lr, mom, wd, l2, use_momentum, nesterov)
     return 0
 
 

@@ -43,3 +43,13 @@ cdef inline bint _is_double(object x, str what) except -1:
         if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT:
             return False
     raise TypeError(f"{what} must be a float32 or float64 ndarray")
+
+
+cdef inline Py_ssize_t _even_block(Py_ssize_t n, int nt, Py_ssize_t block) noexcept nogil:
+    """Elements per work item for an elementwise pass over ``n`` elements on ``nt`` threads: about
+    ``block`` (whole cache lines), in a multiple of nt items, so that a static split gives every thread
+    the same share (Adam on 1e5 float32 parameters in blocks of 8192 split 7:6, 97 us a step against
+    87 us in 14 equal blocks)."""
+    cdef Py_ssize_t nb = (n + block - 1) // block
+    nb = (nb + nt - 1) // nt * nt
+    return ((n + nb - 1) // nb + 15) // 16 * 16
