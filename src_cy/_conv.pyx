@@ -55,6 +55,7 @@ cdef extern from "conv_micro.h" nogil:
 cdef extern from "fc_omp.h" nogil:
     int fc_max_threads()
     int fc_have_openmp()
+    void fc_barrier()
 
 def _l2_bytes():
     """The L2 cache of one core in bytes, as the OS reports it (512 KiB where it does not say)."""
@@ -728,8 +729,11 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
                     for ci in range(nchunks):
                         n0 = ci * nb
                         cnt = min(nb, N - n0)
+                        if ci > 0:
+                            fc_barrier()     # the previous chunk's tiles are done with xs
                         for r in prange(cnt * C * npl, schedule='static'):
                             _split_item(r, C, xp + n0 * C * H * W, xs, Sx, g)
+                        fc_barrier()         # xs is complete
                         for t in prange(cnt * ntiles * mb, schedule='static'):
                             _nn_tile(t, ntiles, F, K, apack, xs, Sx, boff, yp + n0 * F * P, F * P, P,
                                      ymap, ycontig, NR, bptr)
@@ -966,6 +970,8 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
             # Work is ordered sample by sample and split statically, so the thread that fills a
             # sample's buffers is the one that reads them (they stay in its cache).
             nfill = cnt * (CP + F) + (nslot if n0 == 0 else 0)
+            if ci > 0:
+                fc_barrier()             # the previous chunk's items are done with the buffers
             for r in prange(nfill, schedule='static'):
                 n = r // (CP + F)
                 c = r % (CP + F)
@@ -996,6 +1002,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                             memcpy(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
                             memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
                         memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
+            fc_barrier()                 # the buffers are filled, the accumulators zeroed
             nx = nph * nxq if need_dx else 0   # dx items per sample
             spread = (nhb + nx) // nhb
             for item in prange(cnt * (nhb + nx), schedule='static'):
@@ -1040,5 +1047,6 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + jt * NR,
                               boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
                               cmapx + q * PX + jt * NR, xcontig[q * ntx + jt], <int>mr, NULL)
+        fc_barrier()                     # every dW item is done
         for r in prange(_finish_items(F * K, F, nslot > 1), schedule='static'):
             _finish_item(r, dwl, nslot, dwp, F * K, dy, N, F, P, db, nslot > 1)
