@@ -476,3 +476,150 @@ def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, rng)
         assert plan()[0] is None                 # trying again
     finally:
         ops.set_num_threads(old)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3): the forward and the dx of 3x3 stride-1 convolutions with >= 16 channels each way.
+
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+
+
+def winograd_abs_terms(x, w, padding):
+    """The Winograd computation of the 3x3 correlation run on absolute values: |A^T| [sum_c (|G||g||G^T|)
+    .* (|B^T||d||B|)] |A| for every output (the magnitude its rounding errors scale with)."""
+    x, w = np.abs(x).astype(np.float64), np.abs(w).astype(np.float64)
+    N, C, H, W = x.shape
+    ph, pw = padding
+    Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
+    th, tw = (Ho + 1) // 2, (Wo + 1) // 2
+    xp = np.zeros((N, C, 2 * th + 2, 2 * tw + 2))
+    rows, cols = min(H, 2 * th + 2 - ph), min(W, 2 * tw + 2 - pw)
+    xp[:, :, ph:ph + rows, pw:pw + cols] = x[:, :, :rows, :cols]
+    d = np.empty((N, C, th, tw, 4, 4))
+    for r in range(4):
+        for s in range(4):
+            d[..., r, s] = xp[:, :, r:r + 2 * th:2, s:s + 2 * tw:2]
+    u = np.einsum("ai,fcij,bj->abfc", np.abs(G), w, np.abs(G))
+    v = np.einsum("ar,ncijrs,bs->abncij", np.abs(BT), d, np.abs(BT))
+    m = np.einsum("abfc,abncij->abnfij", u, v)
+    y = np.einsum("ra,abnfij,sb->nfirjs", np.abs(AT), m, np.abs(AT)).reshape(N, w.shape[0], 2 * th, 2 * tw)
+    return y[:, :, :Ho, :Wo]
+
+
+def assert_winograd_close(fast, ref, wino_abs, direct_abs, C, K, what):
+    """|fast - ref| <= gamma_{C+15} * wino_abs + gamma_{K+1} * direct_abs elementwise (u = eps/2).
+
+    Along any path Winograd rounds at most C + 15 times: 4 in the filter transform (two 3-term sums), 2 in
+    the input transform, 1 product and C - 1 additions over the channels, 8 accumulating the 9 products of
+    an output's 4x4 block into it, 1 for the bias.  Each rounding is relative to the magnitude of what is
+    rounded, which the same computation on absolute values bounds (wino_abs).  The reference, a plain sum
+    of K products, is within gamma_{K+1} * direct_abs (conftest.reduction_bound); 1.01 covers the 1/(1 - nu)
+    factors and the rounding of the bounds themselves."""
+    u = np.finfo(ref.dtype).eps / 2
+    bound = 1.01 * u * ((C + 15) * wino_abs + (K + 2) * direct_abs)
+    err = np.abs(fast.astype(np.float64) - ref.astype(np.float64))
+    worst = np.argmax(err - bound)
+    assert np.all(err <= bound), (what, err.flat[worst], bound.flat[worst])
+
+
+@st.composite
+def winograd_cases(draw):
+    N = draw(st.integers(1, 3))
+    C = draw(st.integers(16, 20))
+    F = draw(st.integers(16, 20))
+    H = draw(st.integers(2, 13))
+    W = draw(st.integers(2, 13))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H, W = max(H, 3 - 2 * ph), max(W, 3 - 2 * pw)
+    return N, C, F, H, W, (ph, pw), draw(st.sampled_from(DTYPES)), draw(st.booleans()), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(winograd_cases())
+def test_winograd_forward_and_dx_within_their_bounds(case):
+    """Forward and dx of 3x3 stride-1 convolutions that take Winograd (odd output sizes: partial tiles;
+    padding 0-2), each within its derived bound; dW and db keep the implicit GEMM's."""
+    N, C, F, H, W, padding, dtype, bias, seed = case
+    Ho, Wo = H + 2 * padding[0] - 2, W + 2 * padding[1] - 2
+    forward = _conv.winograd_fits(N, C, F, 3, 3, 1, 1, Ho, Wo)
+    backward = _conv.winograd_fits(N, F, C, 3, 3, 1, 1, H, W)
+    if not (forward or backward):
+        return   # too few tiles for Winograd: the other tests cover this geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, 3, 3)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    y = ops.conv2d_forward(x, w, b, padding=padding)
+    y_ref = reference.conv2d_forward(x, w, b, padding=padding)
+    y_abs = reference.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b), padding=padding)
+    if forward:
+        wino = winograd_abs_terms(x, w, padding) + (0 if b is None else np.abs(b)[:, None, None])
+        assert_winograd_close(y, y_ref, wino, y_abs, C, C * 9, "y")
+    else:
+        assert_reduction_close(y, y_ref, y_abs, C * 9, "y")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, padding=padding)
+    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w, padding=padding)
+    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), padding=padding)
+    assert_reduction_close(dw, dw_r, dw_a, N * Ho * Wo, "dw")
+    assert_reduction_close(db, db_r, db_a, N * Ho * Wo, "db")
+    if backward:
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        wino = winograd_abs_terms(dy, flipped, (2 - padding[0], 2 - padding[1]))
+        assert_winograd_close(dx, dx_r, wino, dx_a, F, F * 9, "dx")
+    else:
+        assert_reduction_close(dx, dx_r, dx_a, F * 9, "dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_is_taken_and_differs_only_by_rounding(monkeypatch, dtype, rng):
+    """The bench's 3x3 shape, smaller: Winograd's results are not the implicit GEMM's bits (so the path
+    is really taken) but within the bound of both; the bound test fails when a transform is wrong."""
+    x = rng.standard_normal((2, 16, 12, 10)).astype(dtype)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(dtype)
+    assert _conv.winograd_fits(2, 16, 24, 3, 3, 1, 1, 12, 10) and _conv.winograd_fits(2, 24, 16, 3, 3, 1, 1, 12, 10)
+    y = ops.conv2d_forward(x, w, padding=1)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.conv2d_backward(dy, x, w, padding=1)[0]
+    monkeypatch.setattr(_conv, "WINOGRAD", False)
+    y_gemm = ops.conv2d_forward(x, w, padding=1)
+    dx_gemm = ops.conv2d_backward(dy, x, w, padding=1)[0]
+    assert not np.array_equal(y, y_gemm) and not np.array_equal(dx, dx_gemm)
+    assert_winograd_close(y, y_gemm, winograd_abs_terms(x, w, (1, 1)),
+                          reference.conv2d_forward(np.abs(x), np.abs(w), padding=1), 16, 16 * 9, "y vs GEMM")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_winograd_bits_do_not_depend_on_threads(threads, rng):
+    x = rng.standard_normal((3, 16, 11, 9))
+    w = rng.standard_normal((16, 16, 3, 3))
+    b = rng.standard_normal(16)
+    old = ops.get_num_threads()
+    try:
+        ops.set_num_threads(2)
+        y2 = ops.conv2d_forward(x, w, b, padding=1)
+        dx2 = ops.conv2d_backward(np.cos(y2), x, w, padding=1)[0]
+        ops.set_num_threads(threads)
+        assert np.array_equal(ops.conv2d_forward(x, w, b, padding=1), y2)
+        assert np.array_equal(ops.conv2d_backward(np.cos(y2), x, w, padding=1)[0], dx2)
+    finally:
+        ops.set_num_threads(old)
+
+
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+def test_winograd_leaves_nonfinite_inputs_to_the_direct_paths(monkeypatch, where, rng):
+    """A NaN or an infinity in a 4x4 patch would reach all four outputs of its Winograd tile; such calls
+    take the direct paths, so their NaN/inf pattern is the direct paths' (and the reference's)."""
+    x = rng.standard_normal((2, 16, 10, 10))
+    w = rng.standard_normal((16, 16, 3, 3))
+    dy = rng.standard_normal((2, 16, 10, 10))
+    {"x": x, "w": w, "dy": dy}[where].flat[37] = np.inf
+    got = (ops.conv2d_forward(x, w, padding=1),) + ops.conv2d_backward(dy, x, w, padding=1)
+    monkeypatch.setattr(_conv, "WINOGRAD", False)
+    want = (ops.conv2d_forward(x, w, padding=1),) + ops.conv2d_backward(dy, x, w, padding=1)
+    first = 1 if where == "dy" else 0    # with a finite x and w the forward still takes Winograd
+    assert any(not np.isfinite(a).all() for a in want)
+    for a, b in zip(got[first:], want[first:]):
+        np.testing.assert_array_equal(a, b)
