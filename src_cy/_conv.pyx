@@ -4,7 +4,8 @@
 Three paths:
 
 * Winograd F(2x2, 3x3) (fc_winograd.h) for the forward and the dx of 3x3 stride-1 convolutions with at
-  least WINOGRAD_MIN_CHANNELS channels each way and finite inputs: 2.25x fewer products.
+  least WINOGRAD_MIN_CHANNELS channels each way, WINOGRAD_MIN_TILES output tiles and finite inputs: 2.25x
+  fewer products.
 * Implicit GEMM (every other finite input; the bottom half of this file).  The padded input is split into its
   stride phases, so the rows of the im2col matrix are shifted views of one small buffer and are never
   written out.  y = W @ views, dW = dy_grid @ views^T, dx (phase by phase) = W_phase @ views of dy.
@@ -763,16 +764,21 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
 
 # ------------------------------------------------------------------------------------------------------
 # Winograd F(2x2, 3x3) (fc_winograd.h): the forward of a 3x3 stride-1 convolution with enough channels
-# both ways, and the dx of one (a 3x3 stride-1 correlation of dy with the flipped, transposed filters),
-# for finite inputs (a NaN or an infinity in a 4x4 patch would reach all four outputs of its tile).
-# Tiles of 2x2 outputs go in chunks of WINOGRAD_TILE_VECTORS * NR (one work item each); per chunk and per
-# xi = (a, b) of the 4x4 transform: V[xi] (C x chunk) from the input, M[xi] = U[xi] @ V[xi] on the nn
-# micro-kernel, and M[xi] added into the chunk's 2x2 outputs.  Every output is computed the same way on any
-# thread count.  3x3 64->64 on 32x32, batch 32, float64, 2 threads: see the commit.
+# both ways and enough outputs, and the dx of one (a 3x3 stride-1 correlation of dy with the flipped,
+# transposed filters), for finite inputs (a NaN or an infinity in a 4x4 patch would reach all four outputs
+# of its tile). Tiles of 2x2 outputs go in chunks of WINOGRAD_TILE_VECTORS * NR (one work item each); per
+# chunk and per xi = (a, b) of the 4x4 transform: V[xi] (C x chunk) from the input, M[xi] = U[xi] @ V[xi]
+# on the nn micro-kernel, and M[xi] added into the chunk's 2x2 outputs.  Every output is computed the same
+# way on any thread count.  3x3 64->64 on 32x32, batch 32, float64, 2 threads: see the commit.
 
 # Switch Winograd off (tests compare it with the implicit GEMM): every call then takes the other paths.
 WINOGRAD = True
-WINOGRAD_MIN_CHANNELS = 16     # input and output channels, each
+# Where it pays (2 threads, Zen 1, forward and backward against the implicit GEMM): 64 -> 64 channels on
+# 512 tiles 1.16-1.62x, 32 -> 32 on 1,568 tiles 1.08-1.24x; 16 -> 16 channels on 1,568 tiles 0.83-1.07x,
+# 32 -> 32 on 196 tiles 0.73-1.02x, 64 -> 64 on 64 tiles (one 16x16 image) 0.54-0.88x (the filter
+# transform and the chunks' fixed costs).
+WINOGRAD_MIN_CHANNELS = 32     # input and output channels, each
+WINOGRAD_MIN_TILES = 512       # 2x2 output tiles in the call
 cdef enum:
     WINOGRAD_TILE_VECTORS = 2  # tiles per chunk: this many nn tile widths
 
@@ -787,7 +793,7 @@ def winograd_fits(N, C, F, kh, kw, sh, sw, Ho, Wo):
 cdef bint _winograd_fits(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t N,
                          Py_ssize_t C, Py_ssize_t F, Py_ssize_t Ho, Py_ssize_t Wo):
     return (WINOGRAD and kh == 3 and kw == 3 and sh == 1 and sw == 1 and C >= WINOGRAD_MIN_CHANNELS
-            and F >= WINOGRAD_MIN_CHANNELS and N * ((Ho + 1) // 2) * ((Wo + 1) // 2) >= 2 * FC_NR_D)
+            and F >= WINOGRAD_MIN_CHANNELS and N * ((Ho + 1) // 2) * ((Wo + 1) // 2) >= WINOGRAD_MIN_TILES)
 
 
 cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -882,7 +888,8 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                             for s in range(2):
                                 ow = 2 * j + s
                                 if ow < Wo:
-                                    y[((n * F + f) * Ho + oh) * Wo + ow] = yb[(r * 2 + s) * F * tp + f * tp + t] + bf
+                                    y[((n * F + f) * Ho + oh) * Wo + ow] = \
+                                        yb[(r * 2 + s) * F * tp + f * tp + t] + bf
 
 
 cdef bint _pair_ok(object v, Py_ssize_t minimum, Py_ssize_t *out):

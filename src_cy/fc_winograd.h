@@ -42,13 +42,14 @@ static void fc_wino_filter_##S(const T *w, long F, long C, long mr, T *up)      
         }                                                                                                 \
 }                                                                                                         \
                                                                                                           \
-/* v[xi * ps + c * tp + t] = V[xi] of channel c, tile t < nt, all 16 xi at once (zero for nt <= t < tp; \
- * ps >= C * tp, not a multiple of 4096 bytes: 16 planes at such a stride share one set of L1 lines).   Tile t's patch starts at x + c * HW + base[t]; bit r * 4 + s of mask[t] says whether its row r, \
+/* v[xi * ps + c * tp + t] = V[xi] of channel c, tile t < nt, all 16 xi at once (zero for nt <= t < tp;  \
+ * ps >= C * tp, not a multiple of 4096 bytes: 16 planes at such a stride share one set of L1 lines).     \
+ * Tile t's patch starts at x + c * HW + base[t]; bit r * 4 + s of mask[t] says whether its row r,       \
  * column s lies inside the image (outside: padding, zero). */                                           \
 static void fc_wino_input_##S(const T *x, long HW, long W, long C, const long *base,                     \
                               const unsigned short *mask, long nt, long tp, long ps, T *v)               \
 {                                                                                                         \
-    long cs = ps, c, t;                                                                               \
+    long c, t;                                                                                            \
     int r, s, a;                                                                                          \
     T d[4][4], e[4][4];                                                                                   \
     for (c = 0; c < C; c++) {                                                                             \
@@ -71,14 +72,14 @@ static void fc_wino_input_##S(const T *x, long HW, long W, long C, const long *b
                 e[3][s] = d[1][s] - d[3][s];                                                              \
             }                                                                                             \
             for (a = 0; a < 4; a++) {                               /* V = e B */                         \
-                vc[(a * 4 + 0) * cs + t] = e[a][0] - e[a][2];                                             \
-                vc[(a * 4 + 1) * cs + t] = e[a][1] + e[a][2];                                             \
-                vc[(a * 4 + 2) * cs + t] = e[a][2] - e[a][1];                                             \
-                vc[(a * 4 + 3) * cs + t] = e[a][1] - e[a][3];                                             \
+                vc[(a * 4 + 0) * ps + t] = e[a][0] - e[a][2];                                             \
+                vc[(a * 4 + 1) * ps + t] = e[a][1] + e[a][2];                                             \
+                vc[(a * 4 + 2) * ps + t] = e[a][2] - e[a][1];                                             \
+                vc[(a * 4 + 3) * ps + t] = e[a][1] - e[a][3];                                             \
             }                                                                                             \
         }                                                                                                 \
         for (t = nt; t < tp; t++)                                                                         \
-            for (a = 0; a < 16; a++) vc[a * cs + t] = 0;                                                  \
+            for (a = 0; a < 16; a++) vc[a * ps + t] = 0;                                                  \
     }                                                                                                     \
 }                                                                                                         \
                                                                                                           \
