@@ -806,13 +806,14 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
     cdef Py_ssize_t th = (Ho + 1) // 2, tw = (Wo + 1) // 2, ntile = N * th * tw
     cdef Py_ssize_t nchunk = (ntile + tp - 1) // tp, nt = max(1, nthreads)
     cdef Py_ssize_t fs = sizeof(floating)
-    # per thread: V (16 planes of C x tp, ps apart), M[xi] (F x tp), the chunk's outputs (4 x F x tp), tile
-    # offsets and masks.  ps is one cache line more than a plane: at C * tp (12 KB for 64 channels in
-    # float64) the planes fell into one set of L1 lines, and the input transform took 145 cycles a
-    # channel and tile.
+    # per thread: V (16 planes of C x tp, ps apart), M[xi] (F x tp), the chunk's outputs (4 x F x tp), and
+    # per tile its patch's offset and mask, its output's offset and which of its 2 x 2 outputs exist.  ps
+    # is one cache line more than a plane: at C * tp (12 KB for 64 channels in float64) the planes fell
+    # into one set of L1 lines, and the input transform took 145 cycles a channel and tile.
     cdef Py_ssize_t ps = C * tp + 64 // fs
     cdef Py_ssize_t o_m = _al(16 * ps * fs), o_y = o_m + _al(F * tp * fs), o_base = o_y + _al(4 * F * tp * fs)
-    cdef Py_ssize_t o_mask = o_base + _al(tp * sizeof(long)), per = o_mask + _al(tp * sizeof(unsigned short))
+    cdef Py_ssize_t o_mask = o_base + _al(tp * sizeof(long)), o_ybase = o_mask + _al(tp * sizeof(unsigned short))
+    cdef Py_ssize_t o_yin = o_ybase + _al(tp * sizeof(long)), per = o_yin + _al(tp)
     up_arr = np.empty(16 * mb * C * MR * fs + 64, np.uint8)
     ws_arr = np.empty(nt * per + 64, np.uint8)
     cboff_arr = np.arange(C, dtype=np.int64) * tp
@@ -823,13 +824,16 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
     cdef unsigned char *ws = &wsv[0] + ((-<Py_ssize_t>&wsv[0]) & 63)
     cdef const long *cboff = &cbv[0]
     cdef const long *ident = &idv[0]
-    cdef Py_ssize_t q, t, tt, n, i, j, r, s, f, xi, mt, jt, t0, cnt, oh, ow, rem
+    cdef Py_ssize_t q, t, tt, n, i, j, r, s, f, xi, mt, jt, t0, cnt, rem
     cdef unsigned char *mine
     cdef floating *v
     cdef floating *mx
     cdef floating *yb
+    cdef floating *yo
     cdef long *base
+    cdef long *ybase
     cdef unsigned short *mask
+    cdef unsigned char *yin
     cdef unsigned int bits
     cdef floating bf
     with nogil:
@@ -844,6 +848,8 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
             yb = <floating *>(mine + o_y)
             base = <long *>(mine + o_base)
             mask = <unsigned short *>(mine + o_mask)
+            ybase = <long *>(mine + o_ybase)
+            yin = <unsigned char *>(mine + o_yin)
             t0 = q * tp
             cnt = min(tp, ntile - t0)
             for t in range(cnt):
@@ -853,6 +859,8 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                 i = rem // tw
                 j = rem % tw
                 base[t] = n * C * H * W + (2 * i - ph) * W + (2 * j - pw)
+                ybase[t] = n * F * Ho * Wo + 2 * i * Wo + 2 * j
+                yin[t] = (2 * i + 1 < Ho) + 2 * (2 * j + 1 < Wo)   # its second row, column exist
                 bits = 0
                 for r in range(4):
                     if 0 <= 2 * i - ph + r < H:
@@ -874,22 +882,17 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                     fc_wino_output_d(mx, F * tp, <int>(xi // 4), <int>(xi % 4), yb)
                 else:
                     fc_wino_output_s(mx, F * tp, <int>(xi // 4), <int>(xi % 4), yb)
-            for t in range(cnt):
-                tt = t0 + t
-                n = tt // (th * tw)
-                rem = tt % (th * tw)
-                i = rem // tw
-                j = rem % tw
-                for f in range(F):
-                    bf = bias[f] if bias != NULL else 0
-                    for r in range(2):
-                        oh = 2 * i + r
-                        if oh < Ho:
-                            for s in range(2):
-                                ow = 2 * j + s
-                                if ow < Wo:
-                                    y[((n * F + f) * Ho + oh) * Wo + ow] = \
-                                        yb[(r * 2 + s) * F * tp + f * tp + t] + bf
+            for f in range(F):
+                bf = bias[f] if bias != NULL else 0
+                for t in range(cnt):
+                    yo = y + ybase[t] + f * Ho * Wo
+                    yo[0] = yb[f * tp + t] + bf
+                    if yin[t] & 2:
+                        yo[1] = yb[(F + f) * tp + t] + bf
+                    if yin[t] & 1:
+                        yo[Wo] = yb[(2 * F + f) * tp + t] + bf
+                        if yin[t] & 2:
+                            yo[Wo + 1] = yb[(3 * F + f) * tp + t] + bf
 
 
 cdef bint _pair_ok(object v, Py_ssize_t minimum, Py_ssize_t *out):
