@@ -62,8 +62,8 @@ cdef extern from "fc_winograd.h" nogil:
                          const unsigned short *mask, long nt, long tp, long ps, double *v)
     void fc_wino_input_s(const float *x, long HW, long W, long C, const long *base,
                          const unsigned short *mask, long nt, long tp, long ps, float *v)
-    void fc_wino_output_d(const double *mxi, long n, int a, int b, double *yb)
-    void fc_wino_output_s(const float *mxi, long n, int a, int b, float *yb)
+    void fc_wino_output_d(const double *m, long pm, long n, double *yb)
+    void fc_wino_output_s(const float *m, long pm, long n, float *yb)
 
 cdef extern from "fc_omp.h" nogil:
     int fc_max_threads()
@@ -806,12 +806,13 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
     cdef Py_ssize_t th = (Ho + 1) // 2, tw = (Wo + 1) // 2, ntile = N * th * tw
     cdef Py_ssize_t nchunk = (ntile + tp - 1) // tp, nt = max(1, nthreads)
     cdef Py_ssize_t fs = sizeof(floating)
-    # per thread: V (16 planes of C x tp, ps apart), M[xi] (F x tp), the chunk's outputs (4 x F x tp), and
+    # per thread: V (16 planes of C x tp, ps apart), M (16 planes of F x tp, pm apart), the chunk's outputs
+    # (4 x F x tp), and
     # per tile its patch's offset and mask, its output's offset and which of its 2 x 2 outputs exist.  ps
     # is one cache line more than a plane: at C * tp (12 KB for 64 channels in float64) the planes fell
     # into one set of L1 lines, and the input transform took 145 cycles a channel and tile.
-    cdef Py_ssize_t ps = C * tp + 64 // fs
-    cdef Py_ssize_t o_m = _al(16 * ps * fs), o_y = o_m + _al(F * tp * fs), o_base = o_y + _al(4 * F * tp * fs)
+    cdef Py_ssize_t ps = C * tp + 64 // fs, pm = F * tp + 64 // fs
+    cdef Py_ssize_t o_m = _al(16 * ps * fs), o_y = o_m + _al(16 * pm * fs), o_base = o_y + _al(4 * F * tp * fs)
     cdef Py_ssize_t o_mask = o_base + _al(tp * sizeof(long)), o_ybase = o_mask + _al(tp * sizeof(unsigned short))
     cdef Py_ssize_t o_yin = o_ybase + _al(tp * sizeof(long)), per = o_yin + _al(tp)
     up_arr = np.empty(16 * mb * C * MR * fs + 64, np.uint8)
@@ -876,12 +877,12 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                 for mt in range(mb):
                     for jt in range(WINOGRAD_TILE_VECTORS):
                         _igemm_nn(<int>C, up + (xi * mb + mt) * C * MR, v + xi * ps + jt * NR, cboff,
-                                  mx + mt * MR * tp,
-                                  tp, ident + jt * NR, 1, <int>min(MR, F - mt * MR), NULL)
-                if floating is double:
-                    fc_wino_output_d(mx, F * tp, <int>(xi // 4), <int>(xi % 4), yb)
-                else:
-                    fc_wino_output_s(mx, F * tp, <int>(xi // 4), <int>(xi % 4), yb)
+                                  mx + xi * pm + mt * MR * tp, tp, ident + jt * NR, 1, <int>min(MR, F - mt * MR),
+                                  NULL)
+            if floating is double:
+                fc_wino_output_d(mx, pm, F * tp, yb)
+            else:
+                fc_wino_output_s(mx, pm, F * tp, yb)
             for f in range(F):
                 bf = bias[f] if bias != NULL else 0
                 for t in range(cnt):

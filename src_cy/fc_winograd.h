@@ -83,26 +83,25 @@ static void fc_wino_input_##S(const T *x, long HW, long W, long C, const long *b
     }                                                                                                     \
 }                                                                                                         \
                                                                                                           \
-/* The output transform, one xi at a time: yb[(r * 2 + s) * n + k] += A^T[r][a] A^T[s][b] mxi[k] for the \
- * 2 x 2 outputs (r, s) of each of the n = F * tp elements; xi = 0 sets yb instead of adding. */         \
-static void fc_wino_output_##S(const T *mxi, long n, int a, int b, T *yb)                                 \
+/* The output transform: yb[(r * 2 + s) * n + k] = (A^T M A)[r][s] for the n = F * tp elements k, from    \
+ * the 16 planes M[xi] at m + xi * pm. */                                                                  \
+static void fc_wino_output_##S(const T *m, long pm, long n, T *yb)                                        \
 {                                                                                                         \
-    static const int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                                           \
-    int r, s;                                                                                             \
     long k;                                                                                               \
-    for (r = 0; r < 2; r++)                                                                               \
-        for (s = 0; s < 2; s++) {                                                                         \
-            int coef = at[r][a] * at[s][b];                                                               \
-            T *restrict y = yb + (r * 2 + s) * n;                                                         \
-            if (a == 0 && b == 0) {          /* A^T[r][0] A^T[s][0]: 1 for (r, s) = (0, 0), else 0 */   \
-                if (r == 0 && s == 0) memcpy(y, mxi, (size_t)n * sizeof(T));                              \
-                else memset(y, 0, (size_t)n * sizeof(T));                                                 \
-            } else if (coef == 1) {                                                                       \
-                for (k = 0; k < n; k++) y[k] += mxi[k];                                                   \
-            } else if (coef == -1) {                                                                      \
-                for (k = 0; k < n; k++) y[k] -= mxi[k];                                                   \
-            }                                                                                             \
+    int b;                                                                                                \
+    for (k = 0; k < n; k++) {                                                                             \
+        T t0[4], t1[4];                                     /* the two rows of A^T M */                   \
+        for (b = 0; b < 4; b++) {                                                                         \
+            T m0 = m[b * pm + k], m1 = m[(4 + b) * pm + k], m2 = m[(8 + b) * pm + k];                     \
+            T m3 = m[(12 + b) * pm + k];                                                                  \
+            t0[b] = m0 + m1 + m2;                                                                         \
+            t1[b] = m1 - m2 - m3;                                                                         \
         }                                                                                                 \
+        yb[k] = t0[0] + t0[1] + t0[2];                                                                    \
+        yb[n + k] = t0[1] - t0[2] - t0[3];                                                                \
+        yb[2 * n + k] = t1[0] + t1[1] + t1[2];                                                            \
+        yb[3 * n + k] = t1[1] - t1[2] - t1[3];                                                            \
+    }                                                                                                     \
 }
 
 FC_DEFINE_WINOGRAD(double, d)
