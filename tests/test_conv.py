@@ -509,16 +509,16 @@ def winograd_abs_terms(x, w, padding):
 
 
 def assert_winograd_close(fast, ref, wino_abs, direct_abs, C, K, what):
-    """|fast - ref| <= gamma_{C+15} * wino_abs + gamma_{K+1} * direct_abs elementwise (u = eps/2).
+    """|fast - ref| <= gamma_{C+11} * wino_abs + gamma_{K+1} * direct_abs elementwise (u = eps/2).
 
-    Along any path Winograd rounds at most C + 15 times: 4 in the filter transform (two 3-term sums), 2 in
-    the input transform, 1 product and C - 1 additions over the channels, 8 accumulating the 9 products of
-    an output's 4x4 block into it, 1 for the bias.  Each rounding is relative to the magnitude of what is
+    Along any path Winograd rounds at most C + 11 times: 4 in the filter transform (two 3-term sums), 2 in
+    the input transform, 1 product and C - 1 additions over the channels, 4 in the output transform (two
+    3-term sums), 1 for the bias.  Each rounding is relative to the magnitude of what is
     rounded, which the same computation on absolute values bounds (wino_abs).  The reference, a plain sum
     of K products, is within gamma_{K+1} * direct_abs (conftest.reduction_bound); 1.01 covers the 1/(1 - nu)
     factors and the rounding of the bounds themselves."""
     u = np.finfo(ref.dtype).eps / 2
-    bound = 1.01 * u * ((C + 15) * wino_abs + (K + 2) * direct_abs)
+    bound = 1.01 * u * ((C + 11) * wino_abs + (K + 2) * direct_abs)
     err = np.abs(fast.astype(np.float64) - ref.astype(np.float64))
     worst = np.argmax(err - bound)
     assert np.all(err <= bound), (what, err.flat[worst], bound.flat[worst])
