@@ -767,9 +767,9 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
 # both ways and enough outputs, and the dx of one (a 3x3 stride-1 correlation of dy with the flipped,
 # transposed filters), for finite inputs (a NaN or an infinity in a 4x4 patch would reach all four outputs
 # of its tile). Tiles of 2x2 outputs go in chunks of WINOGRAD_TILE_VECTORS * NR (one work item each); per
-# chunk and per xi = (a, b) of the 4x4 transform: V[xi] (C x chunk) from the input, M[xi] = U[xi] @ V[xi]
-# on the nn micro-kernel, and M[xi] added into the chunk's 2x2 outputs.  Every output is computed the same
-# way on any thread count.  3x3 64->64 on 32x32, batch 32, float64, 2 threads: see the commit.
+# chunk: V[xi] (C x chunk) for all 16 xi = (a, b) of the 4x4 transform from the input, M[xi] = U[xi] @
+# V[xi] on the nn micro-kernel, then the 2x2 outputs from the 16 M[xi].  Every output is computed the same
+# way on any thread count.  3x3 64->64 on 32x32, batch 32, float64, 2 threads: see the commits.
 
 # Switch Winograd off (tests compare it with the implicit GEMM): every call then takes the other paths.
 WINOGRAD = True
@@ -806,11 +806,11 @@ cdef void _winograd(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
     cdef Py_ssize_t th = (Ho + 1) // 2, tw = (Wo + 1) // 2, ntile = N * th * tw
     cdef Py_ssize_t nchunk = (ntile + tp - 1) // tp, nt = max(1, nthreads)
     cdef Py_ssize_t fs = sizeof(floating)
-    # per thread: V (16 planes of C x tp, ps apart), M (16 planes of F x tp, pm apart), the chunk's outputs
-    # (4 x F x tp), and
-    # per tile its patch's offset and mask, its output's offset and which of its 2 x 2 outputs exist.  ps
-    # is one cache line more than a plane: at C * tp (12 KB for 64 channels in float64) the planes fell
-    # into one set of L1 lines, and the input transform took 145 cycles a channel and tile.
+    # per thread: V (16 planes of C x tp, ps apart), M (16 planes of F x tp, pm apart), the chunk's
+    # outputs (4 x F x tp); per tile its patch's offset and mask, its output's offset and which of its 2 x
+    # 2 outputs exist.  ps is one cache line more than a plane: at C * tp (12 KB for 64 channels in
+    # float64) the planes fell into one set of L1 lines, and the input transform took 145 cycles a channel
+    # and tile.
     cdef Py_ssize_t ps = C * tp + 64 // fs, pm = F * tp + 64 // fs
     cdef Py_ssize_t o_m = _al(16 * ps * fs), o_y = o_m + _al(16 * pm * fs), o_base = o_y + _al(4 * F * tp * fs)
     cdef Py_ssize_t o_mask = o_base + _al(tp * sizeof(long)), o_ybase = o_mask + _al(tp * sizeof(unsigned short))
