@@ -1027,14 +1027,14 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
         _backward_im2col(dy, x, w, dx_out, dw_out, db_out, g, nthreads)
         return 0
     # dx of a 3x3 stride-1 convolution is one too: dy, padded by 2 - p, correlated with the filters
-    # flipped and transposed (C x F x 3 x 3), which Winograd computes with 2.25x fewer products
+    # flipped and transposed (C x F x 3 x 3), which Winograd computes with 2.25x fewer products; dW and db
+    # then take the path below as for need_dx=False
     cdef floating[:, :, :, ::1] wt
     if (need_dx and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
             and _all_finite(dyp_in, N * F * g.Ho * g.Wo)):
-        _backward(tag, dy, x, w, None, dw_out, db_out, stride, padding, nthreads)   # dW and db
         wt = np.ascontiguousarray(np.asarray(w)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd(dyp_in, N, F, g.Ho, g.Wo, &wt[0, 0, 0, 0], C, 2 - g.ph, 2 - g.pw, NULL, dxp, H, W, nthreads)
-        return 0
+        need_dx = False
 
     cdef int op = OP_BACKWARD_DX if need_dx else OP_BACKWARD
     cdef _Trials trial = g.trials(N, nthreads, op)
