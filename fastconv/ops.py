@@ -389,14 +389,15 @@ def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=Fa
 
 
 def _flat_views(arrays):
-    """Contiguous 1-D views (or copies for non-contiguous arrays, written back by the caller)."""
-    return [a if a.ndim == 1 and a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    """The arrays as the update kernels take them: C-contiguous, of any shape (they run over the size).
+    A non-contiguous array becomes a contiguous copy, which the caller writes back (_write_back)."""
+    return [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
 
 
 def _write_back(originals, flats):
     for a, f in zip(originals, flats):
-        if a is not None and a is not f and not a.flags.c_contiguous:
-            a[...] = f.reshape(a.shape)
+        if a is not f and a is not None:
+            a[...] = f
 
 
 def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
@@ -422,7 +423,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
         _writable_float(vmax, "vmax", param)
     elif vmax is not None:
         raise ValueError("vmax is only used with amsgrad=True")
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
+    if type(step) is not int and (isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral)):
         raise TypeError(f"step must be an int (1-based step number), got {step!r}")
     if step < 1:
         raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")

@@ -46,6 +46,31 @@ def test_adam_noncontiguous_param_updated_in_place(rng):
     assert np.array_equal(base[:, ::2], p_ref) and np.array_equal(m, m_r)
 
 
+@pytest.mark.parametrize("layout", ["strided", "fortran", "2d_contiguous"])
+def test_updates_write_every_layout_back(layout, rng):
+    """param, m, v and velocity in any layout end as the reference's (copies are written back)."""
+    def make(a):
+        if layout == "strided":
+            out = np.zeros((a.shape[0], 2 * a.shape[1]))[:, ::2]
+        elif layout == "fortran":
+            out = np.zeros(a.shape, order="F")
+        else:
+            out = np.zeros(a.shape)
+        out[...] = a
+        return out
+    p0, g = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    p, m, v, p_ref, m_r, v_r = make(p0), make(np.zeros((5, 6))), make(np.zeros((5, 6))), p0.copy(), np.zeros((5, 6)), np.zeros((5, 6))
+    for step in (1, 2):
+        ops.adam_update(p, make(g), m, v, step=step)
+        reference.adam_update(p_ref, g, m_r, v_r, step=step)
+    assert np.array_equal(p, p_ref) and np.array_equal(m, m_r) and np.array_equal(v, v_r)
+    p, vel, p_ref, vel_r = make(p0), make(np.zeros((5, 6))), p0.copy(), np.zeros((5, 6))
+    for _ in range(2):
+        ops.sgd_update(p, make(g), vel, lr=0.1, momentum=0.9)
+        reference.sgd_update(p_ref, g, vel_r, lr=0.1, momentum=0.9)
+    assert np.array_equal(p, p_ref) and np.array_equal(vel, vel_r)
+
+
 def test_adam_nan_propagates():
     p = np.array([1.0, 2.0])
     g = np.array([np.nan, 1.0])
