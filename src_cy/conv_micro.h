@@ -124,6 +124,13 @@ FC_DEFINE_REDUCE_NT(float, s, fc_vs, FC_NL_S)
  *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0;
  *             contig != 0 promises cmap[j] = cmap[0] + j for the whole tile (vector stores).
  *   igemm_nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T with B rows base + boff[j].                       */
+#define FC_NN_CASE(S, R) case R: fc_nn_rows_##S(R, kd, ap, base, boff, c, ldc, cmap, contig, bias); break;
+#if FC_MR == 8
+#  define FC_NN_CASES(S) FC_NN_CASE(S, 1) FC_NN_CASE(S, 2) FC_NN_CASE(S, 3) FC_NN_CASE(S, 4) \
+                         FC_NN_CASE(S, 5) FC_NN_CASE(S, 6) FC_NN_CASE(S, 7)
+#else
+#  define FC_NN_CASES(S) FC_NN_CASE(S, 1) FC_NN_CASE(S, 2) FC_NN_CASE(S, 3)
+#endif
 #define FC_DEFINE_IKERNELS(T, S, V, L)                                                             \
 /* one row of a tile (FC_NV vectors) + bias into c through cmap: vector stores when contig */        \
 static inline void fc_put_row_##S(T *restrict c, const V *acc, const long *cmap, int contig, T bias) \
@@ -140,23 +147,35 @@ static inline void fc_put_row_##S(T *restrict c, const V *acc, const long *cmap,
     }                                                                                               \
 }                                                                                                   \
                                                                                                     \
-static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, const long *boff,   \
-                                   T *restrict c, long ldc, const long *cmap, int contig, int mr,   \
-                                   const T *bias)                                                   \
+/* the nn tile on its first R rows (R a constant after inlining) */                                 \
+static inline __attribute__((always_inline)) void                                                   \
+fc_nn_rows_##S(const int R, int kd, const T *restrict ap, const T *base, const long *boff,          \
+               T *restrict c, long ldc, const long *cmap, int contig, const T *bias)                \
 {                                                                                                   \
     V acc[FC_MR][FC_NV];                                                                            \
     int i, k, v;                                                                                    \
-    for (i = 0; i < FC_MR; i++) for (v = 0; v < FC_NV; v++) acc[i][v] = (V){0};                      \
+    for (i = 0; i < R; i++) for (v = 0; v < FC_NV; v++) acc[i][v] = (V){0};                          \
     for (k = 0; k < kd; k++) {                                                                      \
         const T *b = base + boff[k];                                                                \
         V bv[FC_NV];                                                                                \
         const T *a = ap + (long)k * FC_MR;                                                          \
         for (v = 0; v < FC_NV; v++) bv[v] = fc_load_##S(b + v * L);                                 \
-        for (i = 0; i < FC_MR; i++)                                                                 \
+        for (i = 0; i < R; i++)                                                                     \
             for (v = 0; v < FC_NV; v++) acc[i][v] += a[i] * bv[v];                                  \
     }                                                                                               \
-    for (i = 0; i < mr; i++)                                                                        \
+    for (i = 0; i < R; i++)                                                                         \
         fc_put_row_##S(c + (long)i * ldc, acc[i], cmap, contig, bias ? bias[i] : (T)0);              \
+}                                                                                                   \
+                                                                                                    \
+/* mr < FC_MR rows (C % FC_MR channels of dx, F % FC_MR filters) compute only those rows */          \
+static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, const long *boff,   \
+                                   T *restrict c, long ldc, const long *cmap, int contig, int mr,   \
+                                   const T *bias)                                                   \
+{                                                                                                   \
+    switch (mr) {                                                                                   \
+    FC_NN_CASES(S)                                                                                  \
+    default: fc_nn_rows_##S(FC_MR, kd, ap, base, boff, c, ldc, cmap, contig, bias);                 \
+    }                                                                                               \
 }                                                                                                   \
                                                                                                     \
 static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff,   \

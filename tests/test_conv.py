@@ -122,6 +122,18 @@ def test_edge_sizes(name, xs, ws, stride, padding, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", range(1, 8))
+def test_every_partial_row_panel(rows, dtype, rng):
+    """The nn micro-kernel computes only the rows a panel has (filters of y, channels of dx): F and C
+    = rows and 8 + rows cover every remainder of FC_MR = 4 (AVX2) and 8 (AVX-512), on enough columns
+    for several tiles, stride 1 and 2."""
+    for extra, stride in ((0, 1), (8, 2)):
+        x = rng.standard_normal((2, rows + extra, 11, 13)).astype(dtype)
+        w = rng.standard_normal((rows + extra, rows + extra, 3, 2)).astype(dtype)
+        check_against_reference(x, w, rng.standard_normal(rows + extra).astype(dtype), stride, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_chunked_batches_match_unchunked(monkeypatch, dtype, rng):
     """Tiny chunk budget: one sample per chunk, including a partial last chunk."""
     x = rng.standard_normal((5, 3, 10, 9)).astype(dtype)
