@@ -479,6 +479,7 @@ cdef class _Plan:
     cdef Py_ssize_t[::1] kab, aoff, toff    # per phase: terms F*kha*kwb, offset of packed A, of its boff
     cdef long[::1] boffx      # terms (f, i', j') of every phase: offset into the dy grid
     cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
+    cdef Py_ssize_t[::1] xoff  # per phase: where its dx grid starts in the dy grid (after T)
     cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
     cdef int[::1] xcontig     # nph * ntx: same for the tiles of cmapx
     cdef tuple tune           # per operation (OP_*): the batch-1 thread choice
@@ -532,10 +533,26 @@ cdef class _Plan:
         # views are read for the whole padded tile width
         self.Sx = max(C * self.cblock, int(np.max(self.boff)) + self.Ppad)
 
-        self.PX = (Hq * Wq + NR - 1) // NR * NR
-        self.T = self.khq * Wq
-        self.Sd = self.T + self.PX
+        # dx of phase (a, b) is computed on grid rows u with 0 <= u*sh + a - ph < H only: the grid of
+        # phase q starts at row urow[q] (offset xoff[q] = urow[q] * Wq), every phase on ntx tiles (the
+        # most any needs).  The 5x5 stride-2 stem on 32x32 spent 3 of 27 tiles per phase on rows that
+        # map to the padding.
         self.nph = sh * sw
+        self.xoff = np.zeros(self.nph, dtype=np.intp)
+        cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0, ulo, uhi, xend = 0
+        cdef Py_ssize_t[::1] urow = np.zeros(self.nph, dtype=np.intp)
+        self.PX = 0
+        for q in range(self.nph):
+            a = q // sw
+            ulo = min(Hq, max(0, (ph - a + sh - 1) // sh))
+            uhi = max(ulo, min(Hq, (H - 1 + ph - a) // sh + 1)) if H - 1 + ph - a >= 0 else ulo
+            urow[q] = ulo
+            self.xoff[q] = ulo * Wq
+            self.PX = max(self.PX, ((uhi - ulo) * Wq + NR - 1) // NR * NR)
+        for q in range(self.nph):
+            xend = max(xend, self.xoff[q] + self.PX)
+        self.T = self.khq * Wq
+        self.Sd = self.T + max(xend, (Hq * Wq + NR - 1) // NR * NR)
         self.ntx = self.PX // NR
         self.mbc = (C + FC_MR - 1) // FC_MR
         self.kha = np.zeros(self.nph, dtype=np.intp)
@@ -543,7 +560,6 @@ cdef class _Plan:
         self.kab = np.zeros(self.nph, dtype=np.intp)
         self.aoff = np.zeros(self.nph, dtype=np.intp)
         self.toff = np.zeros(self.nph, dtype=np.intp)
-        cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0
         self.tot_a = 0
         for q in range(self.nph):
             a, bb = q // sw, q % sw
@@ -564,10 +580,10 @@ cdef class _Plan:
                         self.boffx[self.toff[q] + (f * self.kha[q] + ii) * self.kwb[q] + jj] = \
                             f * self.Sd - (ii * Wq + jj)
             for p in range(self.PX):
-                u, v = p // Wq, p % Wq
+                u, v = urow[q] + p // Wq, p % Wq
                 yy = u * sh + a - ph
                 xx = v * sw + bb - pw
-                self.cmapx[q * self.PX + p] = yy * W + xx if (p < Hq * Wq and 0 <= yy < H and 0 <= xx < W) else -1
+                self.cmapx[q * self.PX + p] = yy * W + xx if (u < Hq and 0 <= yy < H and 0 <= xx < W) else -1
 
         self.ycontig = _contiguous_tiles(self.ymap, NR)
         self.xcontig = _contiguous_tiles(self.cmapx, NR)
@@ -1106,6 +1122,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
     cdef const Py_ssize_t *toff = &g.toff[0]
     cdef const long *boffx = &g.boffx[0]
     cdef const long *cmapx = &g.cmapx[0]
+    cdef const Py_ssize_t *xoff = &g.xoff[0]
     cdef const int *xcontig = &g.xcontig[0]
     cdef const long *boff = &g.boff[0]
     cdef Py_ssize_t n0, cnt, r, n, c, f, q, item, nhb, p0, blk, f0, k0, tid, t, rest, jt, m, mr, oh, HB
@@ -1195,7 +1212,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     rest = rest % nxq
                     if C == 1 and rest < ng1:    # FC_MR tiles of the one channel at once
                         jt = rest * MR
-                        _igemm_n1(<int>kab[q], apx + aoff[q], dyf + n * Sf + T + jt * NR, boffx + toff[q],
+                        _igemm_n1(<int>kab[q], apx + aoff[q], dyf + n * Sf + T + xoff[q] + jt * NR, boffx + toff[q],
                                   dx + (n0 + n) * H * W, cmapx + q * PX + jt * NR, xcontig + q * ntx + jt)
                         continue
                     if C == 1:
@@ -1207,7 +1224,7 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     mr = C - m * MR
                     if mr > MR:
                         mr = MR
-                    _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + jt * NR,
+                    _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + xoff[q] + jt * NR,
                               boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
                               cmapx + q * PX + jt * NR, xcontig[q * ntx + jt], <int>mr, NULL)
         fc_barrier()                     # every dW item is done
