@@ -423,7 +423,8 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
         _writable_float(vmax, "vmax", param)
     elif vmax is not None:
         raise ValueError("vmax is only used with amsgrad=True")
-    if type(step) is not int and (isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral)):
+    if type(step) is not int and (isinstance(step, (bool, np.bool_))
+                                  or not isinstance(step, numbers.Integral)):
         raise TypeError(f"step must be an int (1-based step number), got {step!r}")
     if step < 1:
         raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")

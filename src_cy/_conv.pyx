@@ -534,19 +534,17 @@ cdef class _Plan:
         self.Sx = max(C * self.cblock, int(np.max(self.boff)) + self.Ppad)
 
         # dx of phase (a, b) is computed on grid rows u with 0 <= u*sh + a - ph < H only: the grid of
-        # phase q starts at row urow[q] (offset xoff[q] = urow[q] * Wq), every phase on ntx tiles (the
+        # phase q starts at row xoff[q] / Wq (offset xoff[q] after T), every phase on ntx tiles (the
         # most any needs).  The 5x5 stride-2 stem on 32x32 spent 3 of 27 tiles per phase on rows that
         # map to the padding.
         self.nph = sh * sw
         self.xoff = np.zeros(self.nph, dtype=np.intp)
         cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0, ulo, uhi, xend = 0
-        cdef Py_ssize_t[::1] urow = np.zeros(self.nph, dtype=np.intp)
         self.PX = 0
         for q in range(self.nph):
             a = q // sw
             ulo = min(Hq, max(0, (ph - a + sh - 1) // sh))
             uhi = max(ulo, min(Hq, (H - 1 + ph - a) // sh + 1)) if H - 1 + ph - a >= 0 else ulo
-            urow[q] = ulo
             self.xoff[q] = ulo * Wq
             self.PX = max(self.PX, ((uhi - ulo) * Wq + NR - 1) // NR * NR)
         for q in range(self.nph):
@@ -580,7 +578,7 @@ cdef class _Plan:
                         self.boffx[self.toff[q] + (f * self.kha[q] + ii) * self.kwb[q] + jj] = \
                             f * self.Sd - (ii * Wq + jj)
             for p in range(self.PX):
-                u, v = urow[q] + p // Wq, p % Wq
+                u, v = (self.xoff[q] + p) // Wq, p % Wq
                 yy = u * sh + a - ph
                 xx = v * sw + bb - pw
                 self.cmapx[q * self.PX + p] = yy * W + xx if (u < Hq and 0 <= yy < H and 0 <= xx < W) else -1
@@ -1212,8 +1210,9 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     rest = rest % nxq
                     if C == 1 and rest < ng1:    # FC_MR tiles of the one channel at once
                         jt = rest * MR
-                        _igemm_n1(<int>kab[q], apx + aoff[q], dyf + n * Sf + T + xoff[q] + jt * NR, boffx + toff[q],
-                                  dx + (n0 + n) * H * W, cmapx + q * PX + jt * NR, xcontig + q * ntx + jt)
+                        _igemm_n1(<int>kab[q], apx + aoff[q], dyf + n * Sf + T + xoff[q] + jt * NR,
+                                  boffx + toff[q], dx + (n0 + n) * H * W, cmapx + q * PX + jt * NR,
+                                  xcontig + q * ntx + jt)
                         continue
                     if C == 1:
                         jt = ng1 * MR + rest - ng1
@@ -1224,9 +1223,10 @@ cdef void _backward_implicit(_Plan g, const floating *dy, const floating *x, flo
                     mr = C - m * MR
                     if mr > MR:
                         mr = MR
-                    _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR, dyf + n * Sf + T + xoff[q] + jt * NR,
-                              boffx + toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
-                              cmapx + q * PX + jt * NR, xcontig[q * ntx + jt], <int>mr, NULL)
+                    _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR,
+                              dyf + n * Sf + T + xoff[q] + jt * NR, boffx + toff[q],
+                              dx + ((n0 + n) * C + m * MR) * H * W, H * W, cmapx + q * PX + jt * NR,
+                              xcontig[q * ntx + jt], <int>mr, NULL)
         fc_barrier()                     # every dW item is done
         for r in prange(_finish_items(F * K, F, nslot > 1), schedule='static'):
             _finish_item(r, dwl, nslot, dwp, F * K, dy, N, F, P, db, nslot > 1)

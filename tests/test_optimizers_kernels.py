@@ -59,7 +59,8 @@ def test_updates_write_every_layout_back(layout, rng):
         out[...] = a
         return out
     p0, g = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
-    p, m, v, p_ref, m_r, v_r = make(p0), make(np.zeros((5, 6))), make(np.zeros((5, 6))), p0.copy(), np.zeros((5, 6)), np.zeros((5, 6))
+    p, m, v = make(p0), make(np.zeros((5, 6))), make(np.zeros((5, 6)))
+    p_ref, m_r, v_r = p0.copy(), np.zeros((5, 6)), np.zeros((5, 6))
     for step in (1, 2):
         ops.adam_update(p, make(g), m, v, step=step)
         reference.adam_update(p_ref, g, m_r, v_r, step=step)
