@@ -539,7 +539,7 @@ cdef class _Plan:
         # map to the padding.
         self.nph = sh * sw
         self.xoff = np.zeros(self.nph, dtype=np.intp)
-        cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0, ulo, uhi, xend = 0
+        cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0, ulo, uhi
         self.PX = 0
         for q in range(self.nph):
             a = q // sw
@@ -547,10 +547,8 @@ cdef class _Plan:
             uhi = max(ulo, min(Hq, (H - 1 + ph - a) // sh + 1)) if H - 1 + ph - a >= 0 else ulo
             self.xoff[q] = ulo * Wq
             self.PX = max(self.PX, ((uhi - ulo) * Wq + NR - 1) // NR * NR)
-        for q in range(self.nph):
-            xend = max(xend, self.xoff[q] + self.PX)
         self.T = self.khq * Wq
-        self.Sd = self.T + max(xend, (Hq * Wq + NR - 1) // NR * NR)
+        self.Sd = self.T + max(int(np.max(self.xoff)) + self.PX, (Hq * Wq + NR - 1) // NR * NR)
         self.ntx = self.PX // NR
         self.mbc = (C + FC_MR - 1) // FC_MR
         self.kha = np.zeros(self.nph, dtype=np.intp)
