@@ -414,15 +414,20 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
         ``lr_t = lr*sqrt(1-beta2**t)/(1-beta1**t)``, ``p -= lr_t*m/(sqrt(v)+eps)``.
         Default (torch): ``p -= lr/(1-beta1**t) * m / (sqrt(v)/sqrt(1-beta2**t) + eps)``.
     """
-    _check_param_and_grad(param, grad)
-    _writable_float(m, "m", param)
-    _writable_float(v, "v", param)
-    if amsgrad:
-        if vmax is None:
-            raise ValueError("amsgrad=True needs a vmax array (zeros of param's shape) to hold max(v)")
-        _writable_float(vmax, "vmax", param)
-    elif vmax is not None:
-        raise ValueError("vmax is only used with amsgrad=True")
+    # The common call (C-contiguous arrays of one dtype and shape, no AMSGrad) goes to the kernel as it
+    # is: one compiled check instead of the generic ones and the copies (8.2 -> 3.1 us a call on 10
+    # float32 parameters, one thread).
+    plain = not amsgrad and vmax is None and _adam.plain_arrays(param, grad, m, v)
+    if not plain:
+        _check_param_and_grad(param, grad)
+        _writable_float(m, "m", param)
+        _writable_float(v, "v", param)
+        if amsgrad:
+            if vmax is None:
+                raise ValueError("amsgrad=True needs a vmax array (zeros of param's shape) to hold max(v)")
+            _writable_float(vmax, "vmax", param)
+        elif vmax is not None:
+            raise ValueError("vmax is only used with amsgrad=True")
     if type(step) is not int and (isinstance(step, (bool, np.bool_))
                                   or not isinstance(step, numbers.Integral)):
         raise TypeError(f"step must be an int (1-based step number), got {step!r}")
@@ -434,6 +439,10 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     eps = _check_scalar(eps, "eps", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
     step_size, bc2_sqrt, decay_factor = _adam_coefficients(int(step), lr, beta1, beta2, weight_decay, eps_hat)
+    if plain:
+        _adam.adam_update(param, grad, m, v, None, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt,
+                          eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
+        return
     arrays = [param, grad, m, v] + ([vmax] if amsgrad else [])
     flats = _flat_views(arrays)
     _adam.adam_update(flats[0], flats[1], flats[2], flats[3], flats[4] if amsgrad else None,
@@ -458,7 +467,9 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     ``buf = momentum*buf + d`` (with buf starting at zero this equals torch's first-step ``buf = d``);
     the step uses ``d + momentum*buf`` (Nesterov) or ``buf``.  ``d = grad + weight_decay*param``.
     """
-    _check_param_and_grad(param, grad)
+    plain = _sgd.plain_arrays(param, grad, velocity)   # as in adam_update: no generic checks, no copies
+    if not plain:
+        _check_param_and_grad(param, grad)
     lr = _check_scalar(lr, "lr", 0.0)
     momentum = _check_scalar(momentum, "momentum", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
@@ -467,10 +478,15 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     if momentum != 0:
         if velocity is None:
             raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
-        _writable_float(velocity, "velocity", param)
-    elif velocity is not None:
+        if not plain:
+            _writable_float(velocity, "velocity", param)
+    elif velocity is not None and not plain:
         _writable_float(velocity, "velocity", param)
     use = momentum != 0
+    if plain:
+        _sgd.sgd_update(param, grad, velocity if use else None, lr, momentum, bool(nesterov), weight_decay,
+                        _num_threads)
+        return
     arrays = [param, grad] + ([velocity] if use else [])
     flats = _flat_views(arrays)
     _sgd.sgd_update(flats[0], flats[1], flats[2] if use else None, lr, momentum,

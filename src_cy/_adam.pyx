@@ -90,6 +90,13 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
         return sqrtf(x)
 
 
+def plain_arrays(p, g, m, v):
+    """True when param, grad, m and v are C-contiguous ndarrays of one float dtype and shape, param, m
+    and v writable: the kernel takes them as they are (ops.adam_update skips its checks and copies)."""
+    return (_plain_param(p) and _plain_like(g, <cnp.ndarray>p, False) and _plain_like(m, <cnp.ndarray>p, True)
+            and _plain_like(v, <cnp.ndarray>p, True))
+
+
 def adam_update(p, g, m, v, vmax, double beta1, double one_minus_beta1, double beta2,
                 double one_minus_beta2, double step_size, double bc2_sqrt, double eps, double weight_decay,
                 double decay_factor, bint decoupled, bint eps_hat, int nthreads):

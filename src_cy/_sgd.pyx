@@ -20,6 +20,13 @@ cdef enum:
     BLOCK = 8192   # elements per parallel work item
 
 
+def plain_arrays(p, g, velocity):
+    """True when param, grad and velocity (or None) are C-contiguous ndarrays of one float dtype and
+    shape, param and velocity writable: the kernel takes them as they are."""
+    return (_plain_param(p) and _plain_like(g, <cnp.ndarray>p, False)
+            and (velocity is None or _plain_like(velocity, <cnp.ndarray>p, True)))
+
+
 def sgd_update(p, g, velocity, double lr, double momentum, bint nesterov, double weight_decay,
                int nthreads):
     """One step over C-contiguous ndarrays of one float dtype and size (velocity None: no momentum)."""

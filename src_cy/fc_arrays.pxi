@@ -35,6 +35,29 @@ cdef int _view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, c
     return 0
 
 
+cdef inline bint _plain_like(object a, cnp.ndarray like, bint write):
+    """True when ``a`` is a C-contiguous ndarray of ``like``'s dtype and shape (writable if ``write``):
+    the update kernels take such arrays as they are, so ops can skip its generic checks and copies."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int k, nd = cnp.PyArray_NDIM(like)
+    if (cnp.PyArray_TYPE(arr) != cnp.PyArray_TYPE(like) or cnp.PyArray_NDIM(arr) != nd
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr))):
+        return False
+    for k in range(nd):
+        if cnp.PyArray_DIMS(arr)[k] != cnp.PyArray_DIMS(like)[k]:
+            return False
+    return True
+
+
+cdef inline bint _plain_param(object p):
+    """True for a writable C-contiguous float32 or float64 ndarray."""
+    return (cnp.PyArray_Check(p) and (cnp.PyArray_TYPE(<cnp.ndarray>p) == cnp.NPY_FLOAT
+                                      or cnp.PyArray_TYPE(<cnp.ndarray>p) == cnp.NPY_DOUBLE)
+            and _plain_like(p, <cnp.ndarray>p, True))
+
+
 cdef inline bint _is_double(object x, str what) except -1:
     """True for a float64 ndarray, False for float32 (anything else raises)."""
     if cnp.PyArray_Check(x):
