@@ -516,15 +516,15 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(f"labels must have shape ({logits.shape[0]},), got {labels.shape}")
     if logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"logits must be non-empty, got shape {logits.shape}")
-    if labels.min() < 0 or labels.max() >= logits.shape[1]:
-        bad = labels[(labels < 0) | (labels >= logits.shape[1])][0]
-        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), found {bad}")
+    if labels.dtype.kind == "u" and labels.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), found {labels.max()}")
+    # the kernel checks the range as it reads the labels (numpy's min and max took 5.4 of 20 us at 64x10)
     return _softmax_cross_entropy_unchecked(logits, np.ascontiguousarray(labels, dtype=np.int64))
 
 
 def _softmax_cross_entropy_unchecked(logits, labels):
-    """softmax_cross_entropy for C-contiguous float logits (N, K) and int64 labels already known to lie in
-    [0, K) (the model checks its labels once per fit); the kernel still checks the lengths."""
+    """softmax_cross_entropy for C-contiguous float logits (N, K) and int64 labels (N,); the kernel checks
+    the lengths and that every label lies in [0, K)."""
     dlogits = np.empty_like(logits)
     loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, _num_threads)
     return loss, dlogits

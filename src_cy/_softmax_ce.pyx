@@ -38,7 +38,7 @@ cdef double _sce(floating tag, z_in, labels_in, dz_in, int nthreads) except? -1:
     cdef floating *dz = <floating *>dd
     for n in range(N):
         if labels[n] < 0 or labels[n] >= K:
-            raise ValueError(f"softmax_cross_entropy: label {labels[n]} at row {n} is outside [0, {K})")
+            raise ValueError(f"labels must lie in [0, {K}), found {labels[n]} at row {n}")
     if N == 0:
         return 0.0
     cdef floating *row_loss = <floating *>malloc(N * sizeof(floating))
