@@ -220,9 +220,12 @@ def naive_adam_allocator_warm(n, dtype):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824",
                PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    out = subprocess.run([sys.executable, "-c", _NAIVE_CHILD, str(n), np.dtype(dtype).name], env=env,
+    # cwd=root: the child imports this fastconv, not a source tree in the caller's working directory
+    out = subprocess.run([sys.executable, "-c", _NAIVE_CHILD, str(n), np.dtype(dtype).name], env=env, cwd=root,
                          capture_output=True, text=True)
     if out.returncode != 0:
+        print(f"naive update with its memory kept: the child process failed ({out.stderr.strip()[-300:]})",
+              file=sys.stderr)
         return None
     return float(out.stdout.strip().splitlines()[-1])
 
