@@ -439,7 +439,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     eps = _check_scalar(eps, "eps", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
     step_size, bc2_sqrt, decay_factor = _adam_coefficients(int(step), lr, beta1, beta2, weight_decay, eps_hat)
-    if plain:
+    if plain:   # its own call: the shared one below, with a tuple for both cases, cost 0.6 us more
         _adam.adam_update(param, grad, m, v, None, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt,
                           eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
         return
@@ -475,12 +475,9 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
     if nesterov and momentum == 0:
         raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
-    if momentum != 0:
-        if velocity is None:
-            raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
-        if not plain:
-            _writable_float(velocity, "velocity", param)
-    elif velocity is not None and not plain:
+    if momentum != 0 and velocity is None:
+        raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+    if velocity is not None and not plain:
         _writable_float(velocity, "velocity", param)
     use = momentum != 0
     if plain:
