@@ -15,7 +15,7 @@ import numpy as np
 
 import fastconv
 from fastconv import datasets, optimizers
-from fastconv.cli import seed_cnn
+from fastconv.zoo import seed_cnn
 
 
 def fastconv_run(x, y, xt, yt, batch, epochs, dtype, seed=0):

@@ -1,12 +1,24 @@
 """fastconv: fast from-scratch convolutional-network training on the CPU.
 
-- :mod:`fastconv.ops`        validated Cython kernels on NumPy arrays (conv2d, ReLU, max-pool, Adam, SGD, CE)
-- :mod:`fastconv.reference`  their slow, obviously-correct NumPy twins (same signatures)
-- :mod:`fastconv.initializers` He/Glorot/LeCun/... presets of one VarianceScaling core, PyTorch fans
+- :mod:`fastconv.ops`          validated Cython kernels on NumPy arrays (conv2d, dense, ReLU, max-pool, Adam, SGD, CE)
+- :mod:`fastconv.reference`    their slow, obviously-correct NumPy twins (same signatures)
+- :mod:`fastconv.nn`           layers, initializers, optimizers, the ``Sequential`` model and its training loop
+- :mod:`fastconv.datasets`     MNIST (an embedded subset or your files) and make_moons
+- :mod:`fastconv.zoo`          the seed networks
 """
-from . import datasets, initializers, layers, ops, optimizers, reference
-from .models import History, Sequential, load_model
+import sys as _sys
+
+from . import ops, reference
+from .nn import initializers, layers, optimizers
+from .nn.callbacks import History
+from .nn.model import Sequential, load_model
 from .ops import get_num_threads, set_num_threads
+from . import datasets  # noqa: E402  (after the model layer: datasets imports nothing of it)
+
+# ``import fastconv.layers`` (and the other public names) keeps working: they are the nn modules.
+for _name, _module in (("layers", layers), ("initializers", initializers), ("optimizers", optimizers)):
+    _sys.modules[f"{__name__}.{_name}"] = _module
 
 __version__ = "0.1.0"
-__all__ = ["Sequential", "History", "load_model", "layers", "optimizers", "datasets", "initializers", "ops", "reference", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["Sequential", "History", "load_model", "layers", "optimizers", "datasets", "initializers", "ops",
+           "reference", "get_num_threads", "set_num_threads", "__version__"]

@@ -6,22 +6,8 @@ import time
 
 import numpy as np
 
-from . import datasets, initializers, layers, optimizers
-from .models import Sequential
-
-SEED_INITS = ("glorot_normal", "he_normal", "he_normal")  # seed 000's choice: Glorot first conv, He after
-
-
-def seed_cnn(inits=SEED_INITS, dtype="float32", seed=0):
-    """Seed 000's CNN: Conv 16@8x8 s1 ReLU -> Conv 8@4x4 s2 ReLU -> Dense 10 softmax."""
-    k1, k2, k3 = inits
-    return Sequential([
-        layers.Conv2D(16, 8, strides=1, activation="relu", kernel_initializer=k1),
-        layers.Conv2D(8, 4, strides=2, activation="relu", kernel_initializer=k2),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax", kernel_initializer=k3),
-    ], dtype=dtype, seed=seed)
-
+from . import datasets, initializers, optimizers
+from .zoo import SEED_INITS, seed_cnn
 
 def _parse_inits(text):
     names = [t.strip() for t in text.split(",")]

@@ -1,7 +1,7 @@
 """Optimizers that update a model's whole flat parameter buffer with one fused kernel call per step."""
 import numpy as np
 
-from . import ops
+from .. import ops
 
 __all__ = ["Optimizer", "Adam", "SGD", "get"]
 

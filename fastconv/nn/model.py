@@ -8,61 +8,14 @@ import time
 import numpy as np
 
 from . import layers as layers_mod
-from . import _conv, _softmax_ce, ops, optimizers
+from .. import _conv, _softmax_ce, ops
+from . import optimizers
+from .callbacks import History
+from .progress import Progress as _Progress
 
 __all__ = ["Sequential", "History", "load_model"]
 
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse")
-
-
-class History:
-    """What ``fit`` returns: ``history.history["loss"]``, ``["accuracy"]``, ``["val_loss"]``, ... per epoch."""
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-
-    def append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-
-class _Progress:
-    """tqdm when installed, else a one-line text bar; silent when verbose=0."""
-
-    def __init__(self, total, desc, verbose, unit="sample"):
-        self.verbose, self.total, self.n, self.desc, self.bar = verbose, total, 0, desc, None
-        self.t0 = time.perf_counter()
-        if verbose:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc=desc, unit=unit, leave=True, file=sys.stderr)
-            except ImportError:
-                self.bar = None
-
-    def update(self, n, postfix=None):
-        self.n += n
-        if not self.verbose:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            if postfix:
-                self.bar.set_postfix(postfix, refresh=False)
-        elif self.n == self.total or time.perf_counter() - getattr(self, "_last", 0) > 0.5:
-            self._last = time.perf_counter()
-            done = int(30 * self.n / max(1, self.total))
-            stats = " ".join(f"{k}={v}" for k, v in (postfix or {}).items())
-            sys.stderr.write(f"\r{self.desc} [{'=' * done}{'.' * (30 - done)}] {self.n}/{self.total} {stats}")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.verbose:
-            if self.bar is not None:
-                self.bar.close()
-            else:
-                sys.stderr.write("\n")
 
 
 class Sequential:

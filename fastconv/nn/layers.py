@@ -7,7 +7,8 @@ an optimizer step is one fused kernel call.  ``forward(x, training)`` caches wha
 """
 import numpy as np
 
-from . import _conv, _relu, initializers, ops
+from .. import _conv, _relu, ops
+from . import initializers
 
 __all__ = ["Layer", "Conv2D", "Dense", "Flatten", "MaxPool2D", "Dropout", "Activation", "get_activation"]
 
