@@ -525,3 +525,190 @@ def _softmax_cross_entropy_unchecked(logits, labels):
     dlogits = np.empty_like(logits)
     loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, _num_threads)
     return loss, dlogits
+
+
+# ------------------------------------------------------------------------------------------------ bind
+# The model layer's internal API: check a kernel's buffers once, when a training or inference step is
+# compiled, and return the call as a ``(kernel, args)`` pair that the step runs as ``kernel(*args)`` on
+# every batch.  Every buffer must be a native C-contiguous ndarray of the step's dtype and the shape the
+# kernel needs (outputs writable); the thread count is the one in force when the step was compiled.
+
+def _buffer(a, name, shape, dtype, write=False):
+    """Check that ``a`` is a step buffer: an ndarray of ``shape`` and ``dtype``, native, C-contiguous."""
+    if type(a) is not np.ndarray:
+        raise TypeError(f"{name} must be an ndarray, got {type(a).__name__}")
+    if a.dtype != dtype or not a.dtype.isnative:
+        raise TypeError(f"{name} has dtype {a.dtype}; the step's buffers are native {np.dtype(dtype)}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}; the step needs {tuple(shape)}")
+    if not a.flags.c_contiguous or (write and not a.flags.writeable):
+        raise ValueError(f"{name} must be a C-contiguous{' writable' if write else ''} array")
+    return a
+
+
+def bind_conv2d_forward(x, w, b, y, *, stride, padding):
+    """``y = conv2d_forward(x, w, b, stride=stride, padding=padding)`` into ``y``, as a bound call."""
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    shape = _output_shape(x.shape, w.shape, stride, padding)
+    _buffer(x, "x", x.shape, w.dtype)
+    _buffer(w, "w", w.shape, w.dtype)
+    if b is not None:
+        _buffer(b, "b", (w.shape[0],), w.dtype)
+    _buffer(y, "y", shape, w.dtype, write=True)
+    return _conv.conv2d_forward, (x, w, b, y, stride, padding, _num_threads)
+
+
+def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding):
+    """conv2d_backward into ``dx`` (None: not needed), ``dw`` and ``db``, as a bound call."""
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    shape = _output_shape(x.shape, w.shape, stride, padding)
+    if shape[0] == 0:
+        raise ValueError("a step needs a batch of at least one sample")
+    _buffer(dy, "dy", shape, w.dtype)
+    _buffer(x, "x", x.shape, w.dtype)
+    if dx is not None:
+        _buffer(dx, "dx", x.shape, w.dtype, write=True)
+    _buffer(dw, "dw", w.shape, w.dtype, write=True)
+    _buffer(db, "db", (w.shape[0],), w.dtype, write=True)
+    return _conv.conv2d_backward, (dy, x, w, dx, dw, db, stride, padding, _num_threads)
+
+
+def _dense_blas_forward(x, wt, b, y):
+    np.matmul(x, wt, out=y)      # y = x @ w.T (+ b)
+    if b is not None:
+        y += b
+
+
+def _dense_blas_backward(dy, x, w, dyt, dx, dw, db):
+    np.matmul(dyt, x, out=dw)            # dw = dy.T @ x
+    np.add.reduce(dy, axis=0, out=db)    # db = dy.sum(0)
+    if dx is not None:
+        np.matmul(dy, w, out=dx)         # dx = dy @ w
+
+
+def bind_dense_forward(x, w, b, y):
+    """``y = dense_forward(x, w, b)`` into ``y``, as a bound call (compiled loops up to
+    ``_dense.SMALL_BATCH`` samples, NumPy's BLAS above, as :func:`dense_forward`)."""
+    _buffer(x, "x", (x.shape[0], w.shape[1]), w.dtype)
+    if b is not None:
+        _buffer(b, "b", (w.shape[0],), w.dtype)
+    _buffer(y, "y", (x.shape[0], w.shape[0]), w.dtype, write=True)
+    if x.shape[0] <= _dense.SMALL_BATCH:
+        return _dense.dense_forward, (x, w, b, y)
+    return _dense_blas_forward, (x, w.T, b, y)
+
+
+def bind_dense_backward(dy, x, w, dx, dw, db):
+    """dense_backward into ``dx`` (None: not needed), ``dw`` and ``db``, as a bound call."""
+    n = x.shape[0]
+    _buffer(dy, "dy", (n, w.shape[0]), w.dtype)
+    _buffer(x, "x", (n, w.shape[1]), w.dtype)
+    if dx is not None:
+        _buffer(dx, "dx", x.shape, w.dtype, write=True)
+    _buffer(dw, "dw", w.shape, w.dtype, write=True)
+    _buffer(db, "db", (w.shape[0],), w.dtype, write=True)
+    if n <= _dense.SMALL_BATCH:
+        return _dense.dense_backward, (dy, x, w, dx, dw, db)
+    return _dense_blas_backward, (dy, x, w, dy.T, dx, dw, db)
+
+
+def bind_relu_forward(x, y, mask):
+    """``y, mask = relu_forward(x)`` into ``y`` and ``mask``, as a bound call."""
+    _buffer(y, "y", x.shape, x.dtype, write=True)
+    _buffer(mask, "mask", x.shape, np.bool_, write=True)
+    return _relu.relu_forward, (_buffer(x, "x", x.shape, x.dtype), y, mask, _num_threads)
+
+
+def bind_relu_backward(dy, mask, dx):
+    """``dx = relu_backward(dy, mask)`` into ``dx``, as a bound call."""
+    _buffer(mask, "mask", dy.shape, np.bool_)
+    _buffer(dx, "dx", dy.shape, dy.dtype, write=True)
+    return _relu.relu_backward, (_buffer(dy, "dy", dy.shape, dy.dtype), mask, dx, _num_threads)
+
+
+def bind_maxpool2d_forward(x, y, idx, *, size, stride):
+    """``y, idx = maxpool2d_forward(x, size=size, stride=stride)`` into ``y`` and ``idx``, as a bound call."""
+    kh, kw = _pair(size, "size", 1)
+    sh, sw = _pair(stride, "stride", 1)
+    N, C, H, W = x.shape
+    shape = (N, C, (H - kh) // sh + 1, (W - kw) // sw + 1)
+    _buffer(x, "x", x.shape, x.dtype)
+    _buffer(y, "y", shape, x.dtype, write=True)
+    _buffer(idx, "idx", shape, np.int64, write=True)
+    return _maxpool.maxpool2d_forward, (x, y, idx, kh, kw, sh, sw, _num_threads)
+
+
+def _maxpool_backward_into(dy, idx, dx, nthreads):
+    dx.fill(0)                   # the kernel adds each dy at its window's maximum
+    _maxpool.maxpool2d_backward(dy, idx, dx, nthreads)
+
+
+def bind_maxpool2d_backward(dy, idx, dx):
+    """``dx = maxpool2d_backward(dy, idx, dx.shape)`` into ``dx``, as a bound call."""
+    _buffer(idx, "idx", dy.shape, np.int64)
+    _buffer(dx, "dx", dx.shape, dy.dtype, write=True)
+    return _maxpool_backward_into, (_buffer(dy, "dy", dy.shape, dy.dtype), idx, dx, _num_threads)
+
+
+def bind_softmax_cross_entropy(logits, labels, dlogits):
+    """``loss, dlogits = softmax_cross_entropy(logits, labels)`` into ``dlogits``; the bound call returns
+    the loss.  ``labels`` is an int64 buffer; the kernel checks each label's range as it reads it."""
+    _buffer(logits, "logits", logits.shape, logits.dtype)
+    _buffer(labels, "labels", (logits.shape[0],), np.int64)
+    _buffer(dlogits, "dlogits", logits.shape, logits.dtype, write=True)
+    return _softmax_ce.softmax_cross_entropy, (logits, labels, dlogits, _num_threads)
+
+
+def bind_count_correct(logits, labels):
+    """The number of rows whose first maximum sits at the label, as a bound call."""
+    _buffer(logits, "logits", logits.shape, logits.dtype)
+    _buffer(labels, "labels", (logits.shape[0],), np.int64)
+    return _softmax_ce.count_correct, (logits, labels)
+
+
+def bind_adam_update(param, grad, m, v, vmax, *, beta1, beta2, eps, weight_decay, decoupled, eps_hat):
+    """A bound Adam step on flat buffers: ``update(step, lr)`` runs :func:`adam_update` with the
+    hyperparameters given here (checked once) and the step number and learning rate given to it."""
+    n = param.shape
+    for name, a in (("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax)):
+        if a is not None:
+            _buffer(a, name, n, param.dtype, write=name != "grad")
+    beta1 = _check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True)
+    beta2 = _check_scalar(beta2, "beta2", 0.0, 1.0, high_open=True)
+    eps = _check_scalar(eps, "eps", 0.0)
+    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
+    decoupled, eps_hat = bool(decoupled), bool(eps_hat)
+    kernel, nt = _adam.adam_update, _num_threads
+
+    def update(step, lr):
+        step_size, bc2_sqrt, decay_factor = _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat)
+        kernel(param, grad, m, v, vmax, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps,
+               weight_decay, decay_factor, decoupled, eps_hat, nt)
+
+    return update
+
+
+def bind_sgd_update(param, grad, velocity, *, momentum, nesterov, weight_decay):
+    """A bound SGD step on flat buffers: ``update(lr)`` runs :func:`sgd_update` with these settings."""
+    for name, a in (("param", param), ("grad", grad), ("velocity", velocity)):
+        if a is not None:
+            _buffer(a, name, param.shape, param.dtype, write=name != "grad")
+    momentum = _check_scalar(momentum, "momentum", 0.0)
+    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
+    if momentum != 0 and velocity is None:
+        raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+    velocity = velocity if momentum != 0 else None
+    kernel, nesterov, nt = _sgd.sgd_update, bool(nesterov), _num_threads
+
+    def update(lr):
+        kernel(param, grad, velocity, lr, momentum, nesterov, weight_decay, nt)
+
+    return update
+
+
+def as_pair(value, name, minimum):
+    """``value`` (an int or an (h, w) pair of ints, each >= ``minimum``) as a tuple of two ints; raises
+    naming ``name`` otherwise.  The layers check their sizes with it."""
+    return _pair(value, name, minimum)

@@ -130,18 +130,11 @@ def depth_run(init_name, activation, seed, n_layers=20, width=256, batch=512):
                         for _ in range(n_layers)], dtype="float64", seed=seed)
     model.build((width,))
     x = rng.standard_normal((batch, width))
-    stds = []
+    grad = rng.standard_normal((batch, width)) / batch   # dL/d(output) of a random linear loss
     with np.errstate(all="ignore"):
-        for layer in model.layers:
-            x = layer.forward(x, training=True)
-            stds.append(float(x.std()))
-        grad = rng.standard_normal(x.shape) / batch
-        norms = [0.0] * n_layers
-        for i in reversed(range(n_layers)):
-            layer = model.layers[i]
-            layer.need_dx = i > 0
-            grad = layer.backward(grad)
-            norms[i] = float(np.linalg.norm(layer.grads["kernel"]))
+        outputs = model.backpropagate(x, grad)
+        stds = [float(out.std()) for out in outputs]
+        norms = [float(np.linalg.norm(layer.grads["kernel"])) for layer in model.layers]
     return {"init": init_name, "activation": activation, "seed": seed, "last_std": stds[-1],
             "first_grad_norm": norms[0], "stds": stds, "grad_norms": norms}
 
@@ -222,12 +215,9 @@ def moons_run(init_name, seed, epochs=15000, lr=0.01, record_every=100, grid=Non
     x_test, y_test = datasets.make_moons(100, noise=0.2, seed=seed + 10_000)
     model = moons_model(init_name, seed)
     model.optimizer.learning_rate = lr
-    model.build((2,))
-    x = model._prepare_x(x_train)
-    y = model._prepare_y(y_train, len(x))
     losses = []
     for epoch in range(epochs):
-        loss, _ = model.train_on_batch(x, y)
+        loss = model.train_on_batch(x_train, y_train)["loss"]
         if epoch % record_every == 0 or epoch == epochs - 1:
             losses.append(float(loss))
     row = {"init": init_name, "seed": seed, "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],

@@ -120,6 +120,6 @@ def _batch_loss_hook(model, losses):
 
     class Record(Callback):
         def on_batch_end(self, batch, logs=None):
-            losses.append(float(logs["loss"]))
+            losses.append(float(logs["batch_loss"]))
 
     return [Record()]

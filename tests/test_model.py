@@ -5,6 +5,7 @@ import pytest
 import fastconv
 import fastconv.cli
 from fastconv import Sequential, layers, load_model, optimizers
+from fastconv.nn.step import Step
 
 
 def finite_difference_check(model, x, y, n_checks=40, h=1e-6, seed=0):
@@ -53,15 +54,27 @@ def test_parameters_live_in_one_flat_buffer():
     for layer in (model.layers[0], model.layers[2]):
         for view in list(layer.params.values()) + list(layer.grads.values()):
             assert view.base is model.params or view.base is model.grads or np.shares_memory(view, model.params) or np.shares_memory(view, model.grads)
-    assert model.layers[0].need_dx is False and model.layers[2].need_dx is True
+
+
+def test_first_layer_computes_no_input_gradient():
+    """The step decides at compile time which layers need dL/dx: none before the first parameters."""
+    model = Sequential([layers.Dropout(0.5), layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0)
+    model.compile("sgd", "mse")
+    model.build((1, 5, 5))
+    step = Step(model, 2, "train", np.dtype(np.float32))
+    conv_backward, dense_backward = step.backward[-1][1], step.backward[0][1]
+    assert conv_backward[3] is None                      # conv2d_backward(dy, x, w, dx=None, ...)
+    assert dense_backward[4] is not None                 # the Dense after it sends dL/dx back
+    assert len(step.forward) == 4                        # dropout's mask and product, conv, dense
+    assert len(step.backward) == 2                       # no backward for the dropout before the conv
 
 
 def test_dropout_is_inverted_and_off_at_inference():
-    d = layers.Dropout(0.5)
+    model = Sequential([layers.Dropout(0.5)], dtype="float64", seed=0).build((10,))
     x = np.ones((2000, 10))
-    y = d.forward(x, training=True)
+    (y,) = model.backpropagate(x, np.ones_like(x))          # training mode
     assert set(np.unique(y)) <= {0.0, 2.0} and abs(y.mean() - 1.0) < 0.05
-    np.testing.assert_array_equal(d.forward(x, training=False), x)
+    np.testing.assert_array_equal(model.predict(x), x)      # inference: identity
 
 
 def _moons_model(seed=0):
@@ -178,29 +191,21 @@ def test_cli_train_runs_and_reports_accuracy(tmp_path, capsys):
         fastconv.cli.main(["train", "--init", "bogus"])
 
 
-def test_layer_direct_kernel_path_matches_validated_path():
-    """Layers call the compiled kernels directly for C-contiguous inputs of the model's dtype and fall back
-    to the validating ops otherwise; both give identical outputs and gradients."""
+def test_any_memory_layout_gives_the_same_bits():
+    """Inputs are copied into the step's own buffers: Fortran-ordered, strided or float32 inputs to a
+    float64 model give the bits of C-contiguous float64 ones."""
     rng = np.random.default_rng(5)
     model = Sequential([layers.Conv2D(4, 3, strides=2, padding=1, activation="relu"),
                         layers.Conv2D(3, (2, 3), activation="relu")], dtype="float64", seed=0).build((2, 9, 9))
-    x = np.asfortranarray(rng.standard_normal((3, 2, 9, 9)))  # not C-contiguous: validated path
-    outs, grads = [], []
-    for xin in (x, np.ascontiguousarray(x)):
-        h = xin
-        for layer in model.layers:
-            h = layer.forward(h, training=True)
-        dy = np.asfortranarray(rng.standard_normal(h.shape)) if xin is x else np.ascontiguousarray(dy_f)
-        dy_f = dy
-        g = dy
-        for layer in reversed(model.layers):
-            g = layer.backward(g)
-        outs.append(h)
-        grads.append(model.grads.copy())
-    np.testing.assert_array_equal(outs[0], outs[1])
-    np.testing.assert_array_equal(grads[0], grads[1])
-    with pytest.raises(TypeError, match="dtype"):
-        model.layers[0].forward(x.astype(np.float32))
+    x = rng.standard_normal((3, 2, 9, 9))
+    dy = rng.standard_normal((3, 3, 4, 3))
+    results = []
+    for xin, gin in ((x, dy), (np.asfortranarray(x), np.asfortranarray(dy)), (np.repeat(x, 2, axis=0)[::2], dy)):
+        outs = model.backpropagate(xin, gin)
+        results.append((outs[-1].tobytes(), model.grads.tobytes()))
+    assert results[0] == results[1] == results[2]
+    x32 = x.astype(np.float32)
+    assert model.predict(x32).tobytes() == model.predict(x32.astype(np.float64)).tobytes()
 
 
 @pytest.mark.parametrize("loss,units,targets", [
@@ -229,45 +234,60 @@ def test_labels_checked_once_per_fit_still_guard_later_calls():
         model.train_on_batch(x, np.array([0, 1, 5, 0]))
 
 
-@pytest.mark.parametrize("dtype, batch, n, use_bias, acts", [
-    ("float64", 1, 60, True, ("relu", "relu")),          # seed 000's regime
-    ("float32", 8, 45, True, ("relu", None)),            # a last partial batch of 5: a second program
-    ("float64", 5, 20, False, (None, "relu")),           # no bias; above the dense kernel's small batch
+def test_every_entry_point_runs_the_compiled_step(monkeypatch):
+    """fit, evaluate, predict, train_on_batch, compute_gradients and backpropagate all compute through
+    Step (the one training path); no layer has a forward or backward of its own."""
+    made = []
+    original = Step.__init__
+
+    def counting(self, model, n, kind, target_dtype=None):
+        made.append(kind)
+        original(self, model, n, kind, target_dtype)
+
+    monkeypatch.setattr(Step, "__init__", counting)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((6, 1, 6, 6)), rng.integers(0, 3, 6)
+    model = Sequential([layers.Conv2D(2, 3, activation="tanh"), layers.MaxPool2D(2), layers.Dropout(0.2),
+                        layers.Flatten(), layers.Dense(3, activation="softmax")], dtype="float64", seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, batch_size=6, epochs=1, verbose=0)
+    assert made == ["train"]
+    model.evaluate(x, y)
+    model.predict(x)
+    assert made == ["train", "predict"]                  # evaluate and predict share the inference step
+    model.train_on_batch(x, y)
+    model.compute_gradients(x, y)
+    assert made == ["train", "predict"]                  # same batch size: the same training step
+    model.backpropagate(x, np.ones((6, 3)))
+    assert made[-1] == "gradient"
+    for layer in model.layers:
+        assert not hasattr(layer, "forward") and not hasattr(layer, "backward")
+
+
+@pytest.mark.parametrize("loss,last,fused", [
+    ("sparse_categorical_crossentropy", "softmax", True),
+    ("categorical_crossentropy", "softmax", True),
+    ("binary_crossentropy", "sigmoid", True),
+    ("mse", "tanh", False),
+    ("mse", "linear", False),
 ])
-def test_step_program_is_bit_identical_to_layer_by_layer(dtype, batch, n, use_bias, acts):
-    """fit runs covered models as flat kernel programs; the same calls on the same inputs must give the
-    layer-by-layer step's bits: parameters, optimizer state and history."""
-    r = np.random.default_rng(3)
-    x = r.random((n, 1, 12, 12))
-    y = r.integers(0, 10, n)
-    results = []
-    for programs in (True, False):
-        model = Sequential([layers.Conv2D(4, 3, activation=acts[0], use_bias=use_bias),
-                            layers.Conv2D(3, 2, strides=2, activation=acts[1], use_bias=use_bias),
-                            layers.Flatten(), layers.Dense(10, activation="softmax")], dtype=dtype, seed=7)
-        model.compile(optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
-        model.use_step_programs = programs
-        history = model.fit(x, y, batch_size=batch, epochs=2, verbose=0)
-        assert model._step_program(batch) is not None  # the covered case: fit used the program
-        results.append((model.params.copy(), model.optimizer.state(), history.history))
-    (p1, s1, h1), (p2, s2, h2) = results
-    assert p1.tobytes() == p2.tobytes()
-    assert all(np.array_equal(s1[k], s2[k]) for k in s1)
-    assert h1 == h2
+def test_fused_losses_are_decided_when_the_step_is_compiled(loss, last, fused):
+    """A fused step stops the last layer at its logits; the inference step keeps the activation."""
+    model = Sequential([layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(3, activation=last)], seed=0)
+    model.compile("adam", loss)
+    model.build((1, 8, 8))
+    train = Step(model, 4, "train", np.dtype(np.int64 if loss.startswith("sparse") else np.float32))
+    predict = Step(model, 4, "predict")
+    has_activation = last != "linear"
+    assert len(train.forward) == 2 + (has_activation and not fused)
+    assert len(predict.forward) == 2 + has_activation
+    assert not hasattr(model.layers[-1], "logits_only")
 
 
-def test_step_program_covers_only_what_it_can():
-    """Layers, activations or losses outside the program's set step layer by layer."""
-    def model(*stack, loss="sparse_categorical_crossentropy", last="softmax"):
-        m = Sequential(list(stack) + [layers.Flatten(), layers.Dense(3, activation=last)], seed=0)
-        m.compile("adam", loss)
-        m.build((1, 8, 8))
-        m.layers[-1].logits_only = m._fused()
-        return m
-
-    assert model(layers.Conv2D(2, 3, activation="relu"))._step_program(4) is not None
-    assert model(layers.Conv2D(2, 3), layers.MaxPool2D())._step_program(4) is None
-    assert model(layers.Conv2D(2, 3, activation="tanh"))._step_program(4) is None
-    assert model(layers.Conv2D(2, 3), layers.Dropout(0.5))._step_program(4) is None
-    assert model(layers.Conv2D(2, 3), last="sigmoid", loss="binary_crossentropy")._step_program(4) is None
-    assert model(layers.Conv2D(2, 3), last="linear", loss="mse")._step_program(4) is None
+def test_a_probability_loss_on_a_linear_output_is_refused():
+    model = Sequential([layers.Dense(3)], seed=0)
+    with pytest.raises(ValueError, match="from_logits=True"):
+        model.compile("adam", "sparse_categorical_crossentropy")
+    model.compile("adam", fastconv.nn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.random.default_rng(0).standard_normal((8, 4)), np.arange(8) % 3
+    assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])

@@ -1,0 +1,85 @@
+"""The training loop: one short function that every model's ``fit`` runs, with callback hooks."""
+import numpy as np
+
+from .callbacks import Callback, History
+from .progress import Progress
+
+__all__ = ["fit_loop", "ProgressBar"]
+
+
+class ProgressBar(Callback):
+    """The per-epoch progress bar of ``fit(verbose=1)``: samples seen, running loss and accuracy."""
+
+    def __init__(self, n, epochs):
+        self.n, self.epochs, self.bar = n, epochs, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = Progress(self.n, f"Epoch {epoch + 1}/{self.epochs}", True)
+
+    def on_batch_end(self, batch, logs=None):
+        stats = {k: f"{logs[k]:.4f}" for k in ("loss", "accuracy") if k in logs}
+        self.bar.update(logs["size"], stats)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+
+
+def _overrides(callback, hook):
+    return getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+def fit_loop(model, x, t, *, batch_size, epochs, shuffle, validation_data, verbose, callbacks, initial_epoch=0):
+    """Train ``model`` on prepared inputs ``x`` and targets ``t``; returns the History.
+
+    Each epoch draws an order from ``model.rng`` (when ``shuffle``), runs the model's compiled training step
+    on each batch of that order and the optimizer's bound update after it, then evaluates
+    ``validation_data``.  Hooks: ``on_train_begin/end``, ``on_epoch_begin/end``, ``on_batch_end``.
+    """
+    n = len(x)
+    history = History()
+    callbacks = [history] + callbacks + ([ProgressBar(n, epochs)] if verbose else [])
+    for cb in callbacks:
+        cb.set_model(model)
+    batch_hooks = [cb.on_batch_end for cb in callbacks if _overrides(cb, "on_batch_end")]
+    metric = model.metrics[0] if model.metrics else None
+    per_item = metric.per_item(model.loss, model.output_shape) if metric else 0.0
+    update = model._update()
+    steps = {}
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin({})
+    for epoch in range(initial_epoch, epochs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, {})
+        order = model.rng.permutation(n) if shuffle else np.arange(n)
+        total_loss = total_correct = 0.0
+        for batch, start in enumerate(range(0, n, batch_size)):
+            idx = order[start:start + batch_size]
+            step = steps.get(len(idx))
+            if step is None:
+                step = steps[len(idx)] = model._step("train", len(idx), t.dtype)
+            loss = step.train(x, t, idx)
+            total_loss += loss * len(idx)
+            if metric:
+                total_correct += step.correct() * per_item
+            update()
+            if batch_hooks:
+                seen = start + len(idx)
+                logs = {"loss": total_loss / seen, "batch_loss": loss, "size": len(idx)}
+                if metric:
+                    logs["accuracy"] = total_correct / seen
+                for hook in batch_hooks:
+                    hook(batch, logs)
+        logs = {"loss": total_loss / n}
+        if metric:
+            logs["accuracy"] = total_correct / n
+        if validation_data is not None:
+            for key, value in model.evaluate(*validation_data, batch_size=max(batch_size, 256)).items():
+                logs["val_" + key] = value
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end({})
+    return history
