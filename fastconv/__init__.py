@@ -6,9 +6,22 @@
 - :mod:`fastconv.datasets`     MNIST (an embedded subset or your files) and make_moons
 - :mod:`fastconv.zoo`          the seed networks
 """
+import os as _os
 import sys as _sys
 
-from . import ops, reference
+try:
+    from . import ops
+except ImportError as _exc:
+    from importlib.machinery import EXTENSION_SUFFIXES as _SUFFIXES
+
+    _here = _os.path.dirname(__file__)
+    if any(_f.startswith("_conv") and _f.endswith(tuple(_SUFFIXES)) for _f in _os.listdir(_here)):
+        raise
+    raise ImportError(  # a source checkout whose extensions were never built
+        f"fastconv's compiled extensions (fastconv._conv, ...) are not built in {_here}: this looks like a "
+        "source checkout. Build them in place with `pip install -e .` (then `python -m pytest` works from the "
+        "checkout root), or install with `pip install .` and run from outside the checkout.") from _exc
+from . import reference
 from .nn import initializers, layers, optimizers
 from .nn.callbacks import History
 from .nn.model import Sequential, load_model
