@@ -14,11 +14,11 @@ import os
 
 import numpy as np
 
-from . import datasets
-from .nn import initializers, layers
-from .nn.model import Sequential
-from .nn.optimizers import SGD, Adam
-from .nn.progress import Progress as _Progress
+from .. import datasets
+from ..nn import initializers, layers
+from ..nn.model import Sequential
+from ..nn.optimizers import SGD, Adam
+from ..nn.progress import Progress as _Progress
 
 __all__ = ["run_sweep", "depth", "moons", "mnist_init", "DEPTH_INITS", "MOONS_INITS", "MNIST_INITS"]
 
@@ -315,7 +315,7 @@ def _load_mnist_once(data):
 
 def mnist_init_run(init_name, seed, train=1000, test=1000, data=None):
     """Seed 000's CNN trained one image at a time with the seed's Adam (lr 1e-3, eps 1e-7, eps-hat form)."""
-    from .zoo import seed_cnn
+    from ..zoo import seed_cnn
 
     (x_train, y_train), (x_test, y_test) = _load_mnist_once(data)
     order = np.random.default_rng(seed).permutation(len(y_train))[:train]
