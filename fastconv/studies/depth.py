@@ -21,26 +21,43 @@ DEPTH_INITS = {
 
 
 def depth_run(init_name, activation, seed, n_layers=20, width=256, batch=512):
-    """Per-layer activation std and weight-gradient norm of a plain MLP at initialization."""
+    """Per-layer activation std and weight-gradient norm of a plain MLP at initialization.
+
+    The input is N(0, 1) of shape ``(batch, width)``; the backward pass starts from a random output gradient
+    N(0, 1) / batch (no loss), so the gradient norms show how the layers alone scale a signal.
+    """
     rng = np.random.default_rng(seed)
     model = Sequential([layers.Dense(width, activation=activation, kernel_initializer=DEPTH_INITS[init_name])
                         for _ in range(n_layers)], dtype="float64", seed=seed)
     model.build((width,))
     x = rng.standard_normal((batch, width))
-    stds = []
-    with np.errstate(all="ignore"):
-        for layer in model.layers:
-            x = layer.forward(x, training=True)
-            stds.append(float(x.std()))
-        grad = rng.standard_normal(x.shape) / batch
-        norms = [0.0] * n_layers
-        for i in reversed(range(n_layers)):
-            layer = model.layers[i]
-            layer.need_dx = i > 0
-            grad = layer.backward(grad)
-            norms[i] = float(np.linalg.norm(layer.grads["kernel"]))
+    output_gradient = rng.standard_normal((batch, width)) / batch
+    with np.errstate(all="ignore"):  # the exploding and collapsing settings may overflow or underflow
+        outputs = _backpropagate(model, x, output_gradient)
+        stds = [float(out.std()) for out in outputs]
+        norms = [float(np.linalg.norm(layer.grads["kernel"])) for layer in model.layers]
     return {"init": init_name, "activation": activation, "seed": seed, "last_std": stds[-1],
             "first_grad_norm": norms[0], "stds": stds, "grad_norms": norms}
+
+
+def _backpropagate(model, x, output_gradient):
+    """Each layer's output for ``x`` in training mode, then the backward pass from ``output_gradient``
+    (dL/d the last output), which leaves each layer's weight gradients in its ``grads``.
+
+    MODEL-API SPOT, the only one in this study: today's Sequential has no public forward and backward from a
+    given output gradient, so this calls each layer's own ``forward``/``backward`` and sets its ``need_dx``.
+    The rewritten model's ``model.backpropagate(x, output_gradient)`` does the same and replaces the body.
+    """
+    outputs = []
+    for layer in model.layers:
+        x = layer.forward(x, training=True)
+        outputs.append(x)
+    grad = output_gradient
+    for i in reversed(range(len(model.layers))):
+        layer = model.layers[i]
+        layer.need_dx = i > 0  # no gradient for the input itself
+        grad = layer.backward(grad)
+    return outputs
 
 
 def depth(out="study-depth", seeds=3, jobs=1, scheduler=None, n_layers=20, width=256, progress=True):
