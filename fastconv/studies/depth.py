@@ -35,9 +35,15 @@ def depth_run(init_name, activation, seed, n_layers=20, width=256, batch=512):
     with np.errstate(all="ignore"):  # the exploding and collapsing settings may overflow or underflow
         outputs = _backpropagate(model, x, output_gradient)
         stds = [float(out.std()) for out in outputs]
-        norms = [float(np.linalg.norm(layer.grads["kernel"])) for layer in model.layers]
+        norms = [_frobenius_norm(layer.grads["kernel"]) for layer in model.layers]
     return {"init": init_name, "activation": activation, "seed": seed, "last_std": stds[-1],
             "first_grad_norm": norms[0], "stds": stds, "grad_norms": norms}
+
+
+def _frobenius_norm(a):
+    """``sqrt(sum(a**2))`` by NumPy's pairwise sum: np.linalg.norm calls BLAS's dot, whose result depends
+    on the BLAS thread count, so a sweep's workers (fewer threads each) would disagree in the last bits."""
+    return float(np.sqrt(np.sum(np.square(a))))
 
 
 def _backpropagate(model, x, output_gradient):
