@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
+import fastconv
 from fastconv import studies
+from fastconv.studies import sweep
 
 SMALL_MOONS = dict(seeds=2, epochs=300, progress=False)
 SMALL_MNIST = dict(seeds=2, train=60, test=80, progress=False)
@@ -69,6 +71,27 @@ def test_run_sweep_local_equals_processes():
     serial = studies.run_sweep(studies.moons_run, tasks, jobs=1, progress=False)
     parallel = studies.run_sweep(studies.moons_run, tasks, jobs=2, progress=False)
     assert serial == parallel
+
+
+def test_sweep_workers_share_the_cores():
+    joblib = pytest.importorskip("joblib")
+    assert [sweep.threads_per_worker(n, cores=8) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    expected = max(1, joblib.cpu_count() // 2)
+    own = fastconv.get_num_threads()
+    assert studies.run_sweep(fastconv.get_num_threads, [{}] * 4, jobs=2, progress=False) == [expected] * 4
+    if "OPENBLAS_NUM_THREADS" not in os.environ:  # joblib leaves a variable the user set alone
+        assert studies.run_sweep(os.getenv, [dict(key="OPENBLAS_NUM_THREADS")] * 2, jobs=2,
+                                 progress=False) == [str(expected)] * 2
+    assert studies.run_sweep(fastconv.get_num_threads, [{}], jobs=1, progress=False) == [own]  # runs here
+    assert fastconv.get_num_threads() == own
+    # fewer threads per worker, the same results: conv and dense kernels alike
+    tasks = [dict(init_name="glorot_normal", seed=s, train=40, test=40) for s in range(2)]
+    assert (studies.run_sweep(studies.mnist_init_run, tasks, jobs=1, progress=False)
+            == studies.run_sweep(studies.mnist_init_run, tasks, jobs=2, progress=False))
+    # and the study's own statistics: 256x256 gradients are where a threaded BLAS splits a dot product
+    tasks = [dict(init_name=name, activation="relu", seed=0, n_layers=2) for name in ("Glorot", "He", "N(0, 1)")]
+    assert (studies.run_sweep(studies.depth_run, tasks, jobs=1, progress=False)
+            == studies.run_sweep(studies.depth_run, tasks, jobs=2, progress=False))
 
 
 def test_dask_backend_equals_local():
