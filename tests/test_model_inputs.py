@@ -53,7 +53,7 @@ def test_probability_loss_on_linear_outputs_needs_from_logits():
 @pytest.mark.parametrize("fit_kwargs,exc,match", [
     (dict(epochs=-1), ValueError, "epochs must be >= 0"),
     (dict(epochs=1.5), TypeError, "epochs must be an int"),
-    (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
     (dict(validation_data=np.zeros(3)), ValueError, "validation_data must be a pair"),
 ])
 def test_fit_arguments_are_checked(fit_kwargs, exc, match):

@@ -1,12 +1,12 @@
 """ReLU: bit-identical to the reference, PyTorch's semantics at 0 and NaN."""
 import numpy as np
 import pytest
+from conftest import DTYPES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fastconv import ops, reference
-from conftest import DTYPES
 
 
 @settings(max_examples=60, deadline=None)

@@ -217,7 +217,8 @@ class Sequential:
         """Train; returns a :class:`~fastconv.nn.callbacks.History` with per-epoch ``loss``/``accuracy``
         (and ``val_*``).  ``callbacks``: :class:`~fastconv.nn.callbacks.Callback` instances."""
         self._require_compiled("fit")
-        batch_size = _count(batch_size, "batch_size", 1)
+        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         epochs = _count(epochs, "epochs", 0)
         initial_epoch = _count(initial_epoch, "initial_epoch", 0)
         callbacks = list(callbacks or [])
