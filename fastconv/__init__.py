@@ -21,12 +21,11 @@ except ImportError as _exc:
         f"fastconv's compiled extensions (fastconv._conv, ...) are not built in {_here}: this looks like a "
         "source checkout. Build them in place with `pip install -e .` (then `python -m pytest` works from the "
         "checkout root), or install with `pip install .` and run from outside the checkout.") from _exc
-from . import reference
+from . import datasets, reference  # datasets imports nothing of fastconv: its place here is free
 from .nn import initializers, layers, optimizers
 from .nn.callbacks import History
 from .nn.model import Sequential, load_model
 from .ops import get_num_threads, set_num_threads
-from . import datasets  # noqa: E402  (after the model layer: datasets imports nothing of it)
 
 # ``import fastconv.layers`` (and the other public names) keeps working: they are the nn modules.
 for _name, _module in (("layers", layers), ("initializers", initializers), ("optimizers", optimizers)):

@@ -2,10 +2,11 @@
 path), finite differences, layouts, edge sizes, bad input; torch as extra oracle."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import DTYPES, assert_reduction_close, numerical_gradient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastconv import _dense, ops, reference
-from conftest import DTYPES, assert_reduction_close, numerical_gradient
 
 
 def check_against_reference(x, w, b, dy=None):

@@ -8,10 +8,9 @@ conv kernels' reduction order follows the CPU's vector width, so the bits are ch
 import json
 import os
 
+import golden_cases
 import numpy as np
 import pytest
-
-import golden_cases
 
 with open(os.path.join(os.path.dirname(__file__), "data", "golden.json")) as _f:
     GOLDEN = json.load(_f)

@@ -1,9 +1,9 @@
 """Softmax cross-entropy: derived bound against the reference, finite differences, stability."""
 import numpy as np
 import pytest
+from conftest import DTYPES, assert_reduction_close, numerical_gradient
 
 from fastconv import ops, reference
-from conftest import DTYPES, assert_reduction_close, numerical_gradient
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
