@@ -75,12 +75,12 @@ def seed_loops(trainimages, trainlabels):
         k = np.zeros((filts, rsh, rsw))
         for j in range(rsh):
             for jj in range(rsw):
-                k[:, j, jj] = (kern * xx[step * j:step * j + fsh, step * jj:step * jj + fsw].reshape(1, fsh, fsw)).sum(axis=(1, 2)) + kb
+                k[:, j, jj] = (kern * xx[step * j:step * j + fsh, step * jj:step * jj + fsw].reshape(1, fsh, fsw)).sum(axis=(1, 2)) + kb  # noqa: E501
         kr = np.maximum(0, k)
         kk = np.zeros((filts2, rsh2, rsw2))
         for j0 in range(rsh2):
             for jj0 in range(rsw2):
-                kk[:, j0, jj0] = (kern2 * kr[:, step2 * j0:step2 * j0 + fsh2, step2 * jj0:step2 * jj0 + fsw2].reshape(1, filts, fsh2, fsw2)).sum(axis=(1, 2, 3)) + kb2
+                kk[:, j0, jj0] = (kern2 * kr[:, step2 * j0:step2 * j0 + fsh2, step2 * jj0:step2 * jj0 + fsw2].reshape(1, filts, fsh2, fsw2)).sum(axis=(1, 2, 3)) + kb2  # noqa: E501
         kkr = np.maximum(0, kk)
         x = (w * kkr.reshape(1, filts2, rsh2, rsw2)).sum(axis=(1, 2, 3)) + b
         e = np.exp(x - x.max())
@@ -96,7 +96,7 @@ def seed_loops(trainimages, trainlabels):
         for f in range(filts2):
             for j000 in range(fsh2):
                 for jj000 in range(fsw2):
-                    dLdkern2[f, :, j000, jj000] = (dLdkk[f].reshape(1, rsh2, rsw2) * kr[:, j000:j000 + rsh2, jj000:jj000 + rsw2]).sum(axis=(1, 2))
+                    dLdkern2[f, :, j000, jj000] = (dLdkk[f].reshape(1, rsh2, rsw2) * kr[:, j000:j000 + rsh2, jj000:jj000 + rsw2]).sum(axis=(1, 2))  # noqa: E501
         state["mk2"] = b1 * state["mk2"] + (1 - b1) * dLdkern2
         state["vk2"] = b2 * state["vk2"] + (1 - b2) * dLdkern2 ** 2
         kern2 = kern2 + lrt * state["mk2"] / (state["vk2"] ** .5 + eps)
@@ -104,12 +104,12 @@ def seed_loops(trainimages, trainlabels):
         for ooo in range(filts):
             for o in range(rsh2):
                 for oo in range(rsw2):
-                    dLdkr[ooo, o * step2:o * step2 + fsh2, oo * step2:oo * step2 + fsw2] += (dLdkk[:, o, oo].reshape(filts2, 1, 1) * kern2[:, ooo, :, :]).sum(axis=0)
+                    dLdkr[ooo, o * step2:o * step2 + fsh2, oo * step2:oo * step2 + fsw2] += (dLdkk[:, o, oo].reshape(filts2, 1, 1) * kern2[:, ooo, :, :]).sum(axis=0)  # noqa: E501
         dLdk = dLdkr * (k > 0)
         dLdkern = np.zeros((filts, fsh, fsw))
         for j00 in range(fsh):
             for jj00 in range(fsw):
-                dLdkern[:, j00, jj00] = (xx[j00:j00 + rsw, jj00:jj00 + rsh].reshape(1, rsw, rsh) * dLdk).sum(axis=(1, 2))
+                dLdkern[:, j00, jj00] = (xx[j00:j00 + rsw, jj00:jj00 + rsh].reshape(1, rsw, rsh) * dLdk).sum(axis=(1, 2))  # noqa: E501
         state["mk"] = b1 * state["mk"] + (1 - b1) * dLdkern
         state["vk"] = b2 * state["vk"] + (1 - b2) * dLdkern ** 2
         kern = kern + lrt * state["mk"] / (state["vk"] ** .5 + eps)

@@ -21,10 +21,7 @@ except ImportError as _exc:
         f"fastconv's compiled extensions (fastconv._conv, ...) are not built in {_here}: this looks like a "
         "source checkout. Build them in place with `pip install -e .` (then `python -m pytest` works from the "
         "checkout root), or install with `pip install .` and run from outside the checkout.") from _exc
-from . import (
-    datasets,  # noqa: E402  (after the model layer: datasets imports nothing of it)
-    reference,
-)
+from . import datasets, reference  # datasets imports nothing of fastconv: its place here is free
 from .nn import initializers, layers, optimizers
 from .nn.callbacks import History
 from .nn.model import Sequential, load_model

@@ -146,13 +146,17 @@ def bench_elementwise(torch, dtype):
     ]
     xp = rng.standard_normal((8, 16, 32, 32)).astype(dtype)
     yp, idx = ops.maxpool2d_forward(xp)
-    cases.append(("maxpool2d fwd+bwd", "8x16x32x32 k2", lambda: ops.maxpool2d_backward(yp, ops.maxpool2d_forward(xp)[1], xp.shape),
+    cases.append(("maxpool2d fwd+bwd", "8x16x32x32 k2",
+                  lambda: ops.maxpool2d_backward(yp, ops.maxpool2d_forward(xp)[1], xp.shape),
                   lambda: reference.maxpool2d_backward(yp, reference.maxpool2d_forward(xp)[1], xp.shape),
-                  (lambda t: (lambda: torch.nn.functional.max_pool2d(t, 2).backward(torch.tensor(yp)))) if torch else None))
+                  (lambda t: (lambda: torch.nn.functional.max_pool2d(t, 2).backward(torch.tensor(yp))))
+                  if torch else None))
     z = rng.standard_normal((64, 10)).astype(dtype)
     lab = rng.integers(0, 10, 64)
-    cases.append(("softmax CE", "64x10", lambda: ops.softmax_cross_entropy(z, lab), lambda: reference.softmax_cross_entropy(z, lab),
-                  (lambda t: (lambda: torch.nn.functional.cross_entropy(t, torch.tensor(lab)).backward())) if torch else None))
+    cases.append(("softmax CE", "64x10",
+                  lambda: ops.softmax_cross_entropy(z, lab), lambda: reference.softmax_cross_entropy(z, lab),
+                  (lambda t: (lambda: torch.nn.functional.cross_entropy(t, torch.tensor(lab)).backward()))
+                  if torch else None))
     xd = rng.standard_normal((1, 648)).astype(dtype)   # seed 000's last layer at batch 1
     wd = rng.standard_normal((10, 648)).astype(dtype)
     bd = rng.standard_normal(10).astype(dtype)
@@ -219,7 +223,8 @@ def naive_adam_allocator_warm(n, dtype):
         return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824",
-               PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+               PYTHONPATH=os.pathsep.join(
+                   [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     # cwd=root: the child imports this fastconv, not a source tree in the caller's working directory
     out = subprocess.run([sys.executable, "-c", _NAIVE_CHILD, str(n), np.dtype(dtype).name], env=env, cwd=root,
                          capture_output=True, text=True)
@@ -282,15 +287,17 @@ def _print_row(row):
 
 def to_markdown(facts, rows):
     lines = ["# fastconv kernel benchmark", "", "Machine: " + json.dumps(facts), "",
-             "| kernel | shape | dtype | fastconv (us) | GFLOP/s | x vs reference / naive | PyTorch (us) | PyTorch / fastconv |",
+             "| kernel | shape | dtype | fastconv (us) | GFLOP/s | x vs reference / naive "
+             "| PyTorch (us) | PyTorch / fastconv |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         speed = r.get("speedup_vs_ref", r.get("speedup_vs_naive", float("nan")))
         speed = f"{speed:.1f}"
         if "speedup_vs_naive_warm" in r:
             speed += f" ({r['speedup_vs_naive_warm']:.1f} with the naive update's memory kept)"
-        lines.append(f"| {r['kernel']} | {r['shape']} | {r['dtype']} | {r['fast_us']:.1f} | {r.get('gflops', float('nan')):.1f} "
-                     f"| {speed} | {r.get('torch_us', float('nan')):.1f} | {r.get('torch_over_fast', float('nan')):.2f} |")
+        lines.append(f"| {r['kernel']} | {r['shape']} | {r['dtype']} | {r['fast_us']:.1f} "
+                     f"| {r.get('gflops', float('nan')):.1f} | {speed} | {r.get('torch_us', float('nan')):.1f} "
+                     f"| {r.get('torch_over_fast', float('nan')):.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -42,8 +42,8 @@ def test_gradients_conv_pool_dense_softmax_ce():
 def test_gradients_dense_losses(loss, act, targets):
     rng = np.random.default_rng(2)
     units = {"binary_crossentropy": 1, "mse": 2}.get(loss, 3)
-    model = Sequential([layers.Dense(7, activation="relu"), layers.Activation("tanh"), layers.Dense(units, activation=act)],
-                       dtype="float64", seed=3)
+    model = Sequential([layers.Dense(7, activation="relu"), layers.Activation("tanh"),
+                        layers.Dense(units, activation=act)], dtype="float64", seed=3)
     model.compile("sgd", loss)
     finite_difference_check(model, rng.standard_normal((6, 4)), targets(rng))
 
@@ -53,7 +53,8 @@ def test_parameters_live_in_one_flat_buffer():
     assert model.count_params() == 4 * 9 + 4 + 2 * 36 + 2
     for layer in (model.layers[0], model.layers[2]):
         for view in list(layer.params.values()) + list(layer.grads.values()):
-            assert view.base is model.params or view.base is model.grads or np.shares_memory(view, model.params) or np.shares_memory(view, model.grads)
+            assert (view.base is model.params or view.base is model.grads
+                    or np.shares_memory(view, model.params) or np.shares_memory(view, model.grads))
 
 
 def test_first_layer_computes_no_input_gradient():
@@ -133,8 +134,8 @@ def test_save_load_round_trip(tmp_path):
 
 def test_save_load_continues_identically_with_dropout(tmp_path):
     x, y = fastconv.datasets.make_moons(64, noise=0.2, seed=0)
-    model = Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(1, activation="sigmoid")],
-                       dtype="float64", seed=4)
+    model = Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3),
+                        layers.Dense(1, activation="sigmoid")], dtype="float64", seed=4)
     model.compile("adam", "binary_crossentropy", ["accuracy"])
     model.fit(x, y, batch_size=8, verbose=0)
     model.save(tmp_path / "m.npz")
@@ -181,8 +182,8 @@ def test_bad_input_errors():
 
 
 def test_cli_train_runs_and_reports_accuracy(tmp_path, capsys):
-    code = fastconv.cli.main(["train", "--train", "500", "--test", "200", "--epochs", "1", "--batch-size", "8", "--quiet",
-                              "--save", str(tmp_path / "m.npz"), "--init", "he_uniform"])
+    code = fastconv.cli.main(["train", "--train", "500", "--test", "200", "--epochs", "1", "--batch-size", "8",
+                              "--quiet", "--save", str(tmp_path / "m.npz"), "--init", "he_uniform"])
     out = capsys.readouterr().out
     assert code == 0 and "test accuracy:" in out and (tmp_path / "m.npz").exists()
     accuracy = float(out.split("test accuracy:")[1].split()[0])
@@ -218,7 +219,8 @@ def test_fit_accuracy_is_the_accuracy_of_the_step_outputs(loss, units, targets):
     rng = np.random.default_rng(6)
     x, y = rng.standard_normal((40, 4)), targets(rng)
     act = "softmax" if units == 3 else "sigmoid"
-    model = Sequential([layers.Dense(5, activation="tanh"), layers.Dense(units, activation=act)], dtype="float64", seed=1)
+    model = Sequential([layers.Dense(5, activation="tanh"), layers.Dense(units, activation=act)],
+                       dtype="float64", seed=1)
     model.compile("adam", loss, ["accuracy"])
     before = model.evaluate(x, y)["accuracy"]
     history = model.fit(x, y, batch_size=40, epochs=1, verbose=0)

@@ -37,7 +37,8 @@ def test_large_parallel_and_noncontiguous(rng):
     y_ref, mask_ref = reference.relu_forward(x)
     assert y.tobytes() == y_ref.tobytes() and (mask == mask_ref).all()
     dy = rng.standard_normal(x.shape)
-    assert ops.relu_backward(dy.T.copy().T, np.asfortranarray(mask)).tobytes() == reference.relu_backward(dy, mask).tobytes()
+    assert (ops.relu_backward(dy.T.copy().T, np.asfortranarray(mask)).tobytes()
+            == reference.relu_backward(dy, mask).tobytes())
 
 
 def test_matches_pytorch(rng):

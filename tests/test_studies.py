@@ -27,7 +27,8 @@ def _files(out, name, pngs):
 
 
 def _table_rows(path):
-    return [line for line in open(path).read().splitlines() if line.startswith("| ") and not line.startswith("| initializer")]
+    return [line for line in open(path).read().splitlines()
+            if line.startswith("| ") and not line.startswith("| initializer")]
 
 
 def test_moons_outputs_and_reproducibility(tmp_path):
@@ -97,12 +98,15 @@ def test_sweep_workers_share_the_cores():
 def test_dask_backend_equals_local():
     pytest.importorskip("joblib")
     distributed = pytest.importorskip("dask.distributed")
-    tasks = [dict(init_name=name, seed=s, train=40, test=40) for name in ("he_normal", "lecun_uniform") for s in range(2)]
+    tasks = [dict(init_name=name, seed=s, train=40, test=40)
+             for name in ("he_normal", "lecun_uniform") for s in range(2)]
     local = studies.run_sweep(studies.mnist_init_run, tasks, jobs=1, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             on_dask = studies.run_sweep(studies.mnist_init_run, tasks, scheduler=client, progress=False)
-            by_address = studies.run_sweep(studies.depth_run, [dict(init_name="He", activation="relu", seed=0, n_layers=3, width=16)],
+            by_address = studies.run_sweep(studies.depth_run,
+                                           [dict(init_name="He", activation="relu", seed=0, n_layers=3, width=16)],
                                            scheduler=cluster.scheduler_address, progress=False)
     assert on_dask == local
     assert by_address == [studies.depth_run("He", "relu", 0, n_layers=3, width=16)]

@@ -114,9 +114,9 @@ class Adam(Optimizer):
         return s
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "weight_decay": self.weight_decay, "decoupled": self.decoupled, "amsgrad": self.amsgrad,
-                "epsilon_hat": self.epsilon_hat}
+        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "weight_decay": self.weight_decay, "decoupled": self.decoupled,
+                "amsgrad": self.amsgrad, "epsilon_hat": self.epsilon_hat}
 
 
 class SGD(Optimizer):
@@ -177,4 +177,5 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
         return _OPTIMIZERS[identifier.lower()]()
-    raise ValueError(f"unknown optimizer {identifier!r}; valid choices: {', '.join(_OPTIMIZERS)} or an Optimizer instance")
+    raise ValueError(f"unknown optimizer {identifier!r}; valid choices: {', '.join(_OPTIMIZERS)} "
+                     "or an Optimizer instance")

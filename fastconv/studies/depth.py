@@ -63,8 +63,9 @@ def depth(out="study-depth", seeds=3, jobs=1, scheduler=None, n_layers=20, width
             vals = [r["last_std"] for r in rows if r["init"] == name and r["activation"] == act]
             cells.append(f"{np.mean(vals):.3g}")
         lines.append(f"| {name} | {' | '.join(cells)} |")
-    lines += ["", f"LeCun (std = 1/sqrt(fan_in)) and Glorot (std = sqrt(2/(fan_in + fan_out))) coincide for these square "
-              f"{width}x{width} layers. He keeps ReLU activations O(1); N(0, 1) explodes and N(0, 0.01^2) collapses."]
+    lines += ["", "LeCun (std = 1/sqrt(fan_in)) and Glorot (std = sqrt(2/(fan_in + fan_out))) coincide for these "
+              f"square {width}x{width} layers. He keeps ReLU activations O(1); N(0, 1) explodes and N(0, 0.01^2) "
+              "collapses."]
     write_outputs(out, "depth", rows, "\n".join(lines) + "\n")
     _plot(rows, out, seeds, n_layers, width)
     return rows
@@ -92,5 +93,6 @@ def _plot(rows, out, seeds, n_layers, width):
             axes[r, col].set(xlabel="layer", yscale="log")
             axes[r, col].grid(alpha=GRID_ALPHA, which="both")
             axes[r, col].legend(fontsize=8)
-    fig.suptitle(f"Deep plain MLP ({n_layers} layers x {width} units) at initialization, geometric mean of {seeds} seeds")
+    fig.suptitle(f"Deep plain MLP ({n_layers} layers x {width} units) at initialization, "
+                 f"geometric mean of {seeds} seeds")
     save_figure(fig, os.path.join(out, "depth.png"))

@@ -41,7 +41,8 @@ def mnist_init_run(init_name, seed, train=1000, test=1000, data=None):
     x_train, y_train = x_train[order] / 255.0, y_train[order]
     x_test, y_test = x_test[:test] / 255.0, y_test[:test]
     model = seed_cnn(MNIST_INITS[init_name], dtype="float64", seed=seed)
-    model.compile(Adam(learning_rate=1e-3, epsilon=1e-7, epsilon_hat=True), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(Adam(learning_rate=1e-3, epsilon=1e-7, epsilon_hat=True), "sparse_categorical_crossentropy",
+                  ["accuracy"])
     model.fit(x_train, y_train, batch_size=1, epochs=1, shuffle=False, verbose=0)
     return {"init": init_name, "seed": seed, "train": train, "test": test,
             "test_accuracy": model.evaluate(x_test, y_test)["accuracy"]}
@@ -54,7 +55,8 @@ def mnist_init(out="study-mnist-init", seeds=10, jobs=1, scheduler=None, train=1
     Each seed draws its own 1,000 training images, initialization and order.  Writes mnist_init.md/.json/
     .csv and mnist_init.png (a strip plot of every run) into ``out``.
     """
-    tasks = [dict(init_name=name, seed=s, train=train, test=test, data=data) for name in MNIST_INITS for s in range(seeds)]
+    tasks = [dict(init_name=name, seed=s, train=train, test=test, data=data)
+             for name in MNIST_INITS for s in range(seeds)]
     rows = run_sweep(mnist_init_run, tasks, jobs, scheduler, progress, desc="mnist-init")
     stats = {}
     for name in MNIST_INITS:
@@ -62,7 +64,8 @@ def mnist_init(out="study-mnist-init", seeds=10, jobs=1, scheduler=None, train=1
         stats[name] = (*mean_std(acc), ci95_half_width(acc))
     ranked = sorted(stats, key=lambda n: -stats[n][0])
     lines = [f"# mnist-init: seed 000's CNN, per-sample Adam (lr 1e-3, eps 1e-7, eps-hat), {train} train / {test} test "
-             f"images, {seeds} seeds", "", "| initializer (conv1, conv2, dense) | test accuracy % (mean ± std) | 95% CI of the mean |",
+             f"images, {seeds} seeds", "",
+             "| initializer (conv1, conv2, dense) | test accuracy % (mean ± std) | 95% CI of the mean |",
              "|---|---|---|"]
     for name in ranked:
         m, s, h = stats[name]

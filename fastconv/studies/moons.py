@@ -65,7 +65,8 @@ def moons(out="study-moons", seeds=3, jobs=1, scheduler=None, epochs=15000, prog
              for name in MOONS_INITS for s in range(seeds)]
     rows = run_sweep(moons_run, tasks, jobs, scheduler, progress, desc="moons")
     lines = [f"# moons: make_moons 400/100, noise 0.2; Dense 12-6-1; full-batch GD lr 0.01, {epochs} epochs; "
-             f"{seeds} seeds", "", "| initializer | train accuracy % | test accuracy % | seed 001 (train/test, one run) |",
+             f"{seeds} seeds", "",
+             "| initializer | train accuracy % | test accuracy % | seed 001 (train/test, one run) |",
              "|---|---|---|---|"]
     for name in MOONS_INITS:
         sel = [r for r in rows if r["init"] == name]
@@ -75,7 +76,8 @@ def moons(out="study-moons", seeds=3, jobs=1, scheduler=None, epochs=15000, prog
         lines.append(f"| {name} | {tr[0]:.1f} ± {tr[1]:.1f} | {te[0]:.1f} ± {te[1]:.1f} | "
                      f"{'%d / %d' % seed_fig if seed_fig else '—'} |")
     lines += ["", "± is the standard deviation over seeds (each seed: its own data draw and initialization)."]
-    write_outputs(out, "moons", rows, "\n".join(lines) + "\n", extra={"grid_x": xs[0].tolist(), "grid_y": ys[:, 0].tolist()})
+    write_outputs(out, "moons", rows, "\n".join(lines) + "\n",
+                  extra={"grid_x": xs[0].tolist(), "grid_y": ys[:, 0].tolist()})
     _plot(rows, out, seeds, epochs, xs, ys)
     return rows
 
