@@ -90,7 +90,8 @@ class Sequential:
             shape = shape[1:]  # drop the batch dimension
         for s in shape:
             if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or s < 1:
-                raise ValueError(f"input_shape must be positive ints (batch dimension optional), got {tuple(input_shape)}")
+                raise ValueError(f"input_shape must be positive ints (batch dimension optional), "
+                                 f"got {tuple(input_shape)}")
         self.input_shape = tuple(int(s) for s in shape)
         specs, shape = [], self.input_shape
         for layer in self.layers:
@@ -319,7 +320,7 @@ class Sequential:
     # ------------------------------------------------------------------------------------------ save/load
     def get_config(self):
         return {"dtype": self.dtype.name, "seed": self.seed, "input_shape": list(self.input_shape),
-                "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+                "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
                 "loss": None if self.loss is None else self.loss.name,
                 "metrics": [m.name for m in self.metrics],
                 "optimizer": None if self.optimizer is None else {"class": type(self.optimizer).__name__,
@@ -361,7 +362,7 @@ def load_model(path):
         if "config" not in data.files or "params" not in data.files:
             raise ValueError(f"{path!r} is not a fastconv model file (no config/params)")
         config = json.loads(str(data["config"]))
-        model = Sequential([layers_mod.layer_from_config(l["class"], l["config"]) for l in config["layers"]],
+        model = Sequential([layers_mod.layer_from_config(c["class"], c["config"]) for c in config["layers"]],
                            dtype=config["dtype"], seed=config["seed"])
         if config["optimizer"] is not None:
             opt = getattr(optimizers, config["optimizer"]["class"])(**config["optimizer"]["config"])
