@@ -7,46 +7,38 @@ NumPy twin of the same signature in :mod:`fastconv.reference`.
 Supported dtypes are float32 and float64; all floating inputs of one call must share the dtype.  Integer
 or boolean arrays are rejected rather than silently converted: cast them explicitly (``x.astype(np.float32)``).
 
-Threads: the kernels use OpenMP when the build found it.  :func:`set_num_threads` sets how many (default:
-``OMP_NUM_THREADS`` or the number of cores).
+Threads: the kernels use OpenMP when the build found it.  :mod:`fastconv.runtime` sets how many
+(:func:`set_num_threads`, re-exported here; default: ``OMP_NUM_THREADS`` or the number of cores) and
+switches the thread trials (:func:`fastconv.runtime.set_autotune`).
 """
 import numbers
-import threading
 
 import numpy as np
 
 from . import _adam, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
+from . import runtime as _runtime
 from .reference import _adam_coefficients
+from .runtime import get_num_threads, max_threads, openmp_enabled
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward",
     "maxpool2d_forward",
     "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
-    "set_num_threads", "get_num_threads", "openmp_enabled",
+    "set_num_threads", "get_num_threads", "openmp_enabled", "max_threads",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_threads_lock = threading.Lock()
-_num_threads = max(1, int(_conv.max_threads()))
+
+# The thread count as layers.py and models.py still read it (ops itself asks runtime on every call);
+# set_num_threads below keeps it current until they read runtime.get_num_threads() themselves.
+_num_threads = get_num_threads()
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads the kernels use (an int >= 1)."""
+    """Set the number of OpenMP threads the kernels use: :func:`fastconv.runtime.set_num_threads`."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"num_threads must be an integer >= 1, got {n!r}")
-    with _threads_lock:
-        _num_threads = int(n)
-
-
-def get_num_threads():
-    """Number of OpenMP threads the kernels use."""
-    return _num_threads
-
-
-def openmp_enabled():
-    """True when the compiled core was built with OpenMP."""
-    return _conv.have_openmp()
+    _runtime.set_num_threads(n)
+    _num_threads = get_num_threads()
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -142,7 +134,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     >>> conv2d_forward(x, w, padding=1).shape
     (1, 2, 4, 4)
     """
-    y = _conv.forward_plain(x, w, b, stride, padding, _num_threads)  # the common case, checked in C
+    y = _conv.forward_plain(x, w, b, stride, padding, get_num_threads())  # the common case, checked in C
     if y is not None:
         return y
     x = _float_array(x, "x", 4)
@@ -160,7 +152,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
             raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
     y = np.empty(shape, dtype=x.dtype)
     if y.size:
-        _conv.conv2d_forward(x, w, b, y, stride, padding, _num_threads)
+        _conv.conv2d_forward(x, w, b, y, stride, padding, get_num_threads())
     return y
 
 
@@ -177,7 +169,7 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     -------
     dx : ndarray (N, C, H, W) or None;  dw : ndarray (F, C, kh, kw);  db : ndarray (F,)
     """
-    out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, _num_threads)
+    out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, get_num_threads())
     if out is not None:
         return out
     x = _float_array(x, "x", 4)
@@ -196,7 +188,7 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     dw = alloc(w.shape, dtype=x.dtype)
     db = alloc(w.shape[0], dtype=x.dtype)
     if dy.size:
-        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, _num_threads)
+        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, get_num_threads())
     return dx, dw, db
 
 
@@ -285,7 +277,7 @@ def relu_forward(x):
     x = _float_array(x, "x")
     y = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
-    _relu.relu_forward(x, y, mask, _num_threads)
+    _relu.relu_forward(x, y, mask, get_num_threads())
     return y, mask
 
 
@@ -299,7 +291,7 @@ def relu_backward(dy, mask):
         raise ValueError(f"mask has shape {mask.shape} but dy has shape {dy.shape}")
     mask = np.ascontiguousarray(mask)
     dx = np.empty_like(dy)
-    _relu.relu_backward(dy, mask, dx, _num_threads)
+    _relu.relu_backward(dy, mask, dx, get_num_threads())
     return dx
 
 
@@ -320,7 +312,7 @@ def maxpool2d_forward(x, *, size=2, stride=None):
     y = np.empty((N, C, (H - kh) // sh + 1, (W - kw) // sw + 1), dtype=x.dtype)
     idx = np.empty(y.shape, dtype=np.int64)
     if y.size:
-        _maxpool.maxpool2d_forward(x, y, idx, kh, kw, sh, sw, _num_threads)
+        _maxpool.maxpool2d_forward(x, y, idx, kh, kw, sh, sw, get_num_threads())
     return y, idx
 
 
@@ -342,7 +334,7 @@ def maxpool2d_backward(dy, idx, x_shape):
         raise ValueError(f"x_shape {x_shape} does not match dy's batch and channels {dy.shape[:2]}")
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
-        _maxpool.maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), dx, _num_threads)
+        _maxpool.maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), dx, get_num_threads())
     return dx
 
 
@@ -441,13 +433,13 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     step_size, bc2_sqrt, decay_factor = _adam_coefficients(int(step), lr, beta1, beta2, weight_decay, eps_hat)
     if plain:   # its own call: the shared one below, with a tuple for both cases, cost 0.6 us more
         _adam.adam_update(param, grad, m, v, None, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt,
-                          eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
+                          eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), get_num_threads())
         return
     arrays = [param, grad, m, v] + ([vmax] if amsgrad else [])
     flats = _flat_views(arrays)
     _adam.adam_update(flats[0], flats[1], flats[2], flats[3], flats[4] if amsgrad else None,
                       beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps, weight_decay,
-                      decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
+                      decay_factor, bool(decoupled), bool(eps_hat), get_num_threads())
     _write_back([param, None, m, v] + ([vmax] if amsgrad else []), flats)
 
 
@@ -457,7 +449,7 @@ def _adam_update_unchecked(param, grad, m, v, vmax, step, lr, beta1, beta2, eps,
     optimizer re-checks only when they change.  The kernel still checks the lengths."""
     step_size, bc2_sqrt, decay_factor = _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat)
     _adam.adam_update(param, grad, m, v, vmax, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps,
-                      weight_decay, decay_factor, decoupled, eps_hat, _num_threads)
+                      weight_decay, decay_factor, decoupled, eps_hat, get_num_threads())
 
 
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -482,12 +474,12 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     use = momentum != 0
     if plain:
         _sgd.sgd_update(param, grad, velocity if use else None, lr, momentum, bool(nesterov), weight_decay,
-                        _num_threads)
+                        get_num_threads())
         return
     arrays = [param, grad] + ([velocity] if use else [])
     flats = _flat_views(arrays)
     _sgd.sgd_update(flats[0], flats[1], flats[2] if use else None, lr, momentum,
-                    bool(nesterov), weight_decay, _num_threads)
+                    bool(nesterov), weight_decay, get_num_threads())
     _write_back([param, None] + ([velocity] if use else []), flats)
 
 
@@ -523,5 +515,5 @@ def _softmax_cross_entropy_unchecked(logits, labels):
     """softmax_cross_entropy for C-contiguous float logits (N, K) and int64 labels (N,); the kernel checks
     the lengths and that every label lies in [0, K)."""
     dlogits = np.empty_like(logits)
-    loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, _num_threads)
+    loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, get_num_threads())
     return loss, dlogits
