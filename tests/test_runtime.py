@@ -1,4 +1,5 @@
 """fastconv.runtime: the thread count and its bound, the OpenMP facts, the autotune switch and its report."""
+import ast
 import os
 import pathlib
 import subprocess
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _adam, _conv, ops, runtime
+from fastconv import _adam, _conv, ops, reference, runtime
 
 PACKAGE = pathlib.Path(fastconv.__file__).parent
 CORES = os.cpu_count() or 1
@@ -146,3 +147,39 @@ def test_autotune_report_lists_what_the_trials_chose(threads):
         assert choice["threads"] in ("one", "all")
         assert 0 < choice["one_thread_us"] < 1e6 and 0 < choice["all_threads_us"] < 1e6
         assert (choice["threads"] == "all") == (choice["all_threads_us"] < _conv.MARGIN * choice["one_thread_us"])
+
+
+# ------------------------------------------------------------------------------------------- layering
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            yield node.level, node.module or "", [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield 0, a.name, []
+
+
+def test_ops_does_not_import_its_test_oracle():
+    """issue 15: ops took _adam_coefficients from reference, so the fast path depended on its oracle."""
+    for level, module, names in _imports(PACKAGE / "ops.py"):
+        assert "reference" not in module and "reference" not in names, (module, names)
+
+
+def test_runtime_imports_only_the_compiled_modules():
+    for level, module, names in _imports(PACKAGE / "runtime.py"):
+        if level:
+            assert module == "" and all(n.startswith("_") for n in names), (module, names)
+
+
+@pytest.mark.parametrize("eps_hat", [False, True])
+def test_adam_coefficients_are_the_references_bit_for_bit(eps_hat):
+    rng = np.random.default_rng(3)
+    for step in [1, 2, 3, 10, 1000, 10**6]:
+        for _ in range(20):
+            lr, wd = float(rng.uniform(0, 0.1)), float(rng.choice([0.0, rng.uniform(0, 0.1)]))
+            beta1, beta2 = float(rng.uniform(0, 0.999)), float(rng.uniform(0.5, 0.99999))
+            ours = ops._adam_coefficients(step, lr, beta1, beta2, wd, eps_hat)
+            theirs = reference._adam_coefficients(step, lr, beta1, beta2, wd, eps_hat)
+            assert np.array(ours).tobytes() == np.array(theirs).tobytes()
