@@ -6,6 +6,9 @@ NumPy twin of the same signature in :mod:`fastconv.reference`.
 
 Supported dtypes are float32 and float64; all floating inputs of one call must share the dtype.  Integer
 or boolean arrays are rejected rather than silently converted: cast them explicitly (``x.astype(np.float32)``).
+Non-native byte order is converted: a big-endian ``'>f8'`` input is read as the float64 it holds, outputs
+are native, and the in-place updates (:func:`adam_update`, :func:`sgd_update`) update a byte-swapped
+array through a native copy that is written back, as they do for a non-contiguous one.
 
 Threads: the kernels use OpenMP when the build found it.  :mod:`fastconv.runtime` sets how many
 (:func:`set_num_threads`, re-exported here; default: ``OMP_NUM_THREADS`` or the number of cores) and
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_NATIVE_FLOAT_BY_SIZE = {dt.itemsize: dt for dt in _FLOAT_DTYPES}
 
 # The thread count as layers.py and models.py still read it (ops itself asks runtime on every call);
 # set_num_threads below keeps it current until they read runtime.get_num_threads() themselves.
@@ -41,22 +45,49 @@ def set_num_threads(n):
     _num_threads = get_num_threads()
 
 
+def _fast_checks_take_swapped():
+    """True when a compiled fast check takes a byte-swapped array as native (it compares NumPy's type
+    number only): ops then sends such arrays down the converting path itself."""
+    swapped = _FLOAT_DTYPES[1].newbyteorder()
+    one, flat = np.zeros((1, 1, 1, 1), swapped), np.zeros(1, swapped)
+    try:
+        return (_conv.forward_plain(one, one, None, 1, 0, 1) is not None
+                or _conv.backward_plain(one, one, one, False, 1, 0, 1) is not None
+                or bool(_adam.plain_arrays(flat, flat, flat, flat)) or bool(_sgd.plain_arrays(flat, flat, None)))
+    except (TypeError, ValueError):  # a check that rejects them outright: nothing for ops to decline
+        return False
+
+
+_DECLINE_SWAPPED = _fast_checks_take_swapped()
+# True for an exact ndarray of native float32/float64, C-contiguous (one C call, cheaper than .dtype.isnative)
+_native_ready = _conv.kernel_ready
+
+
 # --------------------------------------------------------------------------------------------- checks
 
+def _native_float(dtype):
+    """The native float32/float64 dtype of ``dtype`` in either byte order, or None for any other dtype."""
+    return _NATIVE_FLOAT_BY_SIZE.get(dtype.itemsize) if dtype.kind == "f" else None
+
+
 def _float_array(a, name, ndim=None):
-    """Return ``a`` as a float32/float64 ndarray (C-contiguous), or raise naming ``name``."""
+    """Return ``a`` as a native float32/float64 ndarray (C-contiguous; a byte-swapped one converted), or
+    raise naming ``name``."""
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{name} must be an array of floats, got {type(a).__name__}") from exc
     if a.dtype not in _FLOAT_DTYPES:
-        if a.dtype.kind in "biuf":
-            raise TypeError(
-                f"{name} has dtype {a.dtype}; fastconv kernels take float32 or float64 "
-                f"(convert explicitly, e.g. {name}.astype(np.float32))"
-            )
-        raise TypeError(f"{name} must be a numeric float array, got dtype {a.dtype}")
+        native = _native_float(a.dtype)
+        if native is None:
+            if a.dtype.kind in "biuf":
+                raise TypeError(
+                    f"{name} has dtype {a.dtype}; fastconv kernels take float32 or float64 "
+                    f"(convert explicitly, e.g. {name}.astype(np.float32))"
+                )
+            raise TypeError(f"{name} must be a numeric float array, got dtype {a.dtype}")
+        a = np.asarray(a, dtype=native, order="C")  # non-native byte order: a native copy
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     return np.ascontiguousarray(a)
@@ -134,9 +165,11 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     >>> conv2d_forward(x, w, padding=1).shape
     (1, 2, 4, 4)
     """
-    y = _conv.forward_plain(x, w, b, stride, padding, get_num_threads())  # the common case, checked in C
-    if y is not None:
-        return y
+    # the common case, checked in C (which takes a byte-swapped array for native: see _DECLINE_SWAPPED)
+    if not _DECLINE_SWAPPED or (_native_ready(x) and _native_ready(w) and (b is None or _native_ready(b))):
+        y = _conv.forward_plain(x, w, b, stride, padding, get_num_threads())
+        if y is not None:
+            return y
     x = _float_array(x, "x", 4)
     w = _float_array(w, "w", 4)
     if w.dtype != x.dtype:
@@ -169,9 +202,10 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     -------
     dx : ndarray (N, C, H, W) or None;  dw : ndarray (F, C, kh, kw);  db : ndarray (F,)
     """
-    out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, get_num_threads())
-    if out is not None:
-        return out
+    if not _DECLINE_SWAPPED or (_native_ready(dy) and _native_ready(x) and _native_ready(w)):
+        out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, get_num_threads())
+        if out is not None:
+            return out
     x = _float_array(x, "x", 4)
     w = _float_array(w, "w", 4)
     dy = _float_array(dy, "dy", 4)
@@ -341,16 +375,17 @@ def maxpool2d_backward(dy, idx, x_shape):
 # ------------------------------------------------------------------------------------------ optimizers
 
 def _writable_float(a, name, like=None, like_name="param"):
+    """a: a writable float32/float64 array in either byte order (of ``like``'s shape and dtype)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array updated in place, got {type(a).__name__}")
-    if a.dtype not in _FLOAT_DTYPES:
+    if _native_float(a.dtype) is None:
         raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only; it is updated in place")
     if like is not None:
         if a.shape != like.shape:
             raise ValueError(f"{name} has shape {a.shape} but {like_name} has shape {like.shape}")
-        if a.dtype != like.dtype:
+        if _native_float(a.dtype) is not _native_float(like.dtype):
             raise TypeError(f"{name} has dtype {a.dtype} but {like_name} has dtype {like.dtype}")
     return a
 
@@ -362,7 +397,7 @@ def _check_param_and_grad(param, grad):
         raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
     if grad.shape != param.shape:
         raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
-    if grad.dtype != param.dtype:
+    if _native_float(grad.dtype) is not _native_float(param.dtype):
         raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
 
 
@@ -381,9 +416,11 @@ def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=Fa
 
 
 def _flat_views(arrays):
-    """The arrays as the update kernels take them: C-contiguous, of any shape (they run over the size).
-    A non-contiguous array becomes a contiguous copy, which the caller writes back (_write_back)."""
-    return [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+    """The arrays as the update kernels take them: C-contiguous and native, of any shape (they run over
+    the size).  A non-contiguous or byte-swapped array becomes a native contiguous copy, which the caller
+    writes back (_write_back)."""
+    return [a if a.flags.c_contiguous and a.dtype.isnative else np.asarray(a, _native_float(a.dtype), order="C")
+            for a in arrays]
 
 
 def _write_back(originals, flats):
@@ -421,7 +458,9 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     # The common call (C-contiguous arrays of one dtype and shape, no AMSGrad) goes to the kernel as it
     # is: one compiled check instead of the generic ones and the copies (8.2 -> 3.1 us a call on 10
     # float32 parameters, one thread).
-    plain = not amsgrad and vmax is None and _adam.plain_arrays(param, grad, m, v)
+    plain = (not amsgrad and vmax is None and _adam.plain_arrays(param, grad, m, v)
+             and (not _DECLINE_SWAPPED or (_native_ready(param) and _native_ready(grad) and _native_ready(m)
+                                           and _native_ready(v))))
     if not plain:
         _check_param_and_grad(param, grad)
         _writable_float(m, "m", param)
@@ -471,7 +510,10 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     ``buf = momentum*buf + d`` (with buf starting at zero this equals torch's first-step ``buf = d``);
     the step uses ``d + momentum*buf`` (Nesterov) or ``buf``.  ``d = grad + weight_decay*param``.
     """
-    plain = _sgd.plain_arrays(param, grad, velocity)   # as in adam_update: no generic checks, no copies
+    # as in adam_update: no generic checks, no copies
+    plain = (_sgd.plain_arrays(param, grad, velocity)
+             and (not _DECLINE_SWAPPED or (_native_ready(param) and _native_ready(grad)
+                                           and (velocity is None or _native_ready(velocity)))))
     if not plain:
         _check_param_and_grad(param, grad)
     lr = _check_scalar(lr, "lr", 0.0)
