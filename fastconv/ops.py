@@ -88,8 +88,11 @@ def _float_array(a, name, ndim=None):
                 )
             raise TypeError(f"{name} must be a numeric float array, got dtype {a.dtype}")
         a = np.asarray(a, dtype=native, order="C")  # non-native byte order: a native copy
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if ndim is not None:
+        if a.ndim != ndim:
+            raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    elif not a.ndim:
+        return np.asarray(a)  # 0-d is contiguous (ascontiguousarray would make it 1-D)
     return np.ascontiguousarray(a)
 
 
@@ -119,9 +122,35 @@ def _pair(value, name, minimum):
     return tuple(out)
 
 
+def _shape4(shape, name, layout):
+    """``shape`` as a tuple of 4 Python ints >= 0, or raise naming ``name`` and its ``layout``."""
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of 4 ints {layout}, got {shape!r}") from None
+    if len(items) != 4:
+        raise ValueError(f"{name} must have 4 entries {layout}, got {shape!r}")
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must hold ints {layout}, got {shape!r}")
+        if v < 0:
+            raise ValueError(f"{name} must hold sizes >= 0 {layout}, got {shape!r}")
+    return tuple(int(v) for v in items)
+
+
 def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0):
-    """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry."""
-    return _output_shape(input_shape, weight_shape, _pair(stride, "stride", 1), _pair(padding, "padding", 0))
+    """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry.
+
+    ``input_shape`` is (N, C, H, W) and ``weight_shape`` (F, C, kh, kw), ints >= 0 (kh, kw >= 1).
+
+    Examples
+    --------
+    >>> conv2d_output_shape((8, 3, 32, 32), (16, 3, 5, 5), stride=1, padding=2)
+    (8, 16, 32, 32)
+    """
+    return _output_shape(_shape4(input_shape, "input_shape", "(N, C, H, W)"),
+                         _shape4(weight_shape, "weight_shape", "(F, C, kh, kw)"),
+                         _pair(stride, "stride", 1), _pair(padding, "padding", 0))
 
 
 def _output_shape(input_shape, weight_shape, stride, padding):
@@ -132,8 +161,8 @@ def _output_shape(input_shape, weight_shape, stride, padding):
     F, Cw, kh, kw = weight_shape
     if Cw != C:
         raise ValueError(f"channel mismatch: x has {C} channels but w expects {Cw} (w shape {tuple(weight_shape)})")
-    if kh < 1 or kw < 1 or F < 1:
-        raise ValueError(f"w must have non-empty filters and kernel, got shape {tuple(weight_shape)}")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"w must have a non-empty kernel, got shape {tuple(weight_shape)}")
     if kh > H + 2 * ph or kw > W + 2 * pw:
         raise ValueError(
             f"kernel {kh}x{kw} is larger than the padded input {H + 2 * ph}x{W + 2 * pw} "
@@ -184,8 +213,12 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
     y = np.empty(shape, dtype=x.dtype)
-    if y.size:
+    if y.size and x.shape[1]:
         _conv.conv2d_forward(x, w, b, y, stride, padding, get_num_threads())
+    elif y.size:  # no input channels: no products, y is the bias (as the reference computes it)
+        y.fill(0)
+        if b is not None:
+            y += b.reshape(-1, 1, 1)
     return y
 
 
@@ -216,14 +249,15 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     shape = _output_shape(x.shape, w.shape, stride, padding)
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the convolution output has shape {shape}")
-    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
-    # the kernel writes every element of dw and db; an empty batch has zero gradients
-    alloc = np.empty if dy.size else np.zeros
-    dw = alloc(w.shape, dtype=x.dtype)
-    db = alloc(w.shape[0], dtype=x.dtype)
-    if dy.size:
+    if dy.size and x.shape[1]:  # the kernel writes every element of dx, dw and db
+        dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+        dw = np.empty(w.shape, dtype=x.dtype)
+        db = np.empty(w.shape[0], dtype=x.dtype)
         _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, get_num_threads())
-    return dx, dw, db
+        return dx, dw, db
+    # no products (an empty batch, no filters or no input channels): zero dx and dw, db sums dy
+    dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
+    return dx, np.zeros(w.shape, dtype=x.dtype), dy.sum(axis=(0, 2, 3))
 
 
 # ---------------------------------------------------------------------------------------------- dense
@@ -358,12 +392,7 @@ def maxpool2d_backward(dy, idx, x_shape):
         raise TypeError(f"idx must be the integer array returned by maxpool2d_forward, got dtype {idx.dtype}")
     if idx.shape != dy.shape:
         raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
-    try:
-        x_shape = tuple(int(s) for s in x_shape)
-    except TypeError as exc:
-        raise TypeError(f"x_shape must be a tuple of 4 ints, got {x_shape!r}") from exc
-    if len(x_shape) != 4 or min(x_shape) < 0:
-        raise ValueError(f"x_shape must be 4 non-negative ints (N, C, H, W), got {x_shape}")
+    x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
     if x_shape[:2] != dy.shape[:2]:
         raise ValueError(f"x_shape {x_shape} does not match dy's batch and channels {dy.shape[:2]}")
     dx = np.zeros(x_shape, dtype=dy.dtype)

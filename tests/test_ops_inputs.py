@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_reduction_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastconv
-from fastconv import ops
+from fastconv import ops, reference
 
 DTYPES = [np.float32, np.float64]
 PACKAGE_ROOT = pathlib.Path(fastconv.__file__).parent.parent
@@ -198,6 +199,87 @@ def test_fuzz_update_byte_order_and_layout_never_change_the_result(size, dtype, 
     ops.sgd_update(p_n, g, vel_n, lr=0.1, momentum=momentum)
     assert_same_bits(p, p_n, "param")
     assert_same_bits(vel, vel_n, "velocity")
+
+
+# ------------------------------------------------------------------ item 5: 0-d arrays and bad shapes
+
+def test_relu_keeps_a_0d_shape():
+    """issue 18 item 5: relu_forward(np.array(-1.0)) returned shape (1,)."""
+    y, mask = ops.relu_forward(np.array(-1.0))
+    assert y.shape == () and mask.shape == () and y == 0 and not mask
+    y, mask = ops.relu_forward(np.array(2.5, np.float32))
+    assert y.shape == () and y == 2.5 and y.dtype == np.float32
+    dx = ops.relu_backward(np.array(3.0), mask)
+    assert dx.shape == () and dx == 3.0
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, error, match", [
+    (("a", 3, 5, 5), (2, 3, 3, 3), TypeError, r"input_shape must hold ints \(N, C, H, W\), got \('a', 3, 5, 5\)"),
+    ((1, 3, -1, 5), (2, 3, 3, 3), ValueError, r"input_shape must hold sizes >= 0"),
+    ((1, 3, 5, -2), (2, 3, 1, 1), ValueError, r"input_shape must hold sizes >= 0"),
+    ((1, 3, 5), (2, 3, 3, 3), ValueError, r"input_shape must have 4 entries"),
+    (5, (2, 3, 3, 3), TypeError, r"input_shape must be a tuple of 4 ints"),
+    ((1, 3, 5.0, 5), (2, 3, 3, 3), TypeError, r"input_shape must hold ints"),
+    ((1, True, 5, 5), (2, 1, 3, 3), TypeError, r"input_shape must hold ints"),
+    ((1, 3, 5, 5), (2, 3, "3", 3), TypeError, r"weight_shape must hold ints \(F, C, kh, kw\)"),
+    ((1, 3, 5, 5), (-2, 3, 3, 3), ValueError, r"weight_shape must hold sizes >= 0"),
+    ((1, 3, 5, 5), (2, 3, 3), ValueError, r"weight_shape must have 4 entries"),
+    ((1, 3, 5, 5), (2, 3, 0, 3), ValueError, r"non-empty kernel"),
+])
+def test_conv2d_output_shape_validates_the_shapes(input_shape, weight_shape, error, match):
+    """issue 18 item 5: ('a', 3, 5, 5) gave ('a', 2, 3, 3); a negative H was accepted."""
+    with pytest.raises(error, match=match):
+        ops.conv2d_output_shape(input_shape, weight_shape, padding=2)
+
+
+def test_conv2d_output_shape_takes_numpy_ints():
+    shape = ops.conv2d_output_shape(np.array([2, 3, 8, 8]), (np.int64(4), 3, 3, 3), stride=2)
+    assert shape == (2, 4, 3, 3) and all(type(s) is int for s in shape)
+
+
+def test_maxpool_backward_x_shape_is_validated_the_same_way():
+    dy, idx = np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), np.int64)
+    with pytest.raises(TypeError, match="x_shape must hold ints"):
+        ops.maxpool2d_backward(dy, idx, (1, 1, "4", 4))
+    with pytest.raises(ValueError, match="x_shape must hold sizes >= 0"):
+        ops.maxpool2d_backward(dy, idx, (1, 1, -4, 4))
+
+
+# -------------------------------------------------------------------------------- item 8: zero sizes
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, padding", [
+    ((2, 0, 5, 5), (3, 0, 3, 3), 0),     # no input channels: y is the bias
+    ((1, 0, 4, 6), (2, 0, 1, 3), 1),
+    ((2, 3, 5, 5), (0, 3, 3, 3), 1),     # no filters
+    ((0, 3, 5, 5), (2, 3, 3, 3), 0),     # no samples
+    ((2, 2, 0, 5), (3, 2, 1, 1), 1),     # no rows: the output reads only padding
+])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_zero_sizes_match_the_reference(dtype, x_shape, w_shape, padding, bias, rng):
+    """issue 18 item 8: C=0 failed inside np.max of an empty array; the reference returns the bias."""
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    y = ops.conv2d_forward(x, w, b, padding=padding)
+    y_ref = reference.conv2d_forward(x, w, b, padding=padding)
+    assert y.dtype == y_ref.dtype
+    assert_same_bits(y, y_ref, "y")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    for need_dx in (True, False):
+        got = ops.conv2d_backward(dy, x, w, padding=padding, need_dx=need_dx)
+        want = reference.conv2d_backward(dy, x, w, padding=padding, need_dx=need_dx)
+        for g_, w_, name in zip(got, want, ("dx", "dw", "db")):
+            if w_ is None:
+                assert g_ is None
+                continue
+            assert g_.dtype == w_.dtype, name
+            if x_shape[1] == 0 or w_shape[0] == 0 or x_shape[0] == 0:
+                assert_same_bits(g_, w_, name)   # no products: zeros, and db the same sum of dy
+            else:
+                K = max(y.shape[0] * y.shape[2] * y.shape[3], w_shape[0] * w_shape[2] * w_shape[3])
+                abs_terms = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), padding=padding)
+                assert_reduction_close(g_, w_, abs_terms[("dx", "dw", "db").index(name)], K, name)
 
 
 # ----------------------------------------------------------------------------- item 6: thread bound
