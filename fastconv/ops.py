@@ -8,7 +8,9 @@ Supported dtypes are float32 and float64; all floating inputs of one call must s
 or boolean arrays are rejected rather than silently converted: cast them explicitly (``x.astype(np.float32)``).
 Non-native byte order is converted: a big-endian ``'>f8'`` input is read as the float64 it holds, outputs
 are native, and the in-place updates (:func:`adam_update`, :func:`sgd_update`) update a byte-swapped
-array through a native copy that is written back, as they do for a non-contiguous one.
+array through a native copy that is written back, as they do for a non-contiguous one.  The arrays an
+update writes must not share memory with each other or with ``grad`` (``param`` and ``grad`` may be one
+array).
 
 Threads: the kernels use OpenMP when the build found it.  :mod:`fastconv.runtime` sets how many
 (:func:`set_num_threads`, re-exported here; default: ``OMP_NUM_THREADS`` or the number of cores) and
@@ -32,6 +34,7 @@ __all__ = [
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _NATIVE_FLOAT_BY_SIZE = {dt.itemsize: dt for dt in _FLOAT_DTYPES}
+_TooHardError = getattr(np, "exceptions", np).TooHardError  # NumPy < 1.25: np.TooHardError
 
 # The thread count as layers.py and models.py still read it (ops itself asks runtime on every call);
 # set_num_threads below keeps it current until they read runtime.get_num_threads() themselves.
@@ -430,6 +433,34 @@ def _check_param_and_grad(param, grad):
         raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
 
 
+def _same_elements(a, b):
+    """True when ndarrays ``a`` and ``b`` view the same elements in the same places."""
+    return a is b or (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _check_disjoint(*named):
+    """Raise ValueError naming the first two of the (name, ndarray or None) pairs that share memory; the
+    update kernels read and write them element by element, so an overlap gives neither array's value.
+    ``param`` and ``grad`` may be one array: each element is read before it is written."""
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1:]:
+            if a is None or b is None or not np.may_share_memory(a, b):
+                continue
+            if (name_a, name_b) == ("param", "grad") and _same_elements(a, b):
+                continue
+            # the bounds overlap; for two contiguous arrays that is the memory itself
+            if not (a.flags.c_contiguous and b.flags.c_contiguous):
+                try:
+                    if not np.shares_memory(a, b, max_work=100_000):
+                        continue
+                except _TooHardError:  # too costly to decide: treat as overlapping
+                    pass
+            what = "are the same array" if a is b else "share memory"
+            raise ValueError(f"{name_a} and {name_b} {what}; the update needs arrays that do not overlap "
+                             f"(pass a copy, e.g. {name_b}.copy())")
+
+
 def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=False):
     if type(value) is not float:  # the common case skips the ABC checks (0.43 -> 0.15 us)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -490,7 +521,12 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     plain = (not amsgrad and vmax is None and _adam.plain_arrays(param, grad, m, v)
              and (not _DECLINE_SWAPPED or (_native_ready(param) and _native_ready(grad) and _native_ready(m)
                                            and _native_ready(v))))
-    if not plain:
+    if plain:
+        # distinct arrays that own their memory cannot overlap: the exact check is for views and repeats
+        if not (param.base is None and grad.base is None and m.base is None and v.base is None
+                and m is not v and m is not param and v is not param and m is not grad and v is not grad):
+            _check_disjoint(("param", param), ("grad", grad), ("m", m), ("v", v))
+    else:
         _check_param_and_grad(param, grad)
         _writable_float(m, "m", param)
         _writable_float(v, "v", param)
@@ -500,6 +536,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
             _writable_float(vmax, "vmax", param)
         elif vmax is not None:
             raise ValueError("vmax is only used with amsgrad=True")
+        _check_disjoint(("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax))
     if type(step) is not int and (isinstance(step, (bool, np.bool_))
                                   or not isinstance(step, numbers.Integral)):
         raise TypeError(f"step must be an int (1-based step number), got {step!r}")
@@ -543,7 +580,11 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     plain = (_sgd.plain_arrays(param, grad, velocity)
              and (not _DECLINE_SWAPPED or (_native_ready(param) and _native_ready(grad)
                                            and (velocity is None or _native_ready(velocity)))))
-    if not plain:
+    if plain:
+        if not (param.base is None and grad.base is None
+                and (velocity is None or (velocity.base is None and velocity is not param and velocity is not grad))):
+            _check_disjoint(("param", param), ("grad", grad), ("velocity", velocity))
+    else:
         _check_param_and_grad(param, grad)
     lr = _check_scalar(lr, "lr", 0.0)
     momentum = _check_scalar(momentum, "momentum", 0.0)
@@ -552,8 +593,10 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
         raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
     if momentum != 0 and velocity is None:
         raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
-    if velocity is not None and not plain:
-        _writable_float(velocity, "velocity", param)
+    if not plain:
+        if velocity is not None:
+            _writable_float(velocity, "velocity", param)
+        _check_disjoint(("param", param), ("grad", grad), ("velocity", velocity))
     use = momentum != 0
     if plain:
         _sgd.sgd_update(param, grad, velocity if use else None, lr, momentum, bool(nesterov), weight_decay,

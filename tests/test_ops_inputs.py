@@ -201,6 +201,154 @@ def test_fuzz_update_byte_order_and_layout_never_change_the_result(size, dtype, 
     assert_same_bits(vel, vel_n, "velocity")
 
 
+# -------------------------------------------------------------------------- item 3: aliased state
+
+def _adam_state(rng, n=16):
+    return rng.standard_normal(n), rng.standard_normal(n), np.zeros(n), np.zeros(n)
+
+
+def test_adam_refuses_m_is_v(rng):
+    p, g, mv, _ = _adam_state(rng)
+    with pytest.raises(ValueError, match="m and v are the same array"):
+        ops.adam_update(p, g, mv, mv, step=1)
+
+
+def test_adam_refuses_param_as_m(rng):
+    p, g, _, v = _adam_state(rng)
+    with pytest.raises(ValueError, match="param and m are the same array"):
+        ops.adam_update(p, g, p, v, step=1)
+
+
+def test_sgd_refuses_param_as_velocity(rng):
+    p, g, _, _ = _adam_state(rng)
+    with pytest.raises(ValueError, match="param and velocity are the same array"):
+        ops.sgd_update(p, g, p, lr=0.1, momentum=0.9)
+
+
+@pytest.mark.parametrize("n", [15, 131_072])
+def test_partly_overlapping_param_and_grad_are_refused(n, rng):
+    """issue 18 item 3: p=buf[1:], g=buf[:n] differed from value semantics in 58 of 131,072 elements."""
+    buf = rng.standard_normal(n + 1)
+    with pytest.raises(ValueError, match="param and grad share memory"):
+        ops.sgd_update(buf[1:], buf[:n], lr=0.1)
+    with pytest.raises(ValueError, match="param and grad share memory"):
+        ops.adam_update(buf[1:], buf[:n], np.zeros(n), np.zeros(n), step=1)
+
+
+@pytest.mark.parametrize("layout", ["owned", "views", "strided"])
+def test_overlaps_are_found_in_every_layout(layout, rng):
+    buf = rng.standard_normal(120)
+    if layout == "owned":
+        p, g, m = buf[:20].copy(), buf[20:40].copy(), np.zeros(20)
+        v = m
+    elif layout == "views":      # contiguous views: the bounds check is exact
+        p, g, m, v = buf[:20], buf[20:40], buf[40:60], buf[55:75]
+    else:                        # strided views: the exact check
+        p, g, m, v = buf[0:40:2], buf[40:60], buf[60:100:2], buf[70:110:2]
+    with pytest.raises(ValueError, match="m and v"):
+        ops.adam_update(p, g, m, v, step=1)
+
+
+def test_interleaved_strided_views_do_not_overlap(rng):
+    """Bounds overlap, memory does not: accepted (the exact check), and the step is the reference's."""
+    buf = np.zeros(80)
+    buf[0:40:2] = rng.standard_normal(20)
+    p, m, v, g = buf[0:40:2], buf[1:40:2], buf[40:80:2], buf[41:80:2]
+    g[...] = rng.standard_normal(20)
+    ref = [a.copy() for a in (p, g, m, v)]
+    ops.adam_update(p, g, m, v, step=1)
+    reference.adam_update(*ref, step=1)
+    for got, want in zip((p, g, m, v), ref):
+        assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("same", ["is", "view", "reshape"])
+def test_param_may_be_grad(same, rng):
+    """param and grad as one array: harmless, each element is read before it is written."""
+    p0 = rng.standard_normal(33)
+    for update in ("adam", "sgd"):
+        p = p0.copy()
+        grad = {"is": p, "view": p.view(), "reshape": p.reshape(3, 11).reshape(33)}[same]
+        p_ref = p0.copy()
+        if update == "adam":
+            m, v, m_r, v_r = np.zeros(33), np.zeros(33), np.zeros(33), np.zeros(33)
+            ops.adam_update(p, grad, m, v, step=1, weight_decay=0.1)
+            reference.adam_update(p_ref, p_ref, m_r, v_r, step=1, weight_decay=0.1)
+            assert_same_bits(m, m_r)
+        else:
+            vel, vel_r = np.zeros(33), np.zeros(33)
+            ops.sgd_update(p, grad, vel, lr=0.1, momentum=0.9, weight_decay=0.1)
+            reference.sgd_update(p_ref, p_ref, vel_r, lr=0.1, momentum=0.9, weight_decay=0.1)
+        assert_same_bits(p, p_ref, update)
+
+
+def test_aliasing_checks_also_cover_vmax_and_non_contiguous_state(rng):
+    p, g, m, v = _adam_state(rng)
+    with pytest.raises(ValueError, match="v and vmax are the same array"):
+        ops.adam_update(p, g, m, v, step=1, amsgrad=True, vmax=v)
+    wide = np.zeros(32)
+    with pytest.raises(ValueError, match="m and v share memory"):
+        ops.adam_update(p, g, wide[::2], wide[::2], step=1)   # two view objects of the same elements
+
+
+def _view(buf, start, step, n):
+    """``buf[start::step][:n]`` where that has n elements, else None."""
+    view = buf[start::step][:n]
+    return view if len(view) == n else None
+
+
+def _expected_overlap(named):
+    for i, (na, a) in enumerate(named):
+        for nb, b in named[i + 1:]:
+            same = a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
+            if (na, nb) == ("param", "grad") and same:
+                continue
+            if np.shares_memory(a, b):
+                return na, nb
+    return None
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 12), slices=st.lists(st.tuples(st.integers(0, 47), st.sampled_from([1, 2, 3, -1, -2])),
+                                             min_size=4, max_size=4),
+       separate=st.lists(st.booleans(), min_size=4, max_size=4), update=st.sampled_from(["adam", "sgd"]),
+       seed=st.integers(0, 2**31))
+def test_fuzz_aliasing_is_refused_or_matches_value_semantics(n, slices, separate, update, seed):
+    """Arguments drawn as views of one buffer (or separate arrays): an overlap between two of them is a
+    ValueError naming both; anything else gives the reference step on copies, written back."""
+    rng = np.random.default_rng(seed)
+    buf = rng.uniform(0.5, 1.5, 48)   # positive: a view used as v stays a valid second moment
+    names = ["param", "grad", "m", "v"] if update == "adam" else ["param", "grad", "velocity"]
+    arrays = []
+    for (start, step), own in zip(slices, separate):
+        a = _view(buf, start, step, n)
+        if a is None or own:
+            a = rng.uniform(0.5, 1.5, n)
+        arrays.append(a)
+    arrays = arrays[:len(names)]
+    named = list(zip(names, arrays))
+    overlap = _expected_overlap(named)
+    before = buf.copy()
+    if overlap is not None:
+        with pytest.raises(ValueError, match=f"{overlap[0]} and {overlap[1]}"):
+            if update == "adam":
+                ops.adam_update(*arrays, step=1)
+            else:
+                ops.sgd_update(*arrays, lr=0.1, momentum=0.9)
+        assert np.array_equal(buf, before)  # refused before anything is written
+        return
+    copies = [a.copy() for a in arrays]
+    if update == "adam":
+        ops.adam_update(*arrays, step=1)
+        reference.adam_update(*copies, step=1)
+    else:
+        ops.sgd_update(*arrays, lr=0.1, momentum=0.9)
+        reference.sgd_update(*copies, lr=0.1, momentum=0.9)
+    for (name, got), want in zip(named, copies):
+        if name != "grad":
+            assert_same_bits(got, want, name)
+
+
 # ------------------------------------------------------------------ item 5: 0-d arrays and bad shapes
 
 def test_relu_keeps_a_0d_shape():
