@@ -181,10 +181,11 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W), float32 or float64
+    x : ndarray, shape (N, C, H, W), float32 or float64 (non-native byte order is converted)
     w : ndarray, shape (F, C, kh, kw), same dtype
     b : ndarray, shape (F,), optional
     stride, padding : int or (h, w) pair; zero padding.
+    With C = 0 (or F = 0, N = 0) there is nothing to multiply: y is the bias (or empty).
 
     Returns
     -------
@@ -508,6 +509,8 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     Parameters
     ----------
     param, grad, m, v : ndarrays of one shape and dtype; param, m, v are updated in place.
+        Non-contiguous or byte-swapped ones are updated through a native copy that is written back.
+        No two may share memory (ValueError naming both), except that grad may be param itself.
     step : int >= 1 -- the 1-based step number (bias correction uses ``beta**step``).
     weight_decay : L2 added to the gradient, or (``decoupled=True``, AdamW) ``p *= 1 - lr*weight_decay``.
     amsgrad : keep ``vmax = max(vmax, v)`` (``vmax`` array required) and use it in the denominator.
@@ -572,6 +575,8 @@ def _adam_update_unchecked(param, grad, m, v, vmax, step, lr, beta1, beta2, eps,
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     """One fused, in-place SGD step with ``torch.optim.SGD`` semantics.
 
+    param and velocity are updated in place (a non-contiguous or byte-swapped one through a native copy
+    that is written back); no two of param, grad, velocity may share memory, except grad is param.
     ``velocity`` (zeros at the start, same shape/dtype as param) is required when ``momentum != 0``:
     ``buf = momentum*buf + d`` (with buf starting at zero this equals torch's first-step ``buf = d``);
     the step uses ``d + momentum*buf`` (Nesterov) or ``buf``.  ``d = grad + weight_decay*param``.

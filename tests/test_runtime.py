@@ -120,10 +120,11 @@ def test_autotune_switch_takes_a_bool(threads, bad):
 def test_autotune_off_runs_no_trials(threads):
     runtime.set_autotune(False)
     runtime.set_num_threads(2)
-    x, w = np.ones((1, 3, 11, 13)), np.ones((2, 3, 4, 1))
+    x, w = np.ones((1, 3, 11, 13)), np.ones((2, 3, 4, 1))   # a geometry no other test uses
     ops.conv2d_forward(x, w)
-    assert not [c for c in runtime.autotune_report()
-                if c["kernel"] == "conv2d" and c["shape"]["height"] == 11 and c["shape"]["width"] == 13]
+    shape = {"channels": 3, "height": 11, "width": 13, "filters": 2, "kernel_size": (4, 1), "stride": (1, 1),
+             "padding": (0, 0)}
+    assert not [c for c in runtime.autotune_report() if c["kernel"] == "conv2d" and c["shape"] == shape]
 
 
 def test_autotune_report_lists_what_the_trials_chose(threads):
@@ -183,3 +184,20 @@ def test_adam_coefficients_are_the_references_bit_for_bit(eps_hat):
             ours = ops._adam_coefficients(step, lr, beta1, beta2, wd, eps_hat)
             theirs = reference._adam_coefficients(step, lr, beta1, beta2, wd, eps_hat)
             assert np.array(ours).tobytes() == np.array(theirs).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_split_below_parallel_min_is_bit_identical(threads, dtype):
+    """What test_adam_bit_identical_over_many_steps[1001] meant by patching ops._num_threads (ops now
+    reads the count from runtime): two threads, trials off, still the reference's bits."""
+    runtime.set_autotune(False)
+    runtime.set_num_threads(2)
+    rng = np.random.default_rng(11)
+    p = rng.standard_normal(1001).astype(dtype)
+    state = [np.zeros_like(p), np.zeros_like(p)]
+    p_ref, state_ref = p.copy(), [np.zeros_like(p), np.zeros_like(p)]
+    for step in range(1, 11):
+        g = rng.standard_normal(1001).astype(dtype)
+        ops.adam_update(p, g, *state, step=step, lr=1e-2)
+        reference.adam_update(p_ref, g, *state_ref, step=step, lr=1e-2)
+        assert p.tobytes() == p_ref.tobytes(), step
