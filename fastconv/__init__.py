@@ -5,6 +5,7 @@
 - :mod:`fastconv.nn`           layers, initializers, optimizers, the ``Sequential`` model and its training loop
 - :mod:`fastconv.datasets`     MNIST (an embedded subset or your files) and make_moons
 - :mod:`fastconv.zoo`          the seed networks
+- :mod:`fastconv.runtime`      thread count, OpenMP facts, the autotune switch and its report
 """
 import os as _os
 import sys as _sys
@@ -21,7 +22,7 @@ except ImportError as _exc:
         f"fastconv's compiled extensions (fastconv._conv, ...) are not built in {_here}: this looks like a "
         "source checkout. Build them in place with `pip install -e .` (then `python -m pytest` works from the "
         "checkout root), or install with `pip install .` and run from outside the checkout.") from _exc
-from . import datasets, reference  # datasets imports nothing of fastconv: its place here is free
+from . import datasets, reference, runtime  # datasets imports nothing of fastconv: its place here is free
 from .nn import initializers, layers, optimizers
 from .nn.callbacks import History
 from .nn.model import Sequential, load_model
@@ -33,4 +34,4 @@ for _name, _module in (("layers", layers), ("initializers", initializers), ("opt
 
 __version__ = "0.1.0"
 __all__ = ["Sequential", "History", "load_model", "layers", "optimizers", "datasets", "initializers", "ops",
-           "reference", "get_num_threads", "set_num_threads", "__version__"]
+           "reference", "runtime", "get_num_threads", "set_num_threads", "__version__"]

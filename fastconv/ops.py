@@ -6,67 +6,85 @@ NumPy twin of the same signature in :mod:`fastconv.reference`.
 
 Supported dtypes are float32 and float64; all floating inputs of one call must share the dtype.  Integer
 or boolean arrays are rejected rather than silently converted: cast them explicitly (``x.astype(np.float32)``).
+Non-native byte order is converted: a big-endian ``'>f8'`` input is read as the float64 it holds, outputs
+are native, and the in-place updates (:func:`adam_update`, :func:`sgd_update`) update a byte-swapped
+array through a native copy that is written back, as they do for a non-contiguous one.  The arrays an
+update writes must not share memory with each other or with ``grad`` (``param`` and ``grad`` may be one
+array).
 
-Threads: the kernels use OpenMP when the build found it.  :func:`set_num_threads` sets how many (default:
-``OMP_NUM_THREADS`` or the number of cores).
+Threads: the kernels use OpenMP when the build found it.  :mod:`fastconv.runtime` sets how many
+(:func:`set_num_threads`, re-exported here; default: ``OMP_NUM_THREADS`` or the number of cores) and
+switches the thread trials (:func:`fastconv.runtime.set_autotune`).
 """
+import math
 import numbers
-import threading
 
 import numpy as np
 
 from . import _adam, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
-from .reference import _adam_coefficients
+from .runtime import get_num_threads, max_threads, openmp_enabled, set_num_threads
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward",
     "maxpool2d_forward",
     "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
-    "set_num_threads", "get_num_threads", "openmp_enabled",
+    "set_num_threads", "get_num_threads", "openmp_enabled", "max_threads",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_threads_lock = threading.Lock()
-_num_threads = max(1, int(_conv.max_threads()))
+_NATIVE_FLOAT_BY_SIZE = {dt.itemsize: dt for dt in _FLOAT_DTYPES}
+_TooHardError = getattr(np, "exceptions", np).TooHardError  # NumPy < 1.25: np.TooHardError
 
 
-def set_num_threads(n):
-    """Set the number of OpenMP threads the kernels use (an int >= 1)."""
-    global _num_threads
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"num_threads must be an integer >= 1, got {n!r}")
-    with _threads_lock:
-        _num_threads = int(n)
+
+def _fast_checks_take_swapped():
+    """True when a compiled fast check takes a byte-swapped array as native (it compares NumPy's type
+    number only): ops then sends such arrays down the converting path itself."""
+    swapped = _FLOAT_DTYPES[1].newbyteorder()
+    one, flat = np.zeros((1, 1, 1, 1), swapped), np.zeros(1, swapped)
+    try:
+        return (_conv.forward_plain(one, one, None, 1, 0, 1) is not None
+                or _conv.backward_plain(one, one, one, False, 1, 0, 1) is not None
+                or bool(_adam.plain_arrays(flat, flat, flat, flat)) or bool(_sgd.plain_arrays(flat, flat, None)))
+    except (TypeError, ValueError):  # a check that rejects them outright: nothing for ops to decline
+        return False
 
 
-def get_num_threads():
-    """Number of OpenMP threads the kernels use."""
-    return _num_threads
-
-
-def openmp_enabled():
-    """True when the compiled core was built with OpenMP."""
-    return _conv.have_openmp()
+_DECLINE_SWAPPED = _fast_checks_take_swapped()
+# True for an exact ndarray of native float32/float64, C-contiguous (one C call, cheaper than .dtype.isnative)
+_native_ready = _conv.kernel_ready
 
 
 # --------------------------------------------------------------------------------------------- checks
 
+def _native_float(dtype):
+    """The native float32/float64 dtype of ``dtype`` in either byte order, or None for any other dtype."""
+    return _NATIVE_FLOAT_BY_SIZE.get(dtype.itemsize) if dtype.kind == "f" else None
+
+
 def _float_array(a, name, ndim=None):
-    """Return ``a`` as a float32/float64 ndarray (C-contiguous), or raise naming ``name``."""
+    """Return ``a`` as a native float32/float64 ndarray (C-contiguous; a byte-swapped one converted), or
+    raise naming ``name``."""
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{name} must be an array of floats, got {type(a).__name__}") from exc
     if a.dtype not in _FLOAT_DTYPES:
-        if a.dtype.kind in "biuf":
-            raise TypeError(
-                f"{name} has dtype {a.dtype}; fastconv kernels take float32 or float64 "
-                f"(convert explicitly, e.g. {name}.astype(np.float32))"
-            )
-        raise TypeError(f"{name} must be a numeric float array, got dtype {a.dtype}")
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+        native = _native_float(a.dtype)
+        if native is None:
+            if a.dtype.kind in "biuf":
+                raise TypeError(
+                    f"{name} has dtype {a.dtype}; fastconv kernels take float32 or float64 "
+                    f"(convert explicitly, e.g. {name}.astype(np.float32))"
+                )
+            raise TypeError(f"{name} must be a numeric float array, got dtype {a.dtype}")
+        a = np.asarray(a, dtype=native, order="C")  # non-native byte order: a native copy
+    if ndim is not None:
+        if a.ndim != ndim:
+            raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    elif not a.ndim:
+        return np.asarray(a)  # 0-d is contiguous (ascontiguousarray would make it 1-D)
     return np.ascontiguousarray(a)
 
 
@@ -96,9 +114,35 @@ def _pair(value, name, minimum):
     return tuple(out)
 
 
+def _shape4(shape, name, layout):
+    """``shape`` as a tuple of 4 Python ints >= 0, or raise naming ``name`` and its ``layout``."""
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of 4 ints {layout}, got {shape!r}") from None
+    if len(items) != 4:
+        raise ValueError(f"{name} must have 4 entries {layout}, got {shape!r}")
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must hold ints {layout}, got {shape!r}")
+        if v < 0:
+            raise ValueError(f"{name} must hold sizes >= 0 {layout}, got {shape!r}")
+    return tuple(int(v) for v in items)
+
+
 def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0):
-    """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry."""
-    return _output_shape(input_shape, weight_shape, _pair(stride, "stride", 1), _pair(padding, "padding", 0))
+    """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry.
+
+    ``input_shape`` is (N, C, H, W) and ``weight_shape`` (F, C, kh, kw), ints >= 0 (kh, kw >= 1).
+
+    Examples
+    --------
+    >>> conv2d_output_shape((8, 3, 32, 32), (16, 3, 5, 5), stride=1, padding=2)
+    (8, 16, 32, 32)
+    """
+    return _output_shape(_shape4(input_shape, "input_shape", "(N, C, H, W)"),
+                         _shape4(weight_shape, "weight_shape", "(F, C, kh, kw)"),
+                         _pair(stride, "stride", 1), _pair(padding, "padding", 0))
 
 
 def _output_shape(input_shape, weight_shape, stride, padding):
@@ -109,8 +153,8 @@ def _output_shape(input_shape, weight_shape, stride, padding):
     F, Cw, kh, kw = weight_shape
     if Cw != C:
         raise ValueError(f"channel mismatch: x has {C} channels but w expects {Cw} (w shape {tuple(weight_shape)})")
-    if kh < 1 or kw < 1 or F < 1:
-        raise ValueError(f"w must have non-empty filters and kernel, got shape {tuple(weight_shape)}")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"w must have a non-empty kernel, got shape {tuple(weight_shape)}")
     if kh > H + 2 * ph or kw > W + 2 * pw:
         raise ValueError(
             f"kernel {kh}x{kw} is larger than the padded input {H + 2 * ph}x{W + 2 * pw} "
@@ -126,10 +170,11 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W), float32 or float64
+    x : ndarray, shape (N, C, H, W), float32 or float64 (non-native byte order is converted)
     w : ndarray, shape (F, C, kh, kw), same dtype
     b : ndarray, shape (F,), optional
     stride, padding : int or (h, w) pair; zero padding.
+    With C = 0 (or F = 0, N = 0) there is nothing to multiply: y is the bias (or empty).
 
     Returns
     -------
@@ -142,9 +187,11 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     >>> conv2d_forward(x, w, padding=1).shape
     (1, 2, 4, 4)
     """
-    y = _conv.forward_plain(x, w, b, stride, padding, _num_threads)  # the common case, checked in C
-    if y is not None:
-        return y
+    # the common case, checked in C (which takes a byte-swapped array for native: see _DECLINE_SWAPPED)
+    if not _DECLINE_SWAPPED or (_native_ready(x) and _native_ready(w) and (b is None or _native_ready(b))):
+        y = _conv.forward_plain(x, w, b, stride, padding, get_num_threads())
+        if y is not None:
+            return y
     x = _float_array(x, "x", 4)
     w = _float_array(w, "w", 4)
     if w.dtype != x.dtype:
@@ -159,8 +206,12 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
     y = np.empty(shape, dtype=x.dtype)
-    if y.size:
-        _conv.conv2d_forward(x, w, b, y, stride, padding, _num_threads)
+    if y.size and x.shape[1]:
+        _conv.conv2d_forward(x, w, b, y, stride, padding, get_num_threads())
+    elif y.size:  # no input channels: no products, y is the bias (as the reference computes it)
+        y.fill(0)
+        if b is not None:
+            y += b.reshape(-1, 1, 1)
     return y
 
 
@@ -177,9 +228,10 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     -------
     dx : ndarray (N, C, H, W) or None;  dw : ndarray (F, C, kh, kw);  db : ndarray (F,)
     """
-    out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, _num_threads)
-    if out is not None:
-        return out
+    if not _DECLINE_SWAPPED or (_native_ready(dy) and _native_ready(x) and _native_ready(w)):
+        out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, get_num_threads())
+        if out is not None:
+            return out
     x = _float_array(x, "x", 4)
     w = _float_array(w, "w", 4)
     dy = _float_array(dy, "dy", 4)
@@ -190,14 +242,15 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     shape = _output_shape(x.shape, w.shape, stride, padding)
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the convolution output has shape {shape}")
-    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
-    # the kernel writes every element of dw and db; an empty batch has zero gradients
-    alloc = np.empty if dy.size else np.zeros
-    dw = alloc(w.shape, dtype=x.dtype)
-    db = alloc(w.shape[0], dtype=x.dtype)
-    if dy.size:
-        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, _num_threads)
-    return dx, dw, db
+    if dy.size and x.shape[1]:  # the kernel writes every element of dx, dw and db
+        dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+        dw = np.empty(w.shape, dtype=x.dtype)
+        db = np.empty(w.shape[0], dtype=x.dtype)
+        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, get_num_threads())
+        return dx, dw, db
+    # no products (an empty batch, no filters or no input channels): zero dx and dw, db sums dy
+    dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
+    return dx, np.zeros(w.shape, dtype=x.dtype), dy.sum(axis=(0, 2, 3))
 
 
 # ---------------------------------------------------------------------------------------------- dense
@@ -232,7 +285,8 @@ def dense_forward(x, w, b=None):
     if b is not None and b.shape[0] != w.shape[0]:
         raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} output units")
     y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
-    _dense_forward_into(x, w, b, y)
+    kernel, args = bind_dense_forward(x, w, b, y)
+    kernel(*args)
     return y
 
 
@@ -250,29 +304,9 @@ def dense_backward(dy, x, w, *, need_dx=True):
     dx = np.empty_like(x) if need_dx else None
     dw = np.empty_like(w)
     db = np.empty(w.shape[0], dtype=x.dtype)
-    _dense_backward_into(dy, x, w, dx, dw, db)
+    kernel, args = bind_dense_backward(dy, x, w, dx, dw, db)
+    kernel(*args)
     return dx, dw, db
-
-
-def _dense_forward_into(x, w, b, y):
-    """dense_forward into a preallocated ``y`` (C-contiguous, one float dtype, shapes checked by the caller)."""
-    if x.shape[0] <= _dense.SMALL_BATCH:
-        _dense.dense_forward(x, w, b, y)
-    else:
-        np.matmul(x, w.T, out=y)
-        if b is not None:
-            y += b
-
-
-def _dense_backward_into(dy, x, w, dx, dw, db):
-    """dense_backward into preallocated ``dx`` (or None), ``dw``, ``db``; preconditions as above."""
-    if x.shape[0] <= _dense.SMALL_BATCH:
-        _dense.dense_backward(dy, x, w, dx, dw, db)
-    else:
-        np.matmul(dy.T, x, out=dw)
-        np.add.reduce(dy, axis=0, out=db)
-        if dx is not None:
-            np.matmul(dy, w, out=dx)
 
 
 # ----------------------------------------------------------------------------------------------- relu
@@ -285,7 +319,7 @@ def relu_forward(x):
     x = _float_array(x, "x")
     y = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
-    _relu.relu_forward(x, y, mask, _num_threads)
+    _relu.relu_forward(x, y, mask, get_num_threads())
     return y, mask
 
 
@@ -299,7 +333,7 @@ def relu_backward(dy, mask):
         raise ValueError(f"mask has shape {mask.shape} but dy has shape {dy.shape}")
     mask = np.ascontiguousarray(mask)
     dx = np.empty_like(dy)
-    _relu.relu_backward(dy, mask, dx, _num_threads)
+    _relu.relu_backward(dy, mask, dx, get_num_threads())
     return dx
 
 
@@ -320,7 +354,7 @@ def maxpool2d_forward(x, *, size=2, stride=None):
     y = np.empty((N, C, (H - kh) // sh + 1, (W - kw) // sw + 1), dtype=x.dtype)
     idx = np.empty(y.shape, dtype=np.int64)
     if y.size:
-        _maxpool.maxpool2d_forward(x, y, idx, kh, kw, sh, sw, _num_threads)
+        _maxpool.maxpool2d_forward(x, y, idx, kh, kw, sh, sw, get_num_threads())
     return y, idx
 
 
@@ -332,33 +366,29 @@ def maxpool2d_backward(dy, idx, x_shape):
         raise TypeError(f"idx must be the integer array returned by maxpool2d_forward, got dtype {idx.dtype}")
     if idx.shape != dy.shape:
         raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
-    try:
-        x_shape = tuple(int(s) for s in x_shape)
-    except TypeError as exc:
-        raise TypeError(f"x_shape must be a tuple of 4 ints, got {x_shape!r}") from exc
-    if len(x_shape) != 4 or min(x_shape) < 0:
-        raise ValueError(f"x_shape must be 4 non-negative ints (N, C, H, W), got {x_shape}")
+    x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
     if x_shape[:2] != dy.shape[:2]:
         raise ValueError(f"x_shape {x_shape} does not match dy's batch and channels {dy.shape[:2]}")
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
-        _maxpool.maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), dx, _num_threads)
+        _maxpool.maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), dx, get_num_threads())
     return dx
 
 
 # ------------------------------------------------------------------------------------------ optimizers
 
 def _writable_float(a, name, like=None, like_name="param"):
+    """a: a writable float32/float64 array in either byte order (of ``like``'s shape and dtype)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array updated in place, got {type(a).__name__}")
-    if a.dtype not in _FLOAT_DTYPES:
+    if _native_float(a.dtype) is None:
         raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only; it is updated in place")
     if like is not None:
         if a.shape != like.shape:
             raise ValueError(f"{name} has shape {a.shape} but {like_name} has shape {like.shape}")
-        if a.dtype != like.dtype:
+        if _native_float(a.dtype) is not _native_float(like.dtype):
             raise TypeError(f"{name} has dtype {a.dtype} but {like_name} has dtype {like.dtype}")
     return a
 
@@ -370,8 +400,36 @@ def _check_param_and_grad(param, grad):
         raise TypeError(f"grad must be a NumPy array, got {type(grad).__name__}")
     if grad.shape != param.shape:
         raise ValueError(f"grad has shape {grad.shape} but param has shape {param.shape}")
-    if grad.dtype != param.dtype:
+    if _native_float(grad.dtype) is not _native_float(param.dtype):
         raise TypeError(f"grad has dtype {grad.dtype} but param has dtype {param.dtype}")
+
+
+def _same_elements(a, b):
+    """True when ndarrays ``a`` and ``b`` view the same elements in the same places."""
+    return a is b or (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _check_disjoint(*named):
+    """Raise ValueError naming the first two of the (name, ndarray or None) pairs that share memory; the
+    update kernels read and write them element by element, so an overlap gives neither array's value.
+    ``param`` and ``grad`` may be one array: each element is read before it is written."""
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1:]:
+            if a is None or b is None or not np.may_share_memory(a, b):
+                continue
+            if (name_a, name_b) == ("param", "grad") and _same_elements(a, b):
+                continue
+            # the bounds overlap; for two contiguous arrays that is the memory itself
+            if not (a.flags.c_contiguous and b.flags.c_contiguous):
+                try:
+                    if not np.shares_memory(a, b, max_work=100_000):
+                        continue
+                except _TooHardError:  # too costly to decide: treat as overlapping
+                    pass
+            what = "are the same array" if a is b else "share memory"
+            raise ValueError(f"{name_a} and {name_b} {what}; the update needs arrays that do not overlap "
+                             f"(pass a copy, e.g. {name_b}.copy())")
 
 
 def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=False):
@@ -389,15 +447,29 @@ def _check_scalar(value, name, low=None, high=None, low_open=False, high_open=Fa
 
 
 def _flat_views(arrays):
-    """The arrays as the update kernels take them: C-contiguous, of any shape (they run over the size).
-    A non-contiguous array becomes a contiguous copy, which the caller writes back (_write_back)."""
-    return [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+    """The arrays as the update kernels take them: C-contiguous and native, of any shape (they run over
+    the size).  A non-contiguous or byte-swapped array becomes a native contiguous copy, which the caller
+    writes back (_write_back)."""
+    return [a if a.flags.c_contiguous and a.dtype.isnative else np.asarray(a, _native_float(a.dtype), order="C")
+            for a in arrays]
 
 
 def _write_back(originals, flats):
     for a, f in zip(originals, flats):
         if a is not f and a is not None:
             a[...] = f
+
+
+def _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat):
+    """The per-step scalars in double precision: (step_size, sqrt(1 - beta2**step), 1 - lr*weight_decay).
+    fastconv.reference keeps a twin of this function; the tests hold the two to the same bits."""
+    bias_correction1 = 1.0 - beta1 ** step
+    bias_correction2 = 1.0 - beta2 ** step
+    if eps_hat:
+        step_size = lr * math.sqrt(bias_correction2) / bias_correction1
+    else:
+        step_size = lr / bias_correction1
+    return step_size, math.sqrt(bias_correction2), 1.0 - lr * weight_decay
 
 
 def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
@@ -407,6 +479,8 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     Parameters
     ----------
     param, grad, m, v : ndarrays of one shape and dtype; param, m, v are updated in place.
+        Non-contiguous or byte-swapped ones are updated through a native copy that is written back.
+        No two may share memory (ValueError naming both), except that grad may be param itself.
     step : int >= 1 -- the 1-based step number (bias correction uses ``beta**step``).
     weight_decay : L2 added to the gradient, or (``decoupled=True``, AdamW) ``p *= 1 - lr*weight_decay``.
     amsgrad : keep ``vmax = max(vmax, v)`` (``vmax`` array required) and use it in the denominator.
@@ -417,8 +491,15 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     # The common call (C-contiguous arrays of one dtype and shape, no AMSGrad) goes to the kernel as it
     # is: one compiled check instead of the generic ones and the copies (8.2 -> 3.1 us a call on 10
     # float32 parameters, one thread).
-    plain = not amsgrad and vmax is None and _adam.plain_arrays(param, grad, m, v)
-    if not plain:
+    plain = (not amsgrad and vmax is None and _adam.plain_arrays(param, grad, m, v)
+             and (not _DECLINE_SWAPPED or (_native_ready(param) and _native_ready(grad) and _native_ready(m)
+                                           and _native_ready(v))))
+    if plain:
+        # distinct arrays that own their memory cannot overlap: the exact check is for views and repeats
+        if not (param.base is None and grad.base is None and m.base is None and v.base is None
+                and m is not v and m is not param and v is not param and m is not grad and v is not grad):
+            _check_disjoint(("param", param), ("grad", grad), ("m", m), ("v", v))
+    else:
         _check_param_and_grad(param, grad)
         _writable_float(m, "m", param)
         _writable_float(v, "v", param)
@@ -428,6 +509,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
             _writable_float(vmax, "vmax", param)
         elif vmax is not None:
             raise ValueError("vmax is only used with amsgrad=True")
+        _check_disjoint(("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax))
     if type(step) is not int and (isinstance(step, (bool, np.bool_))
                                   or not isinstance(step, numbers.Integral)):
         raise TypeError(f"step must be an int (1-based step number), got {step!r}")
@@ -441,34 +523,34 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     step_size, bc2_sqrt, decay_factor = _adam_coefficients(int(step), lr, beta1, beta2, weight_decay, eps_hat)
     if plain:   # its own call: the shared one below, with a tuple for both cases, cost 0.6 us more
         _adam.adam_update(param, grad, m, v, None, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt,
-                          eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
+                          eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), get_num_threads())
         return
     arrays = [param, grad, m, v] + ([vmax] if amsgrad else [])
     flats = _flat_views(arrays)
     _adam.adam_update(flats[0], flats[1], flats[2], flats[3], flats[4] if amsgrad else None,
                       beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps, weight_decay,
-                      decay_factor, bool(decoupled), bool(eps_hat), _num_threads)
+                      decay_factor, bool(decoupled), bool(eps_hat), get_num_threads())
     _write_back([param, None, m, v] + ([vmax] if amsgrad else []), flats)
-
-
-def _adam_update_unchecked(param, grad, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled,
-                           eps_hat):
-    """adam_update for arguments adam_update has already accepted (same arrays, same floats): an
-    optimizer re-checks only when they change.  The kernel still checks the lengths."""
-    step_size, bc2_sqrt, decay_factor = _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat)
-    _adam.adam_update(param, grad, m, v, vmax, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt, eps,
-                      weight_decay, decay_factor, decoupled, eps_hat, _num_threads)
 
 
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     """One fused, in-place SGD step with ``torch.optim.SGD`` semantics.
 
+    param and velocity are updated in place (a non-contiguous or byte-swapped one through a native copy
+    that is written back); no two of param, grad, velocity may share memory, except grad is param.
     ``velocity`` (zeros at the start, same shape/dtype as param) is required when ``momentum != 0``:
     ``buf = momentum*buf + d`` (with buf starting at zero this equals torch's first-step ``buf = d``);
     the step uses ``d + momentum*buf`` (Nesterov) or ``buf``.  ``d = grad + weight_decay*param``.
     """
-    plain = _sgd.plain_arrays(param, grad, velocity)   # as in adam_update: no generic checks, no copies
-    if not plain:
+    # as in adam_update: no generic checks, no copies
+    plain = (_sgd.plain_arrays(param, grad, velocity)
+             and (not _DECLINE_SWAPPED or (_native_ready(param) and _native_ready(grad)
+                                           and (velocity is None or _native_ready(velocity)))))
+    if plain:
+        if not (param.base is None and grad.base is None
+                and (velocity is None or (velocity.base is None and velocity is not param and velocity is not grad))):
+            _check_disjoint(("param", param), ("grad", grad), ("velocity", velocity))
+    else:
         _check_param_and_grad(param, grad)
     lr = _check_scalar(lr, "lr", 0.0)
     momentum = _check_scalar(momentum, "momentum", 0.0)
@@ -477,17 +559,19 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
         raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
     if momentum != 0 and velocity is None:
         raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
-    if velocity is not None and not plain:
-        _writable_float(velocity, "velocity", param)
+    if not plain:
+        if velocity is not None:
+            _writable_float(velocity, "velocity", param)
+        _check_disjoint(("param", param), ("grad", grad), ("velocity", velocity))
     use = momentum != 0
     if plain:
         _sgd.sgd_update(param, grad, velocity if use else None, lr, momentum, bool(nesterov), weight_decay,
-                        _num_threads)
+                        get_num_threads())
         return
     arrays = [param, grad] + ([velocity] if use else [])
     flats = _flat_views(arrays)
     _sgd.sgd_update(flats[0], flats[1], flats[2] if use else None, lr, momentum,
-                    bool(nesterov), weight_decay, _num_threads)
+                    bool(nesterov), weight_decay, get_num_threads())
     _write_back([param, None] + ([velocity] if use else []), flats)
 
 
@@ -523,7 +607,7 @@ def _softmax_cross_entropy_unchecked(logits, labels):
     """softmax_cross_entropy for C-contiguous float logits (N, K) and int64 labels (N,); the kernel checks
     the lengths and that every label lies in [0, K)."""
     dlogits = np.empty_like(logits)
-    loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, _num_threads)
+    loss = _softmax_ce.softmax_cross_entropy(logits, labels, dlogits, get_num_threads())
     return loss, dlogits
 
 
@@ -555,7 +639,7 @@ def bind_conv2d_forward(x, w, b, y, *, stride, padding):
     if b is not None:
         _buffer(b, "b", (w.shape[0],), w.dtype)
     _buffer(y, "y", shape, w.dtype, write=True)
-    return _conv.conv2d_forward, (x, w, b, y, stride, padding, _num_threads)
+    return _conv.conv2d_forward, (x, w, b, y, stride, padding, get_num_threads())
 
 
 def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding):
@@ -570,7 +654,7 @@ def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding):
         _buffer(dx, "dx", x.shape, w.dtype, write=True)
     _buffer(dw, "dw", w.shape, w.dtype, write=True)
     _buffer(db, "db", (w.shape[0],), w.dtype, write=True)
-    return _conv.conv2d_backward, (dy, x, w, dx, dw, db, stride, padding, _num_threads)
+    return _conv.conv2d_backward, (dy, x, w, dx, dw, db, stride, padding, get_num_threads())
 
 
 def _dense_blas_forward(x, wt, b, y):
@@ -616,14 +700,14 @@ def bind_relu_forward(x, y, mask):
     """``y, mask = relu_forward(x)`` into ``y`` and ``mask``, as a bound call."""
     _buffer(y, "y", x.shape, x.dtype, write=True)
     _buffer(mask, "mask", x.shape, np.bool_, write=True)
-    return _relu.relu_forward, (_buffer(x, "x", x.shape, x.dtype), y, mask, _num_threads)
+    return _relu.relu_forward, (_buffer(x, "x", x.shape, x.dtype), y, mask, get_num_threads())
 
 
 def bind_relu_backward(dy, mask, dx):
     """``dx = relu_backward(dy, mask)`` into ``dx``, as a bound call."""
     _buffer(mask, "mask", dy.shape, np.bool_)
     _buffer(dx, "dx", dy.shape, dy.dtype, write=True)
-    return _relu.relu_backward, (_buffer(dy, "dy", dy.shape, dy.dtype), mask, dx, _num_threads)
+    return _relu.relu_backward, (_buffer(dy, "dy", dy.shape, dy.dtype), mask, dx, get_num_threads())
 
 
 def bind_maxpool2d_forward(x, y, idx, *, size, stride):
@@ -635,7 +719,7 @@ def bind_maxpool2d_forward(x, y, idx, *, size, stride):
     _buffer(x, "x", x.shape, x.dtype)
     _buffer(y, "y", shape, x.dtype, write=True)
     _buffer(idx, "idx", shape, np.int64, write=True)
-    return _maxpool.maxpool2d_forward, (x, y, idx, kh, kw, sh, sw, _num_threads)
+    return _maxpool.maxpool2d_forward, (x, y, idx, kh, kw, sh, sw, get_num_threads())
 
 
 def _maxpool_backward_into(dy, idx, dx, nthreads):
@@ -647,7 +731,7 @@ def bind_maxpool2d_backward(dy, idx, dx):
     """``dx = maxpool2d_backward(dy, idx, dx.shape)`` into ``dx``, as a bound call."""
     _buffer(idx, "idx", dy.shape, np.int64)
     _buffer(dx, "dx", dx.shape, dy.dtype, write=True)
-    return _maxpool_backward_into, (_buffer(dy, "dy", dy.shape, dy.dtype), idx, dx, _num_threads)
+    return _maxpool_backward_into, (_buffer(dy, "dy", dy.shape, dy.dtype), idx, dx, get_num_threads())
 
 
 def bind_softmax_cross_entropy(logits, labels, dlogits):
@@ -656,7 +740,7 @@ def bind_softmax_cross_entropy(logits, labels, dlogits):
     _buffer(logits, "logits", logits.shape, logits.dtype)
     _buffer(labels, "labels", (logits.shape[0],), np.int64)
     _buffer(dlogits, "dlogits", logits.shape, logits.dtype, write=True)
-    return _softmax_ce.softmax_cross_entropy, (logits, labels, dlogits, _num_threads)
+    return _softmax_ce.softmax_cross_entropy, (logits, labels, dlogits, get_num_threads())
 
 
 def bind_count_correct(logits, labels):
@@ -670,15 +754,17 @@ def bind_adam_update(param, grad, m, v, vmax, *, beta1, beta2, eps, weight_decay
     """A bound Adam step on flat buffers: ``update(step, lr)`` runs :func:`adam_update` with the
     hyperparameters given here (checked once) and the step number and learning rate given to it."""
     n = param.shape
-    for name, a in (("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax)):
+    named = (("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax))
+    for name, a in named:
         if a is not None:
             _buffer(a, name, n, param.dtype, write=name != "grad")
+    _check_disjoint(*named)
     beta1 = _check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True)
     beta2 = _check_scalar(beta2, "beta2", 0.0, 1.0, high_open=True)
     eps = _check_scalar(eps, "eps", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
     decoupled, eps_hat = bool(decoupled), bool(eps_hat)
-    kernel, nt = _adam.adam_update, _num_threads
+    kernel, nt = _adam.adam_update, get_num_threads()
 
     def update(step, lr):
         step_size, bc2_sqrt, decay_factor = _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat)
@@ -690,9 +776,11 @@ def bind_adam_update(param, grad, m, v, vmax, *, beta1, beta2, eps, weight_decay
 
 def bind_sgd_update(param, grad, velocity, *, momentum, nesterov, weight_decay):
     """A bound SGD step on flat buffers: ``update(lr)`` runs :func:`sgd_update` with these settings."""
-    for name, a in (("param", param), ("grad", grad), ("velocity", velocity)):
+    named = (("param", param), ("grad", grad), ("velocity", velocity))
+    for name, a in named:
         if a is not None:
             _buffer(a, name, param.shape, param.dtype, write=name != "grad")
+    _check_disjoint(*named)
     momentum = _check_scalar(momentum, "momentum", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
     if nesterov and momentum == 0:
@@ -700,7 +788,7 @@ def bind_sgd_update(param, grad, velocity, *, momentum, nesterov, weight_decay):
     if momentum != 0 and velocity is None:
         raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
     velocity = velocity if momentum != 0 else None
-    kernel, nesterov, nt = _sgd.sgd_update, bool(nesterov), _num_threads
+    kernel, nesterov, nt = _sgd.sgd_update, bool(nesterov), get_num_threads()
 
     def update(lr):
         kernel(param, grad, velocity, lr, momentum, nesterov, weight_decay, nt)

@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
-    "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy",
+    "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward",
+    "maxpool2d_forward", "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy",
 ]
 
 

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fastconv import _adam, ops, reference
+from fastconv import _adam, ops, reference, runtime
 from conftest import DTYPES
 
 ADAM_OPTIONS = [
@@ -19,7 +19,7 @@ ADAM_OPTIONS = [
 def test_adam_bit_identical_over_many_steps(monkeypatch, dtype, opts, size, rng):
     if size == 1001:  # below PARALLEL_MIN: split only when measured faster; here always
         monkeypatch.setattr(_adam, "AUTOTUNE", False)
-        monkeypatch.setattr(ops, "_num_threads", 2)
+        monkeypatch.setattr(runtime, "_num_threads", 2)   # the thread count, restored after the test
     p = rng.standard_normal(size).astype(dtype)
     state = [np.zeros_like(p) for _ in range(3)]
     p_ref = p.copy()

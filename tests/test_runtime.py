@@ -1,0 +1,200 @@
+"""fastconv.runtime: the thread count and its bound, the OpenMP facts, the autotune switch and its report."""
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _adam, _conv, ops, reference, runtime
+
+PACKAGE = pathlib.Path(fastconv.__file__).parent
+CORES = os.cpu_count() or 1
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count and the autotune switches after the test."""
+    old = fastconv.get_num_threads()
+    switches = (_conv.AUTOTUNE, _adam.AUTOTUNE)
+    yield
+    fastconv.set_num_threads(old)
+    _conv.AUTOTUNE, _adam.AUTOTUNE = switches
+
+
+def run_python(code, **env):
+    """Run ``code`` in a fresh interpreter importing this checkout's fastconv; (returncode, output)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    environment.update(PYTHONPATH=str(PACKAGE.parent), **env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                          env=environment, cwd=str(PACKAGE.parent))
+    return done.returncode, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------------------------- threads
+
+def test_thread_functions_are_one_setting_everywhere(threads):
+    for setter in (runtime.set_num_threads, ops.set_num_threads, fastconv.set_num_threads):
+        for n in (2, 1):
+            setter(n)
+            assert runtime.get_num_threads() == ops.get_num_threads() == fastconv.get_num_threads() == n
+    assert ops.openmp_enabled() is runtime.openmp_enabled() is bool(_conv.have_openmp())
+    assert ops.max_threads() == runtime.max_threads() == _conv.max_threads()
+
+
+def test_ops_reads_the_thread_count_on_every_call(threads):
+    """A batch-1 conv runs thread trials only on more than one thread: the count set through runtime
+    reaches the next ops call."""
+    runtime.set_autotune(True)
+    x = np.ones((1, 5, 9, 7))      # a geometry no other test uses
+    w = np.ones((3, 5, 2, 3))
+    key = (5, 9, 7, 3, 2, 3, 1, 1, 0, 0)
+    runtime.set_num_threads(1)
+    ops.conv2d_forward(x, w)
+    assert not [k for k in _conv.batch1_choices() if k[:10] == key]
+    runtime.set_num_threads(2)
+    ops.conv2d_forward(x, w)
+    assert [k for k in _conv.batch1_choices() if k[:10] == key]
+
+
+def test_thread_limit_is_four_times_the_cores():
+    assert runtime.thread_limit() == 4 * CORES or "OMP_THREAD_LIMIT" in os.environ
+    assert 1 <= runtime.get_num_threads() <= runtime.thread_limit()
+
+
+def test_omp_thread_limit_lowers_the_bound_and_caps_the_default():
+    code = ("import fastconv\n"
+            "from fastconv import ops, runtime\n"
+            "print(runtime.thread_limit(), fastconv.get_num_threads())\n"
+            "try:\n"
+            "    fastconv.set_num_threads(4)\n"
+            "except ValueError as e:\n"
+            "    print(e)\n")
+    rc, out = run_python(code, OMP_THREAD_LIMIT="3", OMP_NUM_THREADS="64")
+    assert rc == 0, out
+    first, message = out.splitlines()[:2]
+    assert first == "3 3"
+    assert "at most 3" in message and "OMP_THREAD_LIMIT" in message
+
+
+def test_default_thread_count_is_capped_at_the_limit():
+    rc, out = run_python("import fastconv\nprint(fastconv.get_num_threads())", OMP_NUM_THREADS="100000")
+    assert rc == 0, out
+    assert int(out.split()[0]) == min(100000, 4 * CORES)
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-3, ValueError), (1.5, TypeError), ("2", TypeError),
+                                        (True, TypeError), (None, TypeError)])
+def test_bad_thread_counts(threads, bad, error):
+    with pytest.raises(error, match="num_threads must be an integer >= 1"):
+        runtime.set_num_threads(bad)
+
+
+def test_numpy_integers_are_accepted(threads):
+    runtime.set_num_threads(np.int64(2))
+    assert type(runtime.get_num_threads()) is int and runtime.get_num_threads() == 2
+
+
+# ------------------------------------------------------------------------------------------ autotune
+
+def test_autotune_switch_sets_every_kernel_that_runs_trials(threads):
+    runtime.set_autotune(False)
+    assert runtime.autotune_enabled() is False and _conv.AUTOTUNE is False and _adam.AUTOTUNE is False
+    runtime.set_autotune(True)
+    assert runtime.autotune_enabled() is True and _conv.AUTOTUNE is True and _adam.AUTOTUNE is True
+    _adam.AUTOTUNE = False   # one kernel off: not "enabled"
+    assert runtime.autotune_enabled() is False
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None])
+def test_autotune_switch_takes_a_bool(threads, bad):
+    with pytest.raises(TypeError, match="enabled must be True or False"):
+        runtime.set_autotune(bad)
+
+
+def test_autotune_off_runs_no_trials(threads):
+    runtime.set_autotune(False)
+    runtime.set_num_threads(2)
+    x, w = np.ones((1, 3, 11, 13)), np.ones((2, 3, 4, 1))   # a geometry no other test uses
+    ops.conv2d_forward(x, w)
+    shape = {"channels": 3, "height": 11, "width": 13, "filters": 2, "kernel_size": (4, 1), "stride": (1, 1),
+             "padding": (0, 0)}
+    assert not [c for c in runtime.autotune_report() if c["kernel"] == "conv2d" and c["shape"] == shape]
+
+
+def test_autotune_report_lists_what_the_trials_chose(threads):
+    runtime.set_autotune(True)
+    runtime.set_num_threads(2)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 2, 15, 10)).astype(np.float32)   # a geometry no other test uses
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    p = np.zeros(1237)
+    for _ in range(_conv.TRIALS + 2):
+        ops.conv2d_forward(x, w, stride=(1, 2), padding=1)
+        ops.adam_update(p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p), step=1)
+    report = runtime.autotune_report()
+    conv = [c for c in report if c["kernel"] == "conv2d" and c["shape"] == {
+        "channels": 2, "height": 15, "width": 10, "filters": 3, "kernel_size": (3, 3), "stride": (1, 2),
+        "padding": (1, 1)}]
+    assert [(c["operation"], c["dtype"]) for c in conv] == [("forward", "float32")]
+    adam = [c for c in report if c["kernel"] == "adam" and c["shape"] == {"size": 1237}]
+    assert [(c["operation"], c["dtype"]) for c in adam] == [("update", "float64")]
+    for choice in conv + adam:
+        assert choice["threads"] in ("one", "all")
+        assert 0 < choice["one_thread_us"] < 1e6 and 0 < choice["all_threads_us"] < 1e6
+        assert (choice["threads"] == "all") == (choice["all_threads_us"] < _conv.MARGIN * choice["one_thread_us"])
+
+
+# ------------------------------------------------------------------------------------------- layering
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            yield node.level, node.module or "", [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield 0, a.name, []
+
+
+def test_ops_does_not_import_its_test_oracle():
+    """issue 15: ops took _adam_coefficients from reference, so the fast path depended on its oracle."""
+    for level, module, names in _imports(PACKAGE / "ops.py"):
+        assert "reference" not in module and "reference" not in names, (module, names)
+
+
+def test_runtime_imports_only_the_compiled_modules():
+    for level, module, names in _imports(PACKAGE / "runtime.py"):
+        if level:
+            assert module == "" and all(n.startswith("_") for n in names), (module, names)
+
+
+@pytest.mark.parametrize("eps_hat", [False, True])
+def test_adam_coefficients_are_the_references_bit_for_bit(eps_hat):
+    rng = np.random.default_rng(3)
+    for step in [1, 2, 3, 10, 1000, 10**6]:
+        for _ in range(20):
+            lr, wd = float(rng.uniform(0, 0.1)), float(rng.choice([0.0, rng.uniform(0, 0.1)]))
+            beta1, beta2 = float(rng.uniform(0, 0.999)), float(rng.uniform(0.5, 0.99999))
+            ours = ops._adam_coefficients(step, lr, beta1, beta2, wd, eps_hat)
+            theirs = reference._adam_coefficients(step, lr, beta1, beta2, wd, eps_hat)
+            assert np.array(ours).tobytes() == np.array(theirs).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_split_below_parallel_min_is_bit_identical(threads, dtype):
+    """An Adam step split between two threads below PARALLEL_MIN (trials off) keeps the reference's bits."""
+    runtime.set_autotune(False)
+    runtime.set_num_threads(2)
+    rng = np.random.default_rng(11)
+    p = rng.standard_normal(1001).astype(dtype)
+    state = [np.zeros_like(p), np.zeros_like(p)]
+    p_ref, state_ref = p.copy(), [np.zeros_like(p), np.zeros_like(p)]
+    for step in range(1, 11):
+        g = rng.standard_normal(1001).astype(dtype)
+        ops.adam_update(p, g, *state, step=step, lr=1e-2)
+        reference.adam_update(p_ref, g, *state_ref, step=step, lr=1e-2)
+        assert p.tobytes() == p_ref.tobytes(), step
