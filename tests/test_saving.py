@@ -275,7 +275,8 @@ def test_crafted_sizes_are_refused_before_allocating(saved, tmp_path):
     config = json.loads(str(members["config"]))
     config.update(input_shape=[2 ** 23], layers=[{"class": "Dense", "config": {"units": 2 ** 23, "use_bias": False}}],
                   optimizer=None, loss=None, metrics=[])
-    raw = [("config.npy", _npy_bytes(np.array(json.dumps(config)))), ("rng_state.npy", _npy_bytes(members["rng_state"])),
+    raw = [("config.npy", _npy_bytes(np.array(json.dumps(config)))),
+           ("rng_state.npy", _npy_bytes(members["rng_state"])),
            ("params.npy", _npy_bytes(header=header, data=b"\0" * 64))]
     crafted.write_bytes(_zip_with(raw))
     _refused(crafted, "declares shape")

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import stat
+import tokenize
 import zipfile
 
 import numpy as np
@@ -279,7 +280,7 @@ class _NpzReader:
         try:
             self._zip = zipfile.ZipFile(self._file)
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise self.error(f"it is a truncated or corrupted zip file ({exc})") from exc
         self.members = {}
         for info in infos:
@@ -327,7 +328,7 @@ class _NpzReader:
         try:
             with self._zip.open(info) as member:
                 raw = member.read()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise self.error(f"member {info.filename!r} is truncated or corrupted ({exc})") from exc
         if len(raw) != info.file_size:
             raise self.error(f"member {info.filename!r} is truncated")
@@ -343,7 +344,7 @@ class _NpzReader:
                 shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
             else:
                 raise ValueError(f".npy format version {version} is not supported")
-        except (ValueError, EOFError, TypeError, SyntaxError) as exc:
+        except (ValueError, EOFError, TypeError, SyntaxError, tokenize.TokenError) as exc:
             raise self.error(f"member {name!r} is not a valid .npy array ({exc})") from exc
         if dtype.hasobject:
             raise self.error(f"member {name!r} holds Python objects (pickled data), which fastconv never loads")
@@ -354,7 +355,8 @@ class _NpzReader:
         if count * dtype.itemsize != len(raw) - offset:
             raise self.error(f"member {name!r} declares shape {shape} of {dtype} ({count * dtype.itemsize:,} bytes) "
                              f"but holds {len(raw) - offset:,} bytes")
-        return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape, order="F" if fortran_order else "C")
+        array = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+        return array.reshape(shape, order="F" if fortran_order else "C")
 
     def json(self, key):
         """Member ``key``, a 0-d unicode array holding JSON, decoded."""
@@ -408,7 +410,8 @@ def _check_config(reader, config):
 
 def _check_initializer(reader, i, key, cfg):
     cls = getattr(initializers, cfg.get("class", ""), None) if isinstance(cfg, dict) else None
-    if not (isinstance(cls, type) and issubclass(cls, initializers.Initializer) and isinstance(cfg.get("config"), dict)):
+    if not (isinstance(cls, type) and issubclass(cls, initializers.Initializer)
+            and isinstance(cfg.get("config"), dict)):
         raise reader.error(f"its config's layer {i} has {key} {cfg!r}; expected {{'class': an Initializer "
                            "class name, 'config': {...}}")
 
@@ -438,7 +441,8 @@ def _restore_optimizer(reader, model):
     for key, current in expected.items():
         value = reader.array("optimizer/" + key)
         if isinstance(current, np.ndarray):
-            if value.dtype.kind != "f" or value.dtype.itemsize != current.dtype.itemsize or value.shape != current.shape:
+            if (value.dtype.kind != "f" or value.dtype.itemsize != current.dtype.itemsize
+                    or value.shape != current.shape):
                 raise reader.error(f"optimizer/{key} is a {value.dtype} array of shape {value.shape}; the model "
                                    f"needs {current.dtype} of shape {current.shape}")
             state[key] = value.astype(current.dtype)
