@@ -87,6 +87,14 @@ def test_round_trip_without_optimizer_and_with_sgd_momentum(tmp_path):
     assert sgd.params.tobytes() == loaded.params.tobytes()
 
 
+def test_numpy_scalars_in_the_config_are_saved_as_numbers(tmp_path):
+    model = Sequential([layers.Dense(2)], seed=np.int64(3))
+    model.compile(optimizers.SGD(np.float32(0.5)), "mse")  # json.dumps alone raises TypeError on these
+    model.build((3,))
+    save_model(model, tmp_path / "m.npz")
+    assert load_model(tmp_path / "m.npz").get_config() == json.loads(json.dumps(model.get_config(), default=lambda o: o.item()))
+
+
 def test_unbuilt_model_is_not_saved(tmp_path):
     with pytest.raises(RuntimeError, match="unbuilt"):
         save_model(Sequential([layers.Dense(2)]), tmp_path / "m.npz")

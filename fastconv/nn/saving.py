@@ -85,15 +85,24 @@ def save_model(model, path):
 
 def _model_arrays(model):
     """The members of a model file, by key."""
-    arrays = {"config": np.array(json.dumps(model.get_config())), "params": np.ascontiguousarray(model.params),
-              "rng_state": np.array(json.dumps(model.rng.bit_generator.state))}
+    arrays = {"config": _json_array(model.get_config()), "params": np.ascontiguousarray(model.params),
+              "rng_state": _json_array(model.rng.bit_generator.state)}
     for i in _layers_with_rng(model):
-        arrays[f"layer_rng/{i}"] = np.array(json.dumps(model.layers[i].rng.bit_generator.state))
+        arrays[f"layer_rng/{i}"] = _json_array(model.layers[i].rng.bit_generator.state)
     if model.optimizer is not None:
         for key, value in model.optimizer.state().items():
             if value is not None:
                 arrays["optimizer/" + key] = np.asarray(value)
     return arrays
+
+
+def _json_array(value):
+    """``value`` as JSON in a 0-d unicode array; NumPy scalars (``learning_rate=np.float32(1e-3)``) as numbers."""
+    def plain(obj):
+        if isinstance(obj, np.generic):
+            return obj.item()
+        raise TypeError(f"cannot save {obj!r} ({type(obj).__name__}) in a model file's JSON config")
+    return np.array(json.dumps(value, default=plain))
 
 
 def _layers_with_rng(model):
