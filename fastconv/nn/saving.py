@@ -235,11 +235,12 @@ def load_model(path):
             raise reader.error(f"params has dtype {params.dtype}; the config says {config['dtype']}")
         if params.shape != (expected,):
             raise reader.error(f"params has shape {params.shape}; the config's layers have {expected:,} parameters")
+        opt = config["optimizer"]
+        optimizer_class = None if opt is None else _optimizer_class(reader, opt["class"])
         try:
             model = Sequential(model_layers, dtype=config["dtype"], seed=config["seed"])
-            if config["optimizer"] is not None:
-                optimizer = _optimizer_class(reader, config["optimizer"]["class"])(**config["optimizer"]["config"])
-                model.compile(optimizer, config["loss"], config["metrics"])
+            if optimizer_class is not None:
+                model.compile(optimizer_class(**opt["config"]), config["loss"], config["metrics"])
             model.build(tuple(config["input_shape"]))
         except (ValueError, TypeError) as exc:
             raise reader.error(f"its config does not describe a valid model: {exc}") from exc
