@@ -241,3 +241,11 @@ def test_train_reports_a_failed_save_without_a_traceback(capsys, monkeypatch, tm
     assert main(["train", "--train", "16", "--test", "8", "--epochs", "1", "--quiet",
                  "--save", str(tmp_path / "m.npz")]) == 1
     assert "cannot save the model" in capsys.readouterr().err
+
+
+def test_jobs_and_scheduler_without_their_packages_are_refused_first(capsys, no_work, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("joblib", "distributed") else real_find_spec(name, *a))
+    _refused(["study", "depth", "--jobs", "2"], capsys, "needs joblib")
+    _refused(["study", "depth", "--scheduler", "tcp://127.0.0.1:8786"], capsys, "needs dask.distributed")

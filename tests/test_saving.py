@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import fastconv
 from fastconv import Sequential, layers, optimizers
 from fastconv.nn.saving import load_model, save_model
 
@@ -326,7 +327,9 @@ def test_killed_saves_leave_at_most_one_temp_file_and_the_next_save_removes_it(t
     model = Sequential([layers.Dense(4)], seed=0).build((3,))
     save_model(model, target)
     for _ in range(3):
-        done = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(target)], cwd=os.getcwd())
+        # run where the fastconv under test lives, so the child imports the same one
+        done = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(target)],
+                              cwd=os.path.dirname(os.path.dirname(fastconv.__file__)))
         assert done.returncode == -9
     assert len(_names(tmp_path)) <= 2  # m.npz and one temp, however many saves were killed
     assert load_model(target).params.tobytes() == model.params.tobytes()  # the old file is intact
