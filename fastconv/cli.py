@@ -1,13 +1,70 @@
-"""Command line: ``fastconv train`` (seed 000's CNN on MNIST) and ``fastconv study`` (the seeds' experiments)."""
+"""Command line: ``fastconv train`` (seed 000's CNN on MNIST) and ``fastconv study`` (the seeds' experiments).
+
+Every option is checked as it is parsed (argparse ``type=`` functions, then the checks that need several
+options), so a bad value gets argparse's one-line error and exit code 2 before any data is loaded, any
+model is trained or any study runs.
+"""
 import argparse
+import importlib.util
+import math
 import os
+import socket
+import struct
 import sys
 import time
+import urllib.parse
 
 import numpy as np
 
-from . import datasets, initializers, optimizers
+from . import __version__, datasets, initializers, optimizers
+from .nn.saving import save_model
 from .zoo import SEED_INITS, seed_cnn
+
+SCHEDULER_TIMEOUT = 2.0  # seconds to wait for a Dask scheduler's TCP port before giving up
+# Dask's protocols; all but ucx run over TCP, so a connect() tells whether the scheduler is there
+_SCHEDULER_PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` after each option's help, except for flags and options without a default."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+# -------------------------------------------------------------------------------- option types (type=)
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
 
 def _parse_inits(text):
     names = [t.strip() for t in text.split(",")]
@@ -23,29 +80,160 @@ def _parse_inits(text):
     return tuple(names)
 
 
-def train(argv):
-    p = argparse.ArgumentParser(prog="fastconv train", description="Train seed 000's CNN on MNIST and report test accuracy.")
-    p.add_argument("--data", help="MNIST .npz (Keras or seed 000 format) or a directory of IDX files; "
-                                  "default: the embedded 5,000-image real-MNIST subset")
-    p.add_argument("--init", type=_parse_inits, default=SEED_INITS,
-                   help="initializer for all layers, or conv1,conv2,dense (default: glorot_normal,he_normal,he_normal)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=int, help="use only the first N training images")
-    p.add_argument("--test", type=int, help="use only the first N test images")
-    p.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
-    p.add_argument("--plot", metavar="PATH", help="save loss/accuracy curves as PNG (needs matplotlib)")
+def _existing_path(text):
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text!r}")
+    return text
+
+
+def _writable_file(text):
+    """A file path whose directory exists and is writable (checked now, so a long run cannot fail at the end)."""
+    path = os.path.abspath(text)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name")
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"directory {directory!r} is not writable")
+    return text
+
+
+def _plot_file(text):
+    try:
+        import matplotlib  # noqa: F401  (only whether it imports)
+    except ImportError:
+        raise argparse.ArgumentTypeError("--plot needs matplotlib: pip install 'fastconv[plot]'") from None
+    return _writable_file(text)
+
+
+def _output_directory(text):
+    """A directory that exists or can be made: its nearest existing ancestor is a writable directory."""
+    path = os.path.abspath(text)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
+    ancestor = path
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise argparse.ArgumentTypeError(f"cannot make {text!r}: {ancestor!r} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {ancestor!r}")
+    return text
+
+
+def _scheduler_address(text):
+    """A Dask scheduler address, ``[PROTOCOL://]HOST:PORT`` (tcp:// when none is given), that answers now."""
+    address = text if "://" in text else "tcp://" + text
+    parts = urllib.parse.urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in _SCHEDULER_PROTOCOLS or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(f"expected a Dask scheduler address such as tcp://host:8786, got {text!r}")
+    if importlib.util.find_spec("distributed") is None or importlib.util.find_spec("joblib") is None:
+        raise argparse.ArgumentTypeError("--scheduler needs dask.distributed and joblib: pip install 'fastconv[dask]'")
+    if parts.scheme != "ucx":
+        try:
+            _probe_scheduler(parts.hostname, port, parts.scheme)
+        except (OSError, ValueError) as exc:
+            reason = f"no answer within {SCHEDULER_TIMEOUT:g} s" if isinstance(exc, TimeoutError) else exc
+            raise argparse.ArgumentTypeError(f"cannot reach a Dask scheduler at {parts.hostname}:{port} ({reason})") \
+                from None
+    return address
+
+
+def _probe_scheduler(host, port, scheme):
+    """Connect to ``host:port`` within SCHEDULER_TIMEOUT; over plain tcp, also read the first 8 bytes.
+
+    A Dask server speaks first: its handshake message, which starts with its length as a native uint64
+    (distributed.comm.tcp).  Anything else listening there (a web server, a proxy) is refused here rather
+    than by Dask, which would read "HTTP/1.1" as a 3.5e18-byte length.  tls and ws wait for the client.
+    """
+    with socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT) as sock:
+        if scheme != "tcp":
+            return
+        head = b""
+        while len(head) < 8:
+            piece = sock.recv(8 - len(head))
+            if not piece:
+                raise ConnectionError("it closed the connection without a handshake")
+            head += piece
+    (size,) = struct.unpack("Q", head)
+    if not 0 < size < 1 << 20:
+        raise ValueError(f"it answers {head!r}, which is not a Dask handshake")
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+def build_parser():
+    """The ``fastconv`` argument parser, with its ``train`` and ``study`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="fastconv", formatter_class=_HelpFormatter,
+        description="Fast from-scratch CNN training on the CPU: train seed 000's network on MNIST, or run the "
+                    "seeds' initialization studies.",
+        epilog="Run 'fastconv COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
+
+    p = commands.add_parser("train", formatter_class=_HelpFormatter, help="train seed 000's CNN on MNIST",
+                            description="Train seed 000's CNN on MNIST and report test accuracy.")
+    p.add_argument("--data", type=_existing_path,
+                   help="MNIST .npz (Keras or seed 000 format) or a directory of IDX files "
+                        "(default: the embedded 5,000-image real-MNIST subset)")
+    p.add_argument("--init", type=_parse_inits, default=",".join(SEED_INITS),
+                   help="initializer for all layers, or conv1,conv2,dense")
+    p.add_argument("--epochs", type=_positive_int, default=3, help="passes over the training images")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per Adam step")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="parameter and activation dtype")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seeds initialization and shuffling")
+    p.add_argument("--train", type=_positive_int, metavar="N", help="use only the first N training images")
+    p.add_argument("--test", type=_positive_int, metavar="N", help="use only the first N test images")
+    p.add_argument("--save", type=_writable_file, metavar="PATH", help="save the trained model (.npz)")
+    p.add_argument("--plot", type=_plot_file, metavar="PATH",
+                   help="save loss/accuracy curves as PNG (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1:
-        p.error("--epochs and --batch-size must be >= 1")
+    p.set_defaults(run=_train, parser=p)
+
+    p = commands.add_parser("study", formatter_class=_HelpFormatter,
+                            help="run one of the seeds' initialization studies",
+                            description="The seeds' initialization experiments, with many seeds, error bars, "
+                                        "tables (markdown, CSV, JSON) and PNG plots.")
+    p.add_argument("name", choices=["moons", "mnist-init", "depth"], help="the study")
+    p.add_argument("--seeds", type=_positive_int,
+                   help="independent runs per setting (default: moons 3, mnist-init 10, depth 3)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes (joblib)")
+    p.add_argument("--scheduler", type=_scheduler_address, metavar="ADDRESS",
+                   help="run on a Dask cluster (tcp://host:8786); checked for a reply before the study starts")
+    p.add_argument("--out", type=_output_directory, help="output directory (default: study-NAME)")
+    p.add_argument("--epochs", type=_positive_int, default=15000, help="moons: full-batch epochs")
+    p.add_argument("--train", type=_positive_int, default=1000, help="mnist-init: training images")
+    p.add_argument("--test", type=_positive_int, default=1000, help="mnist-init: test images")
+    p.add_argument("--data", type=_existing_path, help="mnist-init: MNIST file or directory (default: embedded subset)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_study, parser=p)
+    return parser
+
+
+def main(argv=None):
+    """Run ``fastconv`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Bad options raise ``SystemExit(2)`` with argparse's message on stderr; ``--help`` and ``--version``
+    raise ``SystemExit(0)``.
+    """
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    return args.run(args)
+
+
+# -------------------------------------------------------------------------------------------- commands
+
+def _train(args):
     try:
         (x_train, y_train), (x_test, y_test) = datasets.load_mnist(args.data)
     except (OSError, ValueError) as exc:
-        p.error(str(exc))
+        args.parser.error(str(exc))
     x_train, y_train = x_train[:args.train], y_train[:args.train]
     x_test, y_test = x_test[:args.test], y_test[:args.test]
     scale = np.float32(255) if args.dtype == "float32" else 255.0
@@ -65,20 +253,23 @@ def train(argv):
         print(f"epoch {epoch}: loss {loss:.4f}  train accuracy {acc:.4f}  test accuracy {vacc:.4f}")
     print(f"trained in {seconds:.1f} s ({seconds / (len(x_train) * args.epochs) * 1e6:.0f} us/sample)")
     print(f"test accuracy: {result['accuracy']:.4f}  (loss {result['loss']:.4f})")
-    if args.save:
-        model.save(args.save)
-        print(f"saved model to {args.save}")
-    if args.plot:
-        _plot(history, args.plot)
-        print(f"saved curves to {args.plot}")
-    return 0
+    code = 0
+    for path, write, what in ((args.save, lambda p: save_model(model, p), "model"),
+                              (args.plot, lambda p: _plot(history, p), "curves")):
+        if path:
+            try:
+                write(path)
+            except OSError as exc:  # the directory was checked at start; the disk can still fill up
+                print(f"fastconv train: error: cannot save the {what} to {path}: {exc}", file=sys.stderr)
+                code = 1
+            else:
+                print(f"saved {what} to {path}")
+    return code
 
 
 def _plot(history, path):
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'fastconv[plot]'")
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -100,44 +291,28 @@ def _plot(history, path):
     plt.close(fig)
 
 
-def study(argv):
+def _study(args):
+    out = args.out or f"study-{args.name}"
+    try:
+        _output_directory(out)
+    except argparse.ArgumentTypeError as exc:
+        args.parser.error(f"argument --out: {exc}")
+    if args.jobs > 1 and importlib.util.find_spec("joblib") is None:
+        args.parser.error("argument --jobs: more than one job needs joblib: pip install 'fastconv[study]'")
+
     from . import studies
 
-    p = argparse.ArgumentParser(prog="fastconv study", description="The seeds' initialization experiments, "
-                                "with many seeds, error bars, tables (markdown, CSV, JSON) and PNG plots.")
-    p.add_argument("name", choices=["moons", "mnist-init", "depth"])
-    p.add_argument("--seeds", type=int, help="independent runs per setting (default: moons 3, mnist-init 10, depth 3)")
-    p.add_argument("--jobs", type=int, default=1, help="local worker processes (joblib)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster (tcp://host:8786)")
-    p.add_argument("--out", help="output directory (default: study-NAME)")
-    p.add_argument("--epochs", type=int, default=15000, help="moons: full-batch epochs")
-    p.add_argument("--train", type=int, default=1000, help="mnist-init: training images")
-    p.add_argument("--test", type=int, default=1000, help="mnist-init: test images")
-    p.add_argument("--data", help="mnist-init: MNIST file or directory (default: embedded subset)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if (args.seeds is not None and args.seeds < 1) or args.jobs < 1:
-        p.error("--seeds and --jobs must be >= 1")
-    common = dict(out=args.out or f"study-{args.name}", jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
+    common = dict(out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
     if args.name == "moons":
         studies.moons(seeds=args.seeds or 3, epochs=args.epochs, **common)
     elif args.name == "mnist-init":
         studies.mnist_init(seeds=args.seeds or 10, train=args.train, test=args.test, data=args.data, **common)
     else:
         studies.depth(seeds=args.seeds or 3, **common)
-    table = os.path.join(common["out"], args.name.replace("-", "_") + ".md")
-    print(open(table).read())
-    print(f"results in {common['out']}/")
+    with open(os.path.join(out, args.name.replace("-", "_") + ".md")) as f:
+        print(f.read())
+    print(f"results in {out}/")
     return 0
-
-
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train, "study": study}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: fastconv {train,study} [options]   (fastconv train --help, fastconv study --help)")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

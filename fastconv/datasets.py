@@ -1,7 +1,12 @@
 """Datasets that work offline: an embedded real-MNIST subset, MNIST loaders for common formats, make_moons."""
 import gzip
+import math
+import numbers
 import os
 import struct
+import tokenize
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -26,10 +31,23 @@ def load_mnist(path=None):
         ``.npz``: Keras's ``mnist.npz`` (``x_train`` ...) or seed 000's (``trainimages``, ``trainlabels``,
         ``testimages``, ``testlabels``).  Directory: the original IDX files, gzipped or not
         (``train-images-idx3-ubyte[.gz]`` ...).
+
+    Raises
+    ------
+    FileNotFoundError
+        when ``path`` does not exist, or a directory lacks one of the four IDX files.
+    ValueError
+        naming the file, for one that cannot be read as MNIST: not an ``.npz``, truncated or corrupted,
+        a bad IDX header, or arrays of the wrong shape or values.  Files are read without pickle, and no
+        array is allocated larger than the data the file actually holds.
     """
     if path is None:
         path = _EMBEDDED
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be None, a str or an os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a text path, got {path!r}")
     if os.path.isdir(path):
         arrays = {key: _read_idx(_find_idx(path, name)) for key, name in _IDX_NAMES.items()}
     elif os.path.isfile(path):
@@ -45,16 +63,62 @@ def load_mnist(path=None):
     return tuple(out)
 
 
+# what a damaged zip or gzip stream raises (NotImplementedError: an unknown compression method)
+_STREAM_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError)
+
+
 def _read_npz(path):
     try:
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename[:-4]: info for info in zf.infolist() if info.filename.endswith(".npy")}
             for keys in _NPZ_KEYS:
-                if set(keys) <= files:
-                    return dict(zip(("x_train", "y_train", "x_test", "y_test"), (data[k] for k in keys)))
-    except (OSError, ValueError) as exc:
+                if set(keys) <= set(members):
+                    return {name: _read_npy_member(zf, members[key], path)
+                            for name, key in zip(("x_train", "y_train", "x_test", "y_test"), keys)}
+    except _STREAM_ERRORS as exc:
         raise ValueError(f"cannot read {path!r} as an .npz file: {exc}") from exc
-    raise ValueError(f"{path!r} has arrays {sorted(files)}; expected {list(_NPZ_KEYS[0])} or {list(_NPZ_KEYS[1])}")
+    raise ValueError(f"{path!r} has arrays {sorted(members)}; expected {list(_NPZ_KEYS[0])} or {list(_NPZ_KEYS[1])}")
+
+
+def _read_npy_member(zf, info, path):
+    """One ``.npy`` member of an open zip, read without pickle; its header must match its stored size."""
+    where = f"{path!r} member {info.filename!r}"
+    if info.flag_bits & 0x1:
+        raise ValueError(f"{where} is encrypted")
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
+        except (ValueError, TypeError, SyntaxError, tokenize.TokenError) as exc:
+            raise ValueError(f"{where} is not a valid .npy array ({exc})") from exc
+        if dtype.hasobject:
+            raise ValueError(f"{where} holds Python objects (pickled data), which load_mnist never loads")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != info.file_size - f.tell():
+            raise ValueError(f"{where} declares shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
+                             f"{info.file_size - f.tell():,} bytes")
+        data = _read_exactly(f, nbytes, where)
+    return np.frombuffer(data, dtype=dtype, count=math.prod(shape)).reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_exactly(f, nbytes, where):
+    """``nbytes`` from ``f`` and then its end, read in pieces: memory grows with the data actually there,
+    not with what a header claims."""
+    data = bytearray()
+    while len(data) < nbytes:
+        piece = f.read(min(1 << 22, nbytes - len(data)))
+        if not piece:
+            raise ValueError(f"{where} is truncated: its header promises {nbytes:,} bytes of data, it holds "
+                             f"{len(data):,}")
+        data += piece
+    if f.read(1):
+        raise ValueError(f"{where} holds more than the {nbytes:,} bytes of data its header describes")
+    return data
 
 
 def _find_idx(directory, name):
@@ -66,21 +130,26 @@ def _find_idx(directory, name):
 
 
 def _read_idx(path):
-    """Read one IDX file (the original MNIST format): magic 0x000008NN, dims as big-endian uint32, uint8 data."""
+    """Read one IDX file (the original MNIST format): magic 0x000008NN (NN = ndim, 1 to 3 here), the dims as
+    big-endian uint32, then uint8 data."""
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:3] != b"\0\0\x08":
+                raise ValueError(f"{path!r} is not an unsigned-byte IDX file (bad magic number)")
+            ndim = magic[3]
+            if not 1 <= ndim <= 3:
+                raise ValueError(f"{path!r}: IDX header gives {ndim} dimensions; MNIST files have 1 (labels) "
+                                 "or 3 (images)")
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise ValueError(f"{path!r}: IDX header is truncated ({ndim} dimensions need {4 * ndim} bytes)")
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
+            data = _read_exactly(f, math.prod(dims), f"{path!r} (IDX dims {dims})")
+    except _STREAM_ERRORS as exc:
         raise ValueError(f"cannot read IDX file {path!r}: {exc}") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path!r} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    if len(raw) - header != int(np.prod(dims)):
-        raise ValueError(f"{path!r}: header says {dims} but holds {len(raw) - header} bytes of data")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _images(x, name, path):
@@ -109,14 +178,32 @@ def make_moons(n_samples=100, noise=0.0, seed=None, shuffle=True):
     Returns ``x`` float64 (n_samples, 2) and ``y`` int64 (n_samples,): the outer moon (class 0) has
     ``n_samples // 2`` points on the upper unit half circle, the inner moon (class 1) the rest on
     ``(1 - cos t, 0.5 - sin t)``; Gaussian noise of std ``noise`` is added after shuffling.
+
+    Parameters
+    ----------
+    n_samples : int >= 1.
+    noise : finite real >= 0, or None (no noise).
+    seed : None, an int >= 0, or a ``numpy.random.Generator`` (anything ``numpy.random.default_rng`` takes).
+    shuffle : bool.
+
+    Examples
+    --------
+    >>> x, y = make_moons(200, noise=0.1, seed=0)
+    >>> x.shape, y.dtype
+    ((200, 2), dtype('int64'))
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+    if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    n_samples = int(n_samples)
     if noise is None:
         noise = 0.0
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if isinstance(noise, (bool, np.bool_)) or not isinstance(noise, numbers.Real):
+        raise TypeError(f"noise must be a real number (the noise's standard deviation), got {noise!r}")
+    if not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be finite and >= 0, got {noise!r}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+    rng = _rng(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
     t_out = np.linspace(0, np.pi, n_out)
@@ -129,3 +216,17 @@ def make_moons(n_samples=100, noise=0.0, seed=None, shuffle=True):
     if noise > 0:
         x = x + rng.normal(scale=noise, size=x.shape)
     return x, y
+
+
+def _rng(seed):
+    """``seed`` as a Generator (a Generator is used as it is)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except TypeError as exc:
+        raise TypeError(f"seed must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}") from exc
+    except ValueError as exc:
+        raise ValueError(f"seed must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}") from exc
