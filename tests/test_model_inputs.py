@@ -114,3 +114,13 @@ def test_summary_message_and_calling_the_model():
     out = model(x)                                           # builds, then predicts
     assert out.shape == (5, 3) and np.allclose(out.sum(axis=1), 1)
     np.testing.assert_array_equal(out, model.predict(x))
+
+
+def test_from_logits_survives_save_and_load(tmp_path):
+    model = Sequential([layers.Dense(3)], dtype="float64", seed=0)
+    model.compile("adam", fastconv.nn.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    x = np.random.default_rng(0).random((6, 4))
+    model.fit(x, np.arange(6) % 3, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = fastconv.load_model(tmp_path / "m.npz")
+    assert loaded.loss.from_logits and loaded.evaluate(x, np.arange(6) % 3) == model.evaluate(x, np.arange(6) % 3)

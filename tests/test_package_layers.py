@@ -25,7 +25,7 @@ def _compiled_imports(path, package):
             names = [a.name for a in node.names]
         else:
             continue
-        found += [n for n in names if n.startswith("fastconv._")]
+        found += [n for n in names if n.startswith("fastconv._") and not n.startswith("fastconv.__")]
     return found
 
 

@@ -9,6 +9,7 @@ input gradient goes to (None when nothing before it needs one), it allocates its
 calls that compute them.  The model compiles those into one step per batch size and runs every fit,
 evaluate, predict, train_on_batch and compute_gradients through it.
 """
+import math
 import numbers
 
 import numpy as np
@@ -65,7 +66,7 @@ class Layer:
         return {"name": self.name}
 
     def count_params(self):
-        return int(sum(np.prod(shape) for _, shape, _ in self.param_specs))
+        return sum(math.prod(shape) for _, shape, _ in self.param_specs)
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items() if k != 'name')})"
@@ -196,7 +197,7 @@ class Flatten(Layer):
     """(N, ...) -> (N, prod(...)), in C order (as ``torch.flatten(x, 1)``): views, no work."""
 
     def compute_output_shape(self, input_shape):
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)
 
     def plan(self, x, gx, training, logits=False):
         n = x.shape[0]

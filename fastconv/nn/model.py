@@ -4,10 +4,8 @@ Every computation of a model runs through one mechanism: a :class:`~fastconv.nn.
 batch size from the layers' bound kernel calls.  ``fit`` (through :func:`fastconv.nn.training.fit_loop`),
 ``train_on_batch``, ``compute_gradients``, ``backpropagate``, ``evaluate`` and ``predict`` all run steps.
 """
-import json
+import math
 import numbers
-import os
-import tempfile
 
 import numpy as np
 
@@ -16,6 +14,7 @@ from . import layers as layers_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers
+from .saving import load_model, save_model
 from .step import Step
 from .training import fit_loop
 
@@ -98,7 +97,7 @@ class Sequential:
             shape = layer.build(shape)
             specs += [(layer, name, pshape, init) for name, pshape, init in layer.param_specs]
         self.output_shape = shape
-        sizes = [int(np.prod(s)) for _, _, s, _ in specs]
+        sizes = [math.prod(s) for _, _, s, _ in specs]
         total = int(sum(sizes))
         self.params = np.zeros(total, self.dtype)
         self.grads = np.zeros(total, self.dtype)
@@ -322,58 +321,12 @@ class Sequential:
         return {"dtype": self.dtype.name, "seed": self.seed, "input_shape": list(self.input_shape),
                 "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
                 "loss": None if self.loss is None else self.loss.name,
+                "loss_config": None if self.loss is None else self.loss.get_config(),
                 "metrics": [m.name for m in self.metrics],
                 "optimizer": None if self.optimizer is None else {"class": type(self.optimizer).__name__,
                                                                    "config": self.optimizer.get_config()}}
 
     def save(self, path):
-        """Weights, config and optimizer state in one ``.npz``, written atomically (temp file + rename)."""
-        if not self.built:
-            raise RuntimeError("cannot save an unbuilt model")
-        path = os.fspath(path)
-        arrays = {"config": np.array(json.dumps(self.get_config())), "params": self.params,
-                  "rng_state": np.array(json.dumps(self.rng.bit_generator.state))}
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, layers_mod.Dropout):
-                arrays[f"layer_rng/{i}"] = np.array(json.dumps(layer.rng.bit_generator.state))
-        if self.optimizer is not None:
-            for key, value in self.optimizer.state().items():
-                if value is not None:
-                    arrays["optimizer/" + key] = np.asarray(value)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fastconv-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
-def load_model(path):
-    """Rebuild a model saved by :meth:`Sequential.save` (predictions are bit-identical)."""
-    try:
-        data = np.load(os.fspath(path), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read a fastconv model from {path!r}: {exc}") from exc
-    with data:
-        if "config" not in data.files or "params" not in data.files:
-            raise ValueError(f"{path!r} is not a fastconv model file (no config/params)")
-        config = json.loads(str(data["config"]))
-        model = Sequential([layers_mod.layer_from_config(c["class"], c["config"]) for c in config["layers"]],
-                           dtype=config["dtype"], seed=config["seed"])
-        if config["optimizer"] is not None:
-            opt = getattr(optimizers, config["optimizer"]["class"])(**config["optimizer"]["config"])
-            model.compile(opt, config["loss"], config["metrics"])
-        model.build(tuple(config["input_shape"]))
-        model.params[...] = data["params"]
-        model.rng.bit_generator.state = json.loads(str(data["rng_state"]))
-        for key in data.files:
-            if key.startswith("layer_rng/"):
-                model.layers[int(key.split("/", 1)[1])].rng.bit_generator.state = json.loads(str(data[key]))
-        if model.optimizer is not None:
-            state = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("optimizer/")}
-            model.optimizer.set_state(state)
-    return model
+        """Weights, config, RNG and optimizer state in one ``.npz``, written atomically and durably
+        (:func:`fastconv.nn.saving.save_model`); :func:`load_model` rebuilds the model bit for bit."""
+        save_model(self, path)

@@ -22,7 +22,7 @@ import zipfile
 
 import numpy as np
 
-from . import initializers, optimizers
+from . import initializers, losses, optimizers
 from . import layers as layers_mod
 
 try:
@@ -229,7 +229,7 @@ def load_model(path):
             model_layers = [layers_mod.layer_from_config(entry["class"], entry["config"]) for entry in config["layers"]]
         except (ValueError, TypeError) as exc:
             raise reader.error(f"its config holds an invalid layer: {exc}") from exc
-        expected = _count_params(reader, config)
+        expected = _count_params(reader, model_layers, config["input_shape"])
         params = reader.array("params")
         if params.dtype.kind != "f" or params.dtype.itemsize != np.dtype(config["dtype"]).itemsize:
             raise reader.error(f"params has dtype {params.dtype}; the config says {config['dtype']}")
@@ -237,10 +237,11 @@ def load_model(path):
             raise reader.error(f"params has shape {params.shape}; the config's layers have {expected:,} parameters")
         opt = config["optimizer"]
         optimizer_class = None if opt is None else _optimizer_class(reader, opt["class"])
+        loss = None if optimizer_class is None else _loss(reader, config)
         try:
             model = Sequential(model_layers, dtype=config["dtype"], seed=config["seed"])
             if optimizer_class is not None:
-                model.compile(optimizer_class(**opt["config"]), config["loss"], config["metrics"])
+                model.compile(optimizer_class(**opt["config"]), loss, config["metrics"])
             model.build(tuple(config["input_shape"]))
         except (ValueError, TypeError) as exc:
             raise reader.error(f"its config does not describe a valid model: {exc}") from exc
@@ -401,9 +402,9 @@ def _check_config(reader, config):
         raise reader.error("its config's layers is not a list")
     for i, entry in enumerate(config["layers"]):
         if not (isinstance(entry, dict) and isinstance(entry.get("config"), dict)
-                and entry.get("class") in _LAYER_RULES):
+                and entry.get("class") in layers_mod.LAYER_CLASSES):
             raise reader.error(f"its config's layer {i} is {entry!r}; expected {{'class': one of "
-                               f"{sorted(_LAYER_RULES)}, 'config': {{...}}}}")
+                               f"{sorted(layers_mod.LAYER_CLASSES)}, 'config': {{...}}}}")
         for key in ("kernel_initializer", "bias_initializer"):
             if key in entry["config"]:
                 _check_initializer(reader, i, key, entry["config"][key])
@@ -424,6 +425,18 @@ def _check_initializer(reader, i, key, cfg):
             and isinstance(cfg.get("config"), dict)):
         raise reader.error(f"its config's layer {i} has {key} {cfg!r}; expected {{'class': an Initializer "
                            "class name, 'config': {...}}")
+
+
+def _loss(reader, config):
+    """The saved loss: its name, with its settings (``from_logits``) where the file has them."""
+    name, settings = config["loss"], config.get("loss_config") or {}
+    if name not in losses.LOSSES or not isinstance(settings, dict):
+        raise reader.error(f"its config does not describe a valid model: loss {name!r} with settings "
+                           f"{settings!r} (valid losses: {', '.join(sorted(losses.LOSSES))})")
+    try:
+        return losses.LOSSES[name](**settings)
+    except (TypeError, ValueError) as exc:
+        raise reader.error(f"its config does not describe a valid model: loss {name!r}: {exc}") from exc
 
 
 def _optimizer_class(reader, name):
@@ -463,89 +476,19 @@ def _restore_optimizer(reader, model):
     model.optimizer.set_state(state)
 
 
-# ---------------------------------------------------------------- parameter counts from the config alone
-
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _ints(reader, i, cfg, key, default, minimum):
-    """Layer ``i``'s config entry ``key`` as an int pair (an int or a list of two), each >= minimum."""
-    value = cfg.get(key, default)
-    pair = value if isinstance(value, list) and len(value) == 2 else [value, value]
-    if not all(_is_int(v) and v >= minimum for v in pair):
-        raise reader.error(f"its config's layer {i} has {key} {value!r}; expected ints >= {minimum}")
-    return pair
-
-
-def _spatial(reader, i, cls, shape):
-    if len(shape) != 3:
-        raise reader.error(f"its config's layer {i} ({cls}) gets per-sample shape {tuple(shape)}; it needs (C, H, W)")
-    return shape
-
-
-def _window(reader, i, cls, size, extent):
-    if size > extent:
-        raise reader.error(f"its config's layer {i} ({cls}) has a window of {size} over an extent of {extent}")
-
-
-def _conv2d_rule(reader, i, cfg, shape):
-    C, H, W = _spatial(reader, i, "Conv2D", shape)
-    (filters, _), (kh, kw) = _ints(reader, i, cfg, "filters", None, 1), _ints(reader, i, cfg, "kernel_size", None, 1)
-    sh, sw = _ints(reader, i, cfg, "strides", 1, 1)
-    padding = cfg.get("padding", 0)
-    padding = padding.lower() if isinstance(padding, str) else padding
-    ph, pw = ((0, 0) if padding == "valid" else (kh // 2, kw // 2) if padding == "same"
-              else _ints(reader, i, cfg, "padding", 0, 0))
-    _window(reader, i, "Conv2D", kh, H + 2 * ph)
-    _window(reader, i, "Conv2D", kw, W + 2 * pw)
-    out = (filters, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
-    return out, filters * C * kh * kw + filters * _use_bias(reader, i, cfg)
-
-
-def _dense_rule(reader, i, cfg, shape):
-    if len(shape) != 1:
-        raise reader.error(f"its config's layer {i} (Dense) gets per-sample shape {tuple(shape)}; it needs flat input")
-    units, _ = _ints(reader, i, cfg, "units", None, 1)
-    return (units,), units * shape[0] + units * _use_bias(reader, i, cfg)
-
-
-def _use_bias(reader, i, cfg):
-    use_bias = cfg.get("use_bias", True)
-    if not isinstance(use_bias, bool):
-        raise reader.error(f"its config's layer {i} has use_bias {use_bias!r}; expected true or false")
-    return int(use_bias)
-
-
-def _flatten_rule(reader, i, cfg, shape):
-    size = 1
-    for n in shape:
-        size *= n
-    return (size,), 0
-
-
-def _maxpool2d_rule(reader, i, cfg, shape):
-    C, H, W = _spatial(reader, i, "MaxPool2D", shape)
-    kh, kw = _ints(reader, i, cfg, "pool_size", 2, 1)
-    sh, sw = (kh, kw) if cfg.get("strides") is None else _ints(reader, i, cfg, "strides", None, 1)
-    _window(reader, i, "MaxPool2D", kh, H)
-    _window(reader, i, "MaxPool2D", kw, W)
-    return (C, (H - kh) // sh + 1, (W - kw) // sw + 1), 0
-
-
-def _same_shape_rule(reader, i, cfg, shape):
-    return shape, 0
-
-
-# per layer class: (reader, index, config, per-sample input shape) -> (output shape, parameter count)
-_LAYER_RULES = {"Conv2D": _conv2d_rule, "Dense": _dense_rule, "Flatten": _flatten_rule, "MaxPool2D": _maxpool2d_rule,
-                "Dropout": _same_shape_rule, "Activation": _same_shape_rule}
-
-
-def _count_params(reader, config):
-    """The number of parameters the config's layers have on its input shape, computed without building."""
-    shape, total = tuple(config["input_shape"]), 0
-    for i, entry in enumerate(config["layers"]):
-        shape, count = _LAYER_RULES[entry["class"]](reader, i, entry["config"], shape)
-        total += count
+def _count_params(reader, model_layers, input_shape):
+    """The number of parameters the layers have on ``input_shape``: each layer's ``build`` declares its
+    parameter shapes without allocating them, so a crafted config costs no memory."""
+    shape, total = tuple(input_shape), 0
+    for i, layer in enumerate(model_layers):
+        try:
+            shape = layer.build(shape)
+        except (ValueError, TypeError) as exc:
+            raise reader.error(f"its config's layer {i} ({type(layer).__name__}) does not fit its input "
+                               f"(its window or size): {exc}") from exc
+        total += layer.count_params()
     return total
