@@ -216,9 +216,9 @@ def naive_adam_allocator_warm(n, dtype):
     cannot be set (not glibc; temporaries over glibc's 32 MB mmap threshold limit).
 
     By default glibc serves each temporary above 128 KB by mmap, or trims the heap after it, so that
-    every line of the naive update faults its pages in again: on the 2-core Zen 1 the naive step on 1e5
-    float32 parameters took ~1,000 us that way and ~360 us with the memory kept, and which of the two a
-    process sees depends on its heap's history.  Timed in a child process with GLIBC_TUNABLES set."""
+    every line of the naive update faults its pages in again, which can take the naive step several times
+    longer; which of the two a process sees depends on its heap's history (docs/performance.md has the
+    figures).  Timed in a child process with GLIBC_TUNABLES set."""
     if platform.libc_ver()[0] != "glibc" or n * np.dtype(dtype).itemsize > 16 << 20:
         return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
