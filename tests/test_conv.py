@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastconv import _conv, ops, reference
+from fastconv import _conv, _runtime, ops, reference
 from conftest import DTYPES, assert_reduction_close, numerical_gradient
 
 
@@ -240,11 +240,11 @@ def test_thread_count_changes_only_rounding(dtype, rng):
     ((1, 5, 13, 11), (11, 5, 3, 3), 1, 1),
 ])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, padding, threads, rng):
+def test_single_sample_split_across_threads(autotune, dtype, xs, ws, stride, padding, threads, rng):
     """With the batch-1 trials off, one image uses every thread (output tiles, dW tiles and dx tiles
     spread over them): the results match the reference and are bit-identical to one thread's, which is
     what lets the trials pick either without changing a training run."""
-    monkeypatch.setattr(_conv, "AUTOTUNE", False)
+    autotune(False)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
@@ -265,10 +265,10 @@ def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, 
         assert np.array_equal(split, serial), f"{name} differs between {threads} threads and 1"
 
 
-def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
+def test_batch1_thread_choice_is_measured_then_kept(autotune, rng):
     """A plan's first TRIALS batch-1 calls try one thread and all threads in alternating blocks, then it
     keeps the faster; every call, trial or not, returns the same bits."""
-    monkeypatch.setattr(_conv, "AUTOTUNE", True)
+    autotune(True)
     x = rng.standard_normal((1, 7, 19, 17))   # a geometry no other test uses: a fresh plan
     w = rng.standard_normal((6, 7, 3, 2))
     old = ops.get_num_threads()
@@ -277,7 +277,7 @@ def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
         first = ops.conv2d_forward(x, w, stride=(2, 1))
         dy = np.sin(first)
         grads = ops.conv2d_backward(dy, x, w, stride=(2, 1))
-        for _ in range(_conv.TRIALS + 3):
+        for _ in range(_runtime.TRIALS + 3):
             assert np.array_equal(ops.conv2d_forward(x, w, stride=(2, 1)), first)
             for a, b in zip(ops.conv2d_backward(dy, x, w, stride=(2, 1)), grads):
                 assert np.array_equal(a, b)
@@ -288,7 +288,7 @@ def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
     for chosen, one_us, all_us in choices[0].values():
         # both modes were timed (an untimed one reports its 1e300 s start value)
         assert chosen in ("one", "all") and 0 < one_us < 1e6 and 0 < all_us < 1e6
-        assert (chosen == "all") == (all_us < _conv.MARGIN * one_us)
+        assert (chosen == "all") == (all_us < _runtime.MARGIN * one_us)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -468,10 +468,10 @@ def test_matches_pytorch(dtype, xs, ws, stride, padding, rng):
     assert_reduction_close(db, tb.grad.numpy(), db_a, N * Ho * Wo, "db vs torch")
 
 
-def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, rng):
+def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, autotune, rng):
     """After RETRY decided calls the trials run again (the machine's load changes); bits never change."""
-    monkeypatch.setattr(_conv, "AUTOTUNE", True)
-    monkeypatch.setattr(_conv, "RETRY", 5)
+    autotune(True)
+    monkeypatch.setattr(_runtime, "RETRY", 5)
     x = rng.standard_normal((1, 3, 11, 13))   # a geometry no other test uses: a fresh plan
     w = rng.standard_normal((5, 3, 2, 3))
     old = ops.get_num_threads()
@@ -480,10 +480,10 @@ def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, rng)
         first = ops.conv2d_forward(x, w)
         key = (3, 11, 13, 5, 2, 3, 1, 1, 0, 0)
         plan = lambda: next(c for k, c in _conv.batch1_choices().items() if k[:10] == key)["forward"]
-        for _ in range(_conv.TRIALS):
+        for _ in range(_runtime.TRIALS):
             assert np.array_equal(ops.conv2d_forward(x, w), first)
         assert plan()[0] in ("one", "all")       # decided after TRIALS timed intervals
-        for _ in range(_conv.RETRY + 1):
+        for _ in range(_runtime.RETRY + 1):
             assert np.array_equal(ops.conv2d_forward(x, w), first)
         assert plan()[0] is None                 # trying again
     finally:

@@ -16,9 +16,9 @@ ADAM_OPTIONS = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", ADAM_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 @pytest.mark.parametrize("size", [7, 1001, 70_001])  # serial, one block per thread, blocks
-def test_adam_bit_identical_over_many_steps(monkeypatch, dtype, opts, size, rng):
+def test_adam_bit_identical_over_many_steps(monkeypatch, autotune, dtype, opts, size, rng):
     if size == 1001:  # below PARALLEL_MIN: split only when measured faster; here always
-        monkeypatch.setattr(_adam, "AUTOTUNE", False)
+        autotune(False)
         monkeypatch.setattr(ops, "_num_threads", 2)
     p = rng.standard_normal(size).astype(dtype)
     state = [np.zeros_like(p) for _ in range(3)]
@@ -227,3 +227,4 @@ def test_adam_optimizer_rechecks_only_what_changed(dtype, opts, rng):
     opt.learning_rate = 1e-3
     with pytest.raises(ValueError, match="grad has shape"):
         opt.step(p, g[:10])  # other buffers: checked again
+
