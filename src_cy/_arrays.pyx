@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Reading ndarray arguments through the NumPy C API, shared by every kernel module (``cimport
+"""Reading ndarray and geometry arguments through the NumPy C API, shared by every kernel module (``cimport
 fastconv._arrays``).
 
 The kernels take raw pointers from ndarrays that ``fastconv.ops`` has validated; these helpers check the
@@ -85,3 +85,19 @@ cdef bint is_double(object x, str what) except -1:
         if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT:
             return False
     raise TypeError(f"{what} must be a float32 or float64 ndarray")
+
+
+cdef Py_ssize_t one_window_stride(object stride, Py_ssize_t span) except -1:
+    """``stride`` (a Python int >= 1) as a Py_ssize_t, clamped to ``span + 1`` where ``span`` (>= 0) is
+    how far a window can move: any stride above that yields the one window at the origin, so every such
+    stride gives the same result, and a huge one neither overflows nor sizes buffers by its value."""
+    cdef Py_ssize_t s
+    try:
+        s = stride
+    except OverflowError:
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        return span + 1
+    if s < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    return span + 1 if s > span + 1 else s

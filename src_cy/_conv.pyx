@@ -33,7 +33,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 
 from fastconv cimport _runtime
-from fastconv._arrays cimport is_double, plain_float, typenum, view
+from fastconv._arrays cimport is_double, one_window_stride, plain_float, typenum, view
 from fastconv._runtime cimport Trials, trials_for
 
 cnp.import_array()

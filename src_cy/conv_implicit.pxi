@@ -1,8 +1,9 @@
 # conv2d by implicit GEMM: the path every finite input takes that Winograd does not.
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 #
-# The padded input is split into its sh*sw stride phases, xq[c, a, b][u, v] = x_pad[c, u*sh+a, v*sw+b]
-# (Hq x Wq, cut to the rows and columns a window reads), which turns any stride into stride 1.  Each phase
+# The padded input is split into its stride phases, xq[c, a, b][u, v] = x_pad[c, u*sh+a, v*sw+b] for the
+# phases a < min(sh, kh), b < min(sw, kw) that some window reads (Hq x Wq, cut to the rows and columns a
+# window reads), which turns any stride into stride 1.  Each phase
 # plane is stored ns times, shifted left by s = 0..ns-1 columns and cut to a width Wc:
 # xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
 # Output (oh, ow) is column p = oh*Wc + ow, and term k = (c, i, j) reads, for every p at once, the
@@ -39,11 +40,11 @@ CHUNK_SAMPLES_PER_THREAD = 4
 
 
 cdef void _split_plane(const floating *xc, floating *dst, Py_ssize_t q, Py_ssize_t H, Py_ssize_t W,
-                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq, Py_ssize_t Wo,
-                       Py_ssize_t kwq) noexcept nogil:
-    """Plane q = (a*sw + b)*kwq + s of one channel: dst[q*Hq*Wo + u*Wo + v] = x_pad[u*sh + a, (v + s)*sw + b]
-    (``Wo`` and ``kwq`` here are the plan's column width Wc and shift count ns)."""
-    cdef Py_ssize_t a = q // (sw * kwq), bb = q // kwq % sw, jj = q % kwq, u, v, row, lo, hi
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t swa, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq,
+                       Py_ssize_t Wo, Py_ssize_t kwq) noexcept nogil:
+    """Plane q = (a*swa + b)*kwq + s of one channel: dst[q*Hq*Wo + u*Wo + v] = x_pad[u*sh + a, (v + s)*sw + b]
+    (``Wo`` and ``kwq`` here are the plan's column width Wc and shift count ns, ``swa`` its column phases)."""
+    cdef Py_ssize_t a = q // (swa * kwq), bb = q // kwq % swa, jj = q % kwq, u, v, row, lo, hi
     cdef Py_ssize_t off = jj * sw + bb            # column of the padded input at ow = 0
     cdef floating *d
     cdef const floating *src
@@ -80,8 +81,8 @@ cdef inline void _split_item(Py_ssize_t r, Py_ssize_t C, const floating *x, floa
     sample).  One item per plane, not per channel, so that a one-channel input (seed conv1's shifted
     copies) splits between threads too."""
     cdef Py_ssize_t npl = g.npl, q = r % npl, nc = r // npl, n = nc // C, c = nc % C, cblock = g.cblock
-    _split_plane(x + nc * g.H * g.W, xs + n * Sx + c * cblock, q, g.H, g.W, g.sh, g.sw, g.ph, g.pw, g.Hq,
-                 g.Wc, g.ns)
+    _split_plane(x + nc * g.H * g.W, xs + n * Sx + c * cblock, q, g.H, g.W, g.sh, g.sw, g.swa, g.ph,
+                 g.pw, g.Hq, g.Wc, g.ns)
     if c == C - 1 and q == npl - 1 and Sx > C * cblock:
         memset(xs + n * Sx + C * cblock, 0, (Sx - C * cblock) * sizeof(floating))
 
@@ -188,6 +189,7 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
     cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F
     cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
     cdef Py_ssize_t Wq = g.Wq, Wc = g.Wc, Ppad = g.Ppad, T = g.T, Hcov = g.Hcov, Wcov = g.Wcov
+    cdef bint dx_gaps = g.dx_gaps
     cdef Py_ssize_t npl = g.npl, CP = C * g.npl     # split items per sample: one per plane of each channel
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
     cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
@@ -246,11 +248,14 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
                     memset(dwl + (r - cnt * (CP + F)) * F * K, 0, F * K * sizeof(floating))
                 elif c < CP:             # shifted phase planes (and the zero tail of each sample)
                     _split_item(n * CP + c, C, x + n0 * C * H * W, xs, Sx, g)
-                    if need_dx and c % npl == 0 and (Hcov < H or Wcov < W):   # dx in no window
+                    if need_dx and c % npl == 0:   # dx in no window: zero
                         d = dx + ((n0 + n) * C + c // npl) * H * W
-                        for oh in range(Hcov):
-                            memset(d + oh * W + Wcov, 0, (W - Wcov) * sizeof(floating))
-                        memset(d + Hcov * W, 0, (H - Hcov) * W * sizeof(floating))
+                        if dx_gaps:      # stride > kernel: the phases no window reads lie all over the plane
+                            memset(d, 0, H * W * sizeof(floating))
+                        elif Hcov < H or Wcov < W:
+                            for oh in range(Hcov):
+                                memset(d + oh * W + Wcov, 0, (W - Wcov) * sizeof(floating))
+                            memset(d + Hcov * W, 0, (H - Hcov) * W * sizeof(floating))
                 else:                    # dy rows for dW; dy on the dx grid
                     f = c - CP
                     if own_dyp:

@@ -5,6 +5,16 @@
 # Workspaces up to this size are kept by the plan and reused (at batch 1, allocating and setting up the
 # buffers would be a large part of a small convolution's time); larger ones are allocated per call.
 WORKSPACE_CACHE_BYTES = 1 << 20
+# The most elements a plan's buffers and tables may hold: far beyond any memory, and small enough that
+# no index the loops form (an element count times the size of a double) overflows a Py_ssize_t.
+cdef Py_ssize_t MAX_ELEMENTS = (<Py_ssize_t>1) << 48
+
+
+cdef int _check_elements(str what, object n) except -1:
+    """Refuse a geometry whose ``what`` would hold ``n`` (a Python int, so it cannot wrap) elements."""
+    if n > MAX_ELEMENTS:
+        raise MemoryError(f"conv2d: the {what} for this geometry would hold {n} elements")
+    return 0
 
 
 def _contiguous_tiles(cmap, Py_ssize_t NR):
@@ -16,6 +26,8 @@ def _contiguous_tiles(cmap, Py_ssize_t NR):
 cdef class _Plan:
     """Sizes and index tables of the implicit GEMM for one geometry (see conv_implicit.pxi)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
+    cdef public Py_ssize_t sha, swa         # phases some window reads: min(sh, kh) rows, min(sw, kw) columns
+    cdef public bint dx_gaps                # some dx positions lie in no phase (stride > kernel)
     cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, npl, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
     cdef long[::1] boff       # K: offset of the view of term (c, i, j) in xs
     cdef long[::1] ymap       # Ppad: output index of column p, or -1 (dropped column, tile tail)
@@ -61,7 +73,13 @@ cdef class _Plan:
         else:
             self.ns, self.Wc = 1, Wq
         cdef Py_ssize_t ns = self.ns, Wc = self.Wc
-        self.npl = sh * sw * ns                # planes per input channel
+        # Only phases a < kh, b < kw hold taps: at a stride larger than the kernel the others are never
+        # read, so they get no plane (and no dx grid: their dx is zero).
+        cdef Py_ssize_t sha = min(sh, kh), swa = min(sw, kw)
+        self.sha, self.swa, self.dx_gaps = sha, swa, sh > kh or sw > kw
+        _check_elements("phase planes", C * (<object>sha) * swa * ns * Hq * Wc)
+        _check_elements("output columns", (<object>self.Ho) * Wc + NR)
+        self.npl = sha * swa * ns              # planes per input channel
         self.cblock = self.npl * Hq * Wc       # xs values per input channel
         self.Ppad = (self.Ho * Wc + NR - 1) // NR * NR
         self.ntiles = self.Ppad // NR
@@ -72,7 +90,7 @@ cdef class _Plan:
             for i in range(kh):
                 for j in range(kw):
                     self.boff[(c * kh + i) * kw + j] = (
-                        ((((c * sh + i % sh) * sw + j % sw) * ns + (j // sw if ns > 1 else 0)) * Hq + i // sh)
+                        ((((c * sha + i % sh) * swa + j % sw) * ns + (j // sw if ns > 1 else 0)) * Hq + i // sh)
                         * Wc + (0 if ns > 1 else j // sw))
         for p in range(self.Ppad):
             oh, ow = p // Wc, p % Wc
@@ -83,17 +101,18 @@ cdef class _Plan:
         # dx of phase (a, b) is computed on grid rows u with 0 <= u*sh + a - ph < H only: the grid of
         # phase q starts at row xoff[q] / Wq (offset xoff[q] after T), every phase on ntx tiles (the
         # most any needs), so no tile is spent on rows that map to the padding.
-        self.nph = sh * sw
+        self.nph = sha * swa
         self.xoff = np.zeros(self.nph, dtype=np.intp)
         cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0, ulo, uhi
         self.PX = 0
         for q in range(self.nph):
-            a = q // sw
+            a = q // swa
             ulo = min(Hq, max(0, (ph - a + sh - 1) // sh))
             uhi = max(ulo, min(Hq, (H - 1 + ph - a) // sh + 1)) if H - 1 + ph - a >= 0 else ulo
             self.xoff[q] = ulo * Wq
             self.PX = max(self.PX, ((uhi - ulo) * Wq + NR - 1) // NR * NR)
         self.T = self.khq * Wq
+        _check_elements("dx grids", (<object>self.nph) * self.PX + F * (self.T + Hq * Wq + self.PX + NR))
         self.Sd = self.T + max(int(np.max(self.xoff)) + self.PX, (Hq * Wq + NR - 1) // NR * NR)
         self.ntx = self.PX // NR
         self.mbc = (C + FC_MR - 1) // FC_MR
@@ -104,7 +123,7 @@ cdef class _Plan:
         self.toff = np.zeros(self.nph, dtype=np.intp)
         self.tot_a = 0
         for q in range(self.nph):
-            a, bb = q // sw, q % sw
+            a, bb = q // swa, q % swa
             self.kha[q] = (kh - a + sh - 1) // sh if a < kh else 0
             self.kwb[q] = (kw - bb + sw - 1) // sw if bb < kw else 0
             self.kab[q] = F * self.kha[q] * self.kwb[q]
@@ -115,7 +134,7 @@ cdef class _Plan:
         self.boffx = np.empty(max(1, tot_t), dtype=np.int64)
         self.cmapx = np.empty(self.nph * self.PX, dtype=np.int64)
         for q in range(self.nph):
-            a, bb = q // sw, q % sw
+            a, bb = q // swa, q % swa
             for f in range(F):
                 for ii in range(self.kha[q]):
                     for jj in range(self.kwb[q]):
@@ -134,8 +153,9 @@ cdef class _Plan:
         """apx, phase by phase: panels of FC_MR channels of A[c, (f, i', j')] = w[f, c, i'*sh+a, j'*sw+b]."""
         cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, tt, m, i, c, kq
         cdef Py_ssize_t C = self.C, kh = self.kh, kw = self.kw, sh = self.sh, sw = self.sw, MR = FC_MR
+        cdef Py_ssize_t swa = self.swa
         for q in range(self.nph):
-            a, bb = q // sw, q % sw
+            a, bb = q // swa, q % swa
             kha, kwb, kq = self.kha[q], self.kwb[q], self.kab[q]
             for f in range(self.F):
                 for ii in range(kha):
@@ -193,17 +213,20 @@ _plans = {}
 cdef list _recent = []
 cdef enum:
     RECENT_PLANS = 8
+    MAX_PADDING = 1 << 30   # keeps H + 2 * padding and the plan's products far from overflow
 
 
 cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t Cw, Py_ssize_t kh,
                  Py_ssize_t kw, stride, padding, Py_ssize_t NR):
     """The cached plan for this geometry (a few tables; built once per layer shape), after checking
-    the shape relations the loops rely on."""
+    the shape relations the loops rely on.  A stride that only ever yields one window is clamped (see
+    one_window_stride), so any stride, however large, is taken."""
     cdef Py_ssize_t sh, sw, ph, pw
-    sh, sw = stride
     ph, pw = padding
-    if Cw != C or sh < 1 or sw < 1 or ph < 0 or pw < 0 or kh > H + 2 * ph or kw > W + 2 * pw:
+    if Cw != C or ph < 0 or pw < 0 or ph > MAX_PADDING or pw > MAX_PADDING or kh > H + 2 * ph or kw > W + 2 * pw:
         raise ValueError("conv2d: inconsistent shapes reached the compiled kernel")
+    sh = one_window_stride(stride[0], H + 2 * ph - kh)
+    sw = one_window_stride(stride[1], W + 2 * pw - kw)
     # the few most recent plans are compared field by field (a training step cycles through one plan
     # per layer), which is cheaper than building the dict key and hashing it
     cdef _Plan p

@@ -656,3 +656,49 @@ def test_winograd_leaves_nonfinite_inputs_to_the_direct_paths(monkeypatch, where
     assert any(not np.isfinite(a).all() for a in want)
     for a, b in zip(got[first:], want[first:]):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Strides larger than the kernel, up to huge ones (issue 18, item 7).
+
+@pytest.mark.parametrize("stride", [2048, 2**20, 2**40, 2**70])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huge_stride_is_fast_and_matches_reference(stride, dtype, rng):
+    import time
+    x = rng.standard_normal((2, 3, 5, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3, 1, 1)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    t0 = time.perf_counter()
+    y = ops.conv2d_forward(x, w, b, stride=stride)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, stride=stride)
+    assert time.perf_counter() - t0 < 1.0
+    assert y.shape == (2, 4, 1, 1)
+    check_against_reference(x, w, b, stride, 0)
+    check_against_reference(x, w, b, (stride, 3), 1)
+    # only x[..., 0, 0] is in the one window
+    assert not dx[:, :, 1:, :].any() and not dx[:, :, :, 1:].any()
+
+
+@st.composite
+def strided_cases(draw):
+    """Strides >= kernel: most stride phases hold no tap; huge strides yield one window."""
+    N, C, F = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    H, W = draw(st.integers(1, 14)), draw(st.integers(1, 14))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    kh, kw = draw(st.integers(1, min(4, H + 2 * ph))), draw(st.integers(1, min(4, W + 2 * pw)))
+    big = st.one_of(st.integers(1, 7), st.sampled_from([2**20, 2**40, 2**63, 2**70]))
+    sh, sw = kh + draw(big) - 1, kw + draw(big) - 1
+    return (N, C, F, H, W, kh, kw, (sh, sw), (ph, pw), draw(st.sampled_from(DTYPES)), draw(st.booleans()),
+            draw(st.integers(0, 2**31)))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strided_cases())
+def test_fuzz_strides_at_least_kernel_match_reference(case):
+    N, C, F, H, W, kh, kw, stride, padding, dtype, bias, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    check_against_reference(x, w, b, stride, padding, dy_seed=seed)

@@ -27,3 +27,4 @@ cdef int plain_float(object a, int ndim) noexcept
 cdef bint plain_like(object a, cnp.ndarray like, bint write) noexcept
 cdef bint plain_param(object p) noexcept
 cdef bint is_double(object x, str what) except -1
+cdef Py_ssize_t one_window_stride(object stride, Py_ssize_t span) except -1
