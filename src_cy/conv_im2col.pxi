@@ -16,7 +16,9 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
                   Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Ppad,
                   int nthreads) noexcept nogil:
-    """cols[n, (c*kh+i)*kw+j, oh*Wo+ow] = x_padded[n, c, oh*sh+i, ow*sw+j]; padding columns untouched."""
+    """cols[n, (c*kh+i)*kw+j, oh*Wo+ow] = x_padded[n, c, oh*sh+i, ow*sw+j], and zero in the padding
+    columns P..Ppad-1 of each row: the dW tiles read them, and the dcols step of the chunk before may have
+    left anything there (with an infinite w, NaN, which times the zero dy tail would be NaN in dW)."""
     cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, K = C * kh * kw
     cdef floating *dst
     cdef const floating *src
@@ -47,6 +49,8 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
                         dst[oh * Wo + ow] = src[ow * sw - pw + j]
                 for ow in range(hi, Wo):
                     dst[oh * Wo + ow] = 0
+            for ow in range(Ho * Wo, Ppad):
+                dst[ow] = 0
 
 
 cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,

@@ -659,6 +659,25 @@ def test_winograd_leaves_nonfinite_inputs_to_the_direct_paths(monkeypatch, where
 
 
 # ------------------------------------------------------------------------------------------------------
+# Non-finite w and several im2col chunks (issue 18, item 2).
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_dw_stays_finite_when_w_is_not_and_n_spans_several_im2col_chunks(bad):
+    """dW does not depend on w: an infinite or NaN w reaches dcols (W^T dy), and the next chunk's dW
+    must not read what that left in the im2col buffer's tile tails."""
+    R = np.random.default_rng(0).standard_normal
+    x, w, dy = R((80, 1, 29, 29)), R((2, 1, 3, 3)), R((80, 2, 27, 27))
+    w[0, 0, 1, 1] = bad
+    dx, dw, db = ops.conv2d_backward(dy, x, w)
+    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w)
+    assert np.isfinite(dw).all() and np.isfinite(db).all()
+    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w))
+    assert_reduction_close(dw, dw_r, dw_a, 80 * 27 * 27, "dw")
+    assert_reduction_close(db, db_r, db_a, 80 * 27 * 27, "db")
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_r))
+
+
+# ------------------------------------------------------------------------------------------------------
 # Strides larger than the kernel, up to huge ones (issue 18, item 7).
 
 @pytest.mark.parametrize("stride", [2048, 2**20, 2**40, 2**70])
