@@ -3,8 +3,9 @@
 fastconv._arrays``).
 
 The kernels take raw pointers from ndarrays that ``fastconv.ops`` has validated; these helpers check the
-few facts the loops rely on (type, contiguity, writability, dimensions) at C speed.  Typed memoryview
-arguments with fused-type dispatch cost more per call than these checks.
+few facts the loops rely on (type, byte order, contiguity, writability, dimensions) at C speed.  Typed
+memoryview arguments with fused-type dispatch cost more per call than these checks.  Every check
+requires native byte order: a byte-swapped array is never read as a native one.
 """
 cimport numpy as cnp
 
@@ -12,14 +13,14 @@ cnp.import_array()
 
 
 cdef inline bint _native_c_array(cnp.ndarray arr) noexcept:
-    """C-contiguous."""
-    return cnp.PyArray_IS_C_CONTIGUOUS(arr)
+    """C-contiguous, in native byte order."""
+    return cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISNOTSWAPPED(arr)
 
 
 cdef int view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, char **data,
               str what) except -1:
-    """Shape and data pointer of ``a``, which must be a C-contiguous ndarray of ``typenum`` with ``ndim``
-    dimensions (writable if ``write``); ``ndim=-1`` takes any number and gives
+    """Shape and data pointer of ``a``, which must be a C-contiguous ndarray of ``typenum`` in native
+    byte order with ``ndim`` dimensions (writable if ``write``); ``ndim=-1`` takes any number and gives
     the size in shape[0].  The ops layer guarantees this; anything else raises."""
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{what} must be an ndarray, got {type(a).__name__}")
@@ -27,8 +28,8 @@ cdef int view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, ch
     if (cnp.PyArray_TYPE(arr) != typenum or (ndim >= 0 and cnp.PyArray_NDIM(arr) != ndim)
             or not _native_c_array(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr))):
         raise ValueError(f"{what} must be a C-contiguous{' writable' if write else ''} "
-                         f"{ndim if ndim >= 0 else 'N'}-D array of the kernel's dtype, "
-                         f"got dtype {a.dtype.str} and shape {a.shape}")
+                         f"{ndim if ndim >= 0 else 'N'}-D array of the kernel's dtype in native byte "
+                         f"order, got dtype {a.dtype.str} and shape {a.shape}")
     cdef int i
     if ndim < 0:
         shape[0] = cnp.PyArray_SIZE(arr)
@@ -39,7 +40,7 @@ cdef int view(object a, int typenum, int ndim, bint write, Py_ssize_t *shape, ch
 
 
 cdef int plain_float(object a, int ndim) noexcept:
-    """The type number of ``a`` when it is a C-contiguous float32/float64 ndarray with ``ndim``
+    """The type number of ``a`` when it is a C-contiguous native float32/float64 ndarray with ``ndim``
     non-empty dimensions, else -1."""
     if not cnp.PyArray_Check(a):
         return -1
@@ -55,7 +56,7 @@ cdef int plain_float(object a, int ndim) noexcept:
 
 
 cdef bint plain_like(object a, cnp.ndarray like, bint write) noexcept:
-    """True when ``a`` is a C-contiguous ndarray of ``like``'s dtype and shape (writable if
+    """True when ``a`` is a C-contiguous native ndarray of ``like``'s dtype and shape (writable if
     ``write``): the update kernels take such arrays as they are, so ops can skip its generic checks."""
     if not cnp.PyArray_Check(a):
         return False
@@ -71,7 +72,7 @@ cdef bint plain_like(object a, cnp.ndarray like, bint write) noexcept:
 
 
 cdef bint plain_param(object p) noexcept:
-    """True for a writable C-contiguous float32 or float64 ndarray."""
+    """True for a writable C-contiguous native float32 or float64 ndarray."""
     return (cnp.PyArray_Check(p) and (cnp.PyArray_TYPE(<cnp.ndarray>p) == cnp.NPY_FLOAT
                                       or cnp.PyArray_TYPE(<cnp.ndarray>p) == cnp.NPY_DOUBLE)
             and plain_like(p, <cnp.ndarray>p, True))

@@ -659,6 +659,71 @@ def test_winograd_leaves_nonfinite_inputs_to_the_direct_paths(monkeypatch, where
 
 
 # ------------------------------------------------------------------------------------------------------
+# Byte order (issue 18, item 1): a byte-swapped array is never read as a native one.
+
+def _native_or_clear_error(call, expected):
+    """``call()`` must give ``expected`` (what the same values in native byte order give: ops converted)
+    or raise an error that names the dtype or the byte order; never a silently wrong result."""
+    try:
+        got = call()
+    except (TypeError, ValueError) as exc:
+        assert ">f" in str(exc) or "byte order" in str(exc), str(exc)
+        return
+    for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+        assert (g is None and e is None) or np.array_equal(g, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_byte_swapped_conv_inputs_match_native_or_raise(dtype, rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    y = ops.conv2d_forward(x, w, b, stride=(2, 1), padding=1)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = ops.conv2d_backward(dy, x, w, stride=(2, 1), padding=1)
+    swapped = np.dtype(dtype).newbyteorder(">")
+    xs, ws, bs, dys = (a.astype(swapped) for a in (x, w, b, dy))
+    _native_or_clear_error(lambda: ops.conv2d_forward(xs, ws, bs, stride=(2, 1), padding=1), y)
+    _native_or_clear_error(lambda: ops.conv2d_forward(xs, w, b, stride=(2, 1), padding=1), y)
+    _native_or_clear_error(lambda: ops.conv2d_backward(dys, x, w, stride=(2, 1), padding=1), grads)
+    _native_or_clear_error(lambda: ops.conv2d_backward(dy, xs, ws, stride=(2, 1), padding=1), grads)
+
+
+def test_kernel_fast_checks_decline_byte_swapped_arrays(rng):
+    """The compiled plain-array checks answer "not plain" for a swapped array (ops' generic path then
+    runs) and the kernels themselves refuse one."""
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 2, 2))
+    dy = rng.standard_normal((1, 3, 4, 4))
+    be = np.dtype(">f8")
+    assert _conv.forward_plain(x.astype(be), w, None, 1, 0, 1) is None
+    assert _conv.forward_plain(x, w.astype(be), None, 1, 0, 1) is None
+    assert _conv.forward_plain(x, w, np.zeros(3, be), 1, 0, 1) is None
+    assert _conv.backward_plain(dy.astype(be), x, w, True, 1, 0, 1) is None
+    assert not _conv.kernel_ready(x.astype(be))
+    with pytest.raises(ValueError, match="byte order"):
+        _conv.conv2d_forward(x.astype(be), w, None, np.empty((1, 3, 4, 4)), (1, 1), (0, 0), 1)
+    with pytest.raises(ValueError, match="byte order"):
+        _conv.conv2d_backward(dy, x, w, None, np.empty((3, 2, 2, 2), be), np.empty(3), (1, 1), (0, 0), 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=4, max_size=4), st.sampled_from(DTYPES), st.integers(0, 2**31))
+def test_fuzz_byte_order_of_each_argument(swap, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, 6, 7)).astype(dtype)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    y = ops.conv2d_forward(x, w, b)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = ops.conv2d_backward(dy, x, w)
+    be = np.dtype(dtype).newbyteorder(">")
+    xs, ws, bs, dys = (a.astype(be) if s else a for a, s in zip((x, w, b, dy), swap))
+    _native_or_clear_error(lambda: ops.conv2d_forward(xs, ws, bs), y)
+    _native_or_clear_error(lambda: ops.conv2d_backward(dys, xs, ws), grads)
+
+
+# ------------------------------------------------------------------------------------------------------
 # Non-finite w and several im2col chunks (issue 18, item 2).
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
