@@ -291,6 +291,39 @@ def test_batch1_thread_choice_is_measured_then_kept(autotune, rng):
         assert (chosen == "all") == (all_us < _runtime.MARGIN * one_us)
 
 
+
+def test_one_autotune_switch_and_report_for_every_kernel(monkeypatch, autotune, rng):
+    """fastconv._runtime holds the one trials state: set_autotune turns the trials off and on for conv
+    and Adam alike, and autotune_report lists what each operation measured and chose."""
+    monkeypatch.setattr(ops, "_num_threads", 2)
+    x = rng.standard_normal((1, 2, 13, 11))   # a geometry and a length no other test uses
+    w = rng.standard_normal((3, 2, 2, 2))
+    p, g, m, v = (rng.standard_normal(1237) for _ in range(4))
+    v = np.abs(v)
+    conv_key = (2, 13, 11, 3, 2, 2, 1, 1, 0, 0, _conv.tile_width(np.float64))
+
+    def entries():
+        return [e for e in _runtime.autotune_report()
+                if (e["kernel"], e["key"]) in (("conv2d", conv_key), ("adam", (1237, "float64")))]
+
+    autotune(False)
+    assert not _runtime.autotune_enabled()
+    for _ in range(_runtime.TRIALS + 3):
+        ops.conv2d_forward(x, w)
+        ops.adam_update(p, g, m, v, step=1)
+    assert entries() == []                     # off: no trial ran in either module
+    autotune(True)
+    assert _runtime.autotune_enabled()
+    for _ in range(_runtime.TRIALS + 3):
+        ops.conv2d_forward(x, w)
+        ops.adam_update(p, g, m, v, step=1)
+    got = {(e["kernel"], e["op"]): e for e in entries()}
+    assert set(got) == {("conv2d", "forward"), ("adam", "update")}
+    for e in got.values():
+        assert e["choice"] in ("one", "all") and 0 < e["one_thread_us"] < 1e6 and 0 < e["all_threads_us"] < 1e6
+    assert _conv.max_threads() == _runtime.max_threads() >= 1
+    assert _conv.have_openmp() == _runtime.have_openmp()
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_concurrent_calls_do_not_share_the_plan_workspace(dtype):
     """Plans keep one reusable workspace for small calls; concurrent calls with the same geometry but
