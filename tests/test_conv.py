@@ -320,7 +320,8 @@ def test_one_autotune_switch_and_report_for_every_kernel(monkeypatch, autotune, 
     got = {(e["kernel"], e["op"]): e for e in entries()}
     assert set(got) == {("conv2d", "forward"), ("adam", "update")}
     for e in got.values():
-        assert e["choice"] in ("one", "all") and 0 < e["one_thread_us"] < 1e6 and 0 < e["all_threads_us"] < 1e6
+        assert e["choice"] in ("one", "all")
+        assert 0 < e["one_thread_us"] < 1e6 and 0 < e["all_threads_us"] < 1e6
     assert _conv.max_threads() == _runtime.max_threads() >= 1
     assert _conv.have_openmp() == _runtime.have_openmp()
 
@@ -702,7 +703,9 @@ def _native_or_clear_error(call, expected):
     except (TypeError, ValueError) as exc:
         assert ">f" in str(exc) or "byte order" in str(exc), str(exc)
         return
-    for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for g, e in zip(got, expected):
         assert (g is None and e is None) or np.array_equal(g, e)
 
 
@@ -769,7 +772,7 @@ def test_dw_stays_finite_when_w_is_not_and_n_spans_several_im2col_chunks(bad):
     dx, dw, db = ops.conv2d_backward(dy, x, w)
     dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w)
     assert np.isfinite(dw).all() and np.isfinite(db).all()
-    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w))
+    _, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w))
     assert_reduction_close(dw, dw_r, dw_a, 80 * 27 * 27, "dw")
     assert_reduction_close(db, db_r, db_a, 80 * 27 * 27, "db")
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_r))
@@ -788,7 +791,7 @@ def test_huge_stride_is_fast_and_matches_reference(stride, dtype, rng):
     t0 = time.perf_counter()
     y = ops.conv2d_forward(x, w, b, stride=stride)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    dx, dw, db = ops.conv2d_backward(dy, x, w, stride=stride)
+    dx = ops.conv2d_backward(dy, x, w, stride=stride)[0]
     assert time.perf_counter() - t0 < 1.0
     assert y.shape == (2, 4, 1, 1)
     check_against_reference(x, w, b, stride, 0)
