@@ -97,6 +97,7 @@ def extensions():
     return cythonize(
         exts,
         compiler_directives={"language_level": "3"},
+        include_path=["src_cy"],
         annotate=False,
         quiet=True,
     )

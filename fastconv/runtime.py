@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from . import _adam, _conv
+from . import _conv, _runtime
 
 __all__ = [
     "autotune_enabled", "autotune_report", "get_num_threads", "max_threads", "openmp_enabled", "set_autotune",
@@ -48,7 +48,7 @@ def _compute_thread_limit():
 
 
 _thread_limit = _compute_thread_limit()
-_num_threads = max(1, min(int(_conv.max_threads()), _thread_limit))
+_num_threads = max(1, min(int(_runtime.max_threads()), _thread_limit))
 
 
 def set_num_threads(n):
@@ -88,21 +88,15 @@ def thread_limit():
 
 def max_threads():
     """Threads OpenMP would use by default (``omp_get_max_threads()``; 1 when built without OpenMP)."""
-    return int(_conv.max_threads())
+    return int(_runtime.max_threads())
 
 
 def openmp_enabled():
     """True when the compiled core was built with OpenMP."""
-    return bool(_conv.have_openmp())
+    return bool(_runtime.have_openmp())
 
 
 # --------------------------------------------------------------------------------------------- autotune
-
-# The compiled modules that run thread trials; each holds its own AUTOTUNE switch (fc_trials.pxi).
-_TRIAL_MODULES = (_conv, _adam)
-_DTYPE_NAMES = {np.dtype(t).num: np.dtype(t).name for t in (np.float32, np.float64)}
-_UNTIMED_US = 1e290  # a mode never timed reports its start value, 1e300 s
-
 
 def set_autotune(enabled):
     """Turn the run-time one-thread-versus-all-threads trials on (the default) or off.
@@ -112,20 +106,20 @@ def set_autotune(enabled):
     """
     if not isinstance(enabled, (bool, np.bool_)):
         raise TypeError(f"enabled must be True or False, got {enabled!r}")
-    for module in _TRIAL_MODULES:
-        module.AUTOTUNE = bool(enabled)
+    _runtime.set_autotune(bool(enabled))
 
 
 def autotune_enabled():
-    """True when the thread trials are on (in every kernel that runs them)."""
-    return all(module.AUTOTUNE for module in _TRIAL_MODULES)
+    """True when the thread trials are on (one switch for every kernel that runs them)."""
+    return bool(_runtime.autotune_enabled())
 
 
-def _choice(kernel, operation, dtype_name, shape, report):
-    chosen, one_us, all_us = report
-    return {"kernel": kernel, "operation": operation, "dtype": dtype_name, "shape": shape, "threads": chosen,
-            "one_thread_us": None if one_us > _UNTIMED_US else one_us,
-            "all_threads_us": None if all_us > _UNTIMED_US else all_us}
+def _shape(kernel, key):
+    if kernel == "conv2d":
+        C, H, W, F, kh, kw, sh, sw, ph, pw = key[:10]
+        return {"channels": C, "height": H, "width": W, "filters": F, "kernel_size": (kh, kw),
+                "stride": (sh, sw), "padding": (ph, pw)}
+    return {"size": key[0]}
 
 
 def autotune_report():
@@ -135,9 +129,9 @@ def autotune_report():
     -------
     list of dict with keys
         ``kernel`` ("conv2d" or "adam"), ``operation`` ("forward", "backward", "backward_dx" for conv2d
-        at batch 1, "update" for adam), ``dtype`` ("float32"/"float64", None where unknown), ``shape``
-        (conv2d: channels, height, width, filters, kernel_size, stride, padding; adam: size),
-        ``threads`` ("one", "all", or None while the trials run), ``one_thread_us`` and
+        at batch 1, "update" for adam), ``dtype`` ("float32"/"float64", None where the key does not
+        tell), ``shape`` (conv2d: channels, height, width, filters, kernel_size, stride, padding; adam:
+        size), ``threads`` ("one", "all", or None while the trials run), ``one_thread_us`` and
         ``all_threads_us`` (the shortest interval measured per call in microseconds, None if not yet
         timed).
 
@@ -150,13 +144,10 @@ def autotune_report():
     if len(tile_dtypes) < 2:  # both dtypes use one tile width: the key does not tell them apart
         tile_dtypes = {}
     rows = []
-    for (C, H, W, F, kh, kw, sh, sw, ph, pw, nr), operations in _conv.batch1_choices().items():
-        shape = {"channels": C, "height": H, "width": W, "filters": F, "kernel_size": (kh, kw),
-                 "stride": (sh, sw), "padding": (ph, pw)}
-        for operation, report in operations.items():
-            rows.append(_choice("conv2d", operation, tile_dtypes.get(nr), shape, report))
-    for (size, typenum), trials in list(getattr(_adam, "_trials", {}).items()):
-        report = trials.report()
-        if report is not None:
-            rows.append(_choice("adam", "update", _DTYPE_NAMES.get(typenum), {"size": size}, report))
+    for entry in _runtime.autotune_report():
+        key = entry["key"]
+        dtype = tile_dtypes.get(key[-1]) if entry["kernel"] == "conv2d" else key[-1]
+        rows.append({"kernel": entry["kernel"], "operation": entry["op"], "dtype": dtype,
+                     "shape": _shape(entry["kernel"], key), "threads": entry["choice"],
+                     "one_thread_us": entry["one_thread_us"], "all_threads_us": entry["all_threads_us"]})
     return rows

@@ -15,25 +15,26 @@ performs the same operations, so results are bit-identical):
 The scalar coefficients are computed once in double precision by the caller and rounded to the
 parameter's dtype.
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
-include "fc_arrays.pxi"
-include "fc_trials.pxi"
+from fastconv._arrays cimport even_block, is_double, plain_like, plain_param, typenum, view
+from fastconv._runtime cimport Trials, trials_for
 
-# From this many elements the update always splits between the threads; below, whether it pays is
-# measured per array length and dtype (fc_trials.pxi: 9,578 float64 parameters took 5.3 us on one Zen 5
-# core, where splitting did not pay, and 47 us on one Zen 1 core).  Elementwise: any split gives the
-# same bits.
+cnp.import_array()
+
+# From this many elements the update always splits between the threads; below, whether splitting pays
+# depends on the machine, so it is measured per array length and dtype (fastconv._runtime's trials).
+# Elementwise: any split gives the same bits.
 PARALLEL_MIN = 1 << 15
-_trials = {}
+cdef dict _trials = {}     # (length, typenum) -> Trials
 
 
 # Elements per parallel work item.  The per-element loops below are plain C loops over raw pointers
-# (no OpenMP bookkeeping inside, options fixed per loop), which the compiler vectorises.  On 9,586
-# float64 parameters (seed 000's CNN, one thread) that took the kernel from 5.8 to 5.3 us: the square
-# roots and divisions, which must stay exact for bit-identity with the reference, bound it.
+# (no OpenMP bookkeeping inside, options fixed per loop), which the compiler vectorises; the square roots
+# and divisions, which must stay exact for bit-identity with the reference, bound their speed.
 cdef enum:
     BLOCK = 8192
 
@@ -93,15 +94,15 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 def plain_arrays(p, g, m, v):
     """True when param, grad, m and v are C-contiguous ndarrays of one float dtype and shape, param, m
     and v writable: the kernel takes them as they are (ops.adam_update skips its checks and copies)."""
-    return (_plain_param(p) and _plain_like(g, <cnp.ndarray>p, False) and _plain_like(m, <cnp.ndarray>p, True)
-            and _plain_like(v, <cnp.ndarray>p, True))
+    return (plain_param(p) and plain_like(g, <cnp.ndarray>p, False) and plain_like(m, <cnp.ndarray>p, True)
+            and plain_like(v, <cnp.ndarray>p, True))
 
 
 def adam_update(p, g, m, v, vmax, double beta1, double one_minus_beta1, double beta2,
                 double one_minus_beta2, double step_size, double bc2_sqrt, double eps, double weight_decay,
                 double decay_factor, bint decoupled, bint eps_hat, int nthreads):
     """One step over C-contiguous ndarrays of one float dtype and size (vmax None unless amsgrad)."""
-    if _is_double(p, "adam_update: param"):
+    if is_double(p, "adam_update: param"):
         _update(<double>0, p, g, m, v, vmax, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
                 bc2_sqrt, eps, weight_decay, decay_factor, decoupled, eps_hat, nthreads)
     else:
@@ -113,18 +114,22 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
                  double beta2, double one_minus_beta2, double step_size, double bc2_sqrt, double eps,
                  double weight_decay, double decay_factor, bint decoupled, bint eps_hat,
                  int nthreads) except -1:
-    cdef int T = _typenum(tag)
+    cdef int T = typenum(tag)
     cdef Py_ssize_t b, n, ng, nm, nv, nx
-    cdef char *pd, *gd, *md, *vd, *xd
-    _view(p_in, T, -1, True, &n, &pd, "adam_update: param")
-    _view(g_in, T, -1, False, &ng, &gd, "adam_update: grad")
-    _view(m_in, T, -1, True, &nm, &md, "adam_update: m")
-    _view(v_in, T, -1, True, &nv, &vd, "adam_update: v")
+    cdef char *pd
+    cdef char *gd
+    cdef char *md
+    cdef char *vd
+    cdef char *xd
+    view(p_in, T, -1, True, &n, &pd, "adam_update: param")
+    view(g_in, T, -1, False, &ng, &gd, "adam_update: grad")
+    view(m_in, T, -1, True, &nm, &md, "adam_update: m")
+    view(v_in, T, -1, True, &nv, &vd, "adam_update: v")
     if ng != n or nm != n or nv != n:
         raise ValueError("adam_update: arrays of different lengths reached the compiled kernel")
     cdef floating *vp = NULL
     if vmax_in is not None:
-        _view(vmax_in, T, -1, True, &nx, &xd, "adam_update: vmax")
+        view(vmax_in, T, -1, True, &nx, &xd, "adam_update: vmax")
         if nx != n:
             raise ValueError("adam_update: vmax length differs from param")
         vp = <floating *>xd
@@ -140,15 +145,16 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
     cdef bint l2 = weight_decay != 0 and not decoupled
     cdef bint shrink = weight_decay != 0 and decoupled
     cdef int nt = nthreads
-    cdef _Trials trial = None
+    cdef Trials trial = None
     if n < PARALLEL_MIN and nthreads > 1:
         trial = _trials.get((n, T))
         if trial is None:
             if len(_trials) >= 256:   # bounded, as the conv plans
                 _trials.clear()
-            trial = _trials[(n, T)] = _Trials()
+            trial = _trials[(n, T)] = trials_for("adam", "update",
+                                                 (n, "float64" if floating is double else "float32"))
         nt = trial.threads(nthreads)
-    cdef Py_ssize_t blk = _even_block(n, nt, BLOCK)
+    cdef Py_ssize_t blk = even_block(n, nt, BLOCK)
     cdef Py_ssize_t nb = (n + blk - 1) // blk
     if nt == 1 or nb == 1:
         with nogil:

@@ -6,9 +6,12 @@ dispatch than in arithmetic; these loops run on the calling thread with no dispa
 sends batches above SMALL_BATCH to BLAS, validates, and allocates.  The functions here re-check the
 shape relations they rely on, because the loops run with bounds checks off.
 """
+cimport numpy as cnp
 from cython cimport floating
 
-include "fc_arrays.pxi"
+from fastconv._arrays cimport is_double, typenum, view
+
+cnp.import_array()
 
 cdef extern from "fc_dense.h" nogil:
     void fc_dense_fwd_d(const double *x, const double *w, const double *b, double *y, long N, long K, long U)
@@ -18,15 +21,14 @@ cdef extern from "fc_dense.h" nogil:
     void fc_dense_bwd_s(const float *dy, const float *x, const float *w, float *dx, float *dw, float *db,
                         long N, long K, long U)
 
-# Batches up to this size use these loops; larger ones BLAS (fastconv.ops).  Forward + backward of
-# 648 -> 10, float64, on the 2-core Zen 1, loops (one thread) vs NumPy's BLAS (two): batch 1 6.2 vs
-# 30.9 us, 4: 38 vs 57 us, 8: 47 vs 53 us, 16: 95 vs 83 us, 32: 189 vs 143 us.
+# Batches up to this size use these loops; larger ones BLAS (fastconv.ops).  The loops run on one
+# thread, with no dispatch cost; larger batches amortise BLAS's dispatch and its blocking wins.
 SMALL_BATCH = 8
 
 
 def dense_forward(x, w, b, y):
     """y = x @ w.T (+ b) into the preallocated ``y``: C-contiguous ndarrays of one float dtype."""
-    if _is_double(x, "dense: x"):
+    if is_double(x, "dense: x"):
         _forward(<double>0, x, w, b, y)
     else:
         _forward(<float>0, x, w, b, y)
@@ -34,23 +36,29 @@ def dense_forward(x, w, b, y):
 
 def dense_backward(dy, x, w, dx, dw, db):
     """Fill ``dw``, ``db`` and, unless ``dx`` is None, ``dx``."""
-    if _is_double(x, "dense: x"):
+    if is_double(x, "dense: x"):
         _backward(<double>0, dy, x, w, dx, dw, db)
     else:
         _backward(<float>0, dy, x, w, dx, dw, db)
 
 
 cdef int _forward(floating tag, x, w, b, y) except -1:
-    cdef int T = _typenum(tag)
-    cdef Py_ssize_t xsh[2], wsh[2], ysh[2], bsh[1]
-    cdef char *xd, *wd, *yd, *bd = NULL
-    _view(x, T, 2, False, xsh, &xd, "dense: x")
-    _view(w, T, 2, False, wsh, &wd, "dense: w")
-    _view(y, T, 2, True, ysh, &yd, "dense: y")
+    cdef int T = typenum(tag)
+    cdef Py_ssize_t xsh[2]
+    cdef Py_ssize_t wsh[2]
+    cdef Py_ssize_t ysh[2]
+    cdef Py_ssize_t bsh[1]
+    cdef char *xd
+    cdef char *wd
+    cdef char *yd
+    cdef char *bd = NULL
+    view(x, T, 2, False, xsh, &xd, "dense: x")
+    view(w, T, 2, False, wsh, &wd, "dense: w")
+    view(y, T, 2, True, ysh, &yd, "dense: y")
     if wsh[1] != xsh[1] or ysh[0] != xsh[0] or ysh[1] != wsh[0]:
         raise ValueError("dense_forward: inconsistent shapes reached the compiled kernel")
     if b is not None:
-        _view(b, T, 1, False, bsh, &bd, "dense: b")
+        view(b, T, 1, False, bsh, &bd, "dense: b")
         if bsh[0] != wsh[0]:
             raise ValueError("dense_forward: bias length does not match w")
     with nogil:
@@ -62,19 +70,29 @@ cdef int _forward(floating tag, x, w, b, y) except -1:
 
 
 cdef int _backward(floating tag, dy, x, w, dx, dw, db) except -1:
-    cdef int T = _typenum(tag)
-    cdef Py_ssize_t dysh[2], xsh[2], wsh[2], dxsh[2], dwsh[2], dbsh[1]
-    cdef char *dyd, *xd, *wd, *dxd = NULL, *dwd, *dbd
-    _view(dy, T, 2, False, dysh, &dyd, "dense: dy")
-    _view(x, T, 2, False, xsh, &xd, "dense: x")
-    _view(w, T, 2, False, wsh, &wd, "dense: w")
-    _view(dw, T, 2, True, dwsh, &dwd, "dense: dw")
-    _view(db, T, 1, True, dbsh, &dbd, "dense: db")
+    cdef int T = typenum(tag)
+    cdef Py_ssize_t dysh[2]
+    cdef Py_ssize_t xsh[2]
+    cdef Py_ssize_t wsh[2]
+    cdef Py_ssize_t dxsh[2]
+    cdef Py_ssize_t dwsh[2]
+    cdef Py_ssize_t dbsh[1]
+    cdef char *dyd
+    cdef char *xd
+    cdef char *wd
+    cdef char *dxd = NULL
+    cdef char *dwd
+    cdef char *dbd
+    view(dy, T, 2, False, dysh, &dyd, "dense: dy")
+    view(x, T, 2, False, xsh, &xd, "dense: x")
+    view(w, T, 2, False, wsh, &wd, "dense: w")
+    view(dw, T, 2, True, dwsh, &dwd, "dense: dw")
+    view(db, T, 1, True, dbsh, &dbd, "dense: db")
     if (wsh[1] != xsh[1] or dysh[0] != xsh[0] or dysh[1] != wsh[0] or dwsh[0] != wsh[0]
             or dwsh[1] != wsh[1] or dbsh[0] != wsh[0]):
         raise ValueError("dense_backward: inconsistent shapes reached the compiled kernel")
     if dx is not None:
-        _view(dx, T, 2, True, dxsh, &dxd, "dense: dx")
+        view(dx, T, 2, True, dxsh, &dxd, "dense: dx")
         if dxsh[0] != xsh[0] or dxsh[1] != xsh[1]:
             raise ValueError("dense_backward: dx buffer has the wrong shape")
     with nogil:

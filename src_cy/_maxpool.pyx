@@ -9,12 +9,19 @@ overlapping windows (stride < size) accumulate in the same order as the referenc
 from cython cimport floating
 from cython.parallel cimport prange
 
+from fastconv._arrays cimport one_window_stride
+
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y, long long[:, :, :, ::1] idx,
-                      int kh, int kw, int sh, int sw, int nthreads):
+                      Py_ssize_t kh, Py_ssize_t kw, stride_h, stride_w, int nthreads):
+    """y, idx = max-pool of x over kh x kw windows moved by (stride_h, stride_w): Python ints >= 1 of any
+    size (a stride that only ever yields one window is clamped, so a huge one is taken as it is)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t Ho = y.shape[2], Wo = y.shape[3]
-    if (kh < 1 or kw < 1 or sh < 1 or sw < 1 or kh > H or kw > W or y.shape[0] != N or y.shape[1] != C
+    if kh < 1 or kw < 1 or kh > H or kw > W:
+        raise ValueError("maxpool2d_forward: inconsistent shapes reached the compiled kernel")
+    cdef Py_ssize_t sh = one_window_stride(stride_h, H - kh), sw = one_window_stride(stride_w, W - kw)
+    if (y.shape[0] != N or y.shape[1] != C
             or Ho != (H - kh) // sh + 1 or Wo != (W - kw) // sw + 1
             or idx.shape[0] != N or idx.shape[1] != C or idx.shape[2] != Ho or idx.shape[3] != Wo):
         raise ValueError("maxpool2d_forward: inconsistent shapes reached the compiled kernel")

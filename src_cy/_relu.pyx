@@ -7,10 +7,13 @@
 
 Arrays arrive C-contiguous from ``fastconv.ops`` (any shape, one size); the mask is a bool array.
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-include "fc_arrays.pxi"
+from fastconv._arrays cimport is_double, typenum, view
+
+cnp.import_array()
 
 # Below this many elements one thread is faster than waking the others.
 PARALLEL_MIN = 1 << 15
@@ -46,7 +49,7 @@ cdef inline void _bwd_block(const floating *dy, const unsigned char *mask, float
 
 def relu_forward(x, y, mask, int nthreads):
     """Fill ``y`` and the bool ``mask`` from ``x`` (C-contiguous ndarrays of one size; y of x's dtype)."""
-    if _is_double(x, "relu: x"):
+    if is_double(x, "relu: x"):
         _forward(<double>0, x, y, mask, nthreads)
     else:
         _forward(<float>0, x, y, mask, nthreads)
@@ -54,26 +57,28 @@ def relu_forward(x, y, mask, int nthreads):
 
 def relu_backward(dy, mask, dx, int nthreads):
     """dx = dy where mask else 0."""
-    if _is_double(dy, "relu: dy"):
+    if is_double(dy, "relu: dy"):
         _backward(<double>0, dy, mask, dx, nthreads)
     else:
         _backward(<float>0, dy, mask, dx, nthreads)
 
 
 cdef int _forward(floating tag, x_in, y_in, mask_in, int nthreads) except -1:
-    cdef int T = _typenum(tag)
+    cdef int T = typenum(tag)
     cdef Py_ssize_t n, ny, nm, b
-    cdef char *xd, *yd, *md
-    _view(x_in, T, -1, False, &n, &xd, "relu: x")
-    _view(y_in, T, -1, True, &ny, &yd, "relu: y")
-    _view(mask_in, cnp.NPY_BOOL, -1, True, &nm, &md, "relu: mask")
+    cdef char *xd
+    cdef char *yd
+    cdef char *md
+    view(x_in, T, -1, False, &n, &xd, "relu: x")
+    view(y_in, T, -1, True, &ny, &yd, "relu: y")
+    view(mask_in, cnp.NPY_BOOL, -1, True, &nm, &md, "relu: mask")
     if ny != n or nm != n:
         raise ValueError("relu_forward: buffers do not match x")
     cdef const floating *x = <const floating *>xd
     cdef floating *y = <floating *>yd
     cdef unsigned char *mask = <unsigned char *>md
     cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
-    if n < PARALLEL_MIN or nthreads <= 1:   # no OpenMP region: ~0.15 us and a syscall each
+    if n < PARALLEL_MIN or nthreads <= 1:   # no OpenMP region: waking threads costs more
         with nogil:
             _fwd_block(x, y, mask, n)
         return 0
@@ -83,12 +88,14 @@ cdef int _forward(floating tag, x_in, y_in, mask_in, int nthreads) except -1:
 
 
 cdef int _backward(floating tag, dy_in, mask_in, dx_in, int nthreads) except -1:
-    cdef int T = _typenum(tag)
+    cdef int T = typenum(tag)
     cdef Py_ssize_t n, nx, nm, b
-    cdef char *dyd, *dxd, *md
-    _view(dy_in, T, -1, False, &n, &dyd, "relu: dy")
-    _view(mask_in, cnp.NPY_BOOL, -1, False, &nm, &md, "relu: mask")
-    _view(dx_in, T, -1, True, &nx, &dxd, "relu: dx")
+    cdef char *dyd
+    cdef char *dxd
+    cdef char *md
+    view(dy_in, T, -1, False, &n, &dyd, "relu: dy")
+    view(mask_in, cnp.NPY_BOOL, -1, False, &nm, &md, "relu: mask")
+    view(dx_in, T, -1, True, &nx, &dxd, "relu: dx")
     if nx != n or nm != n:
         raise ValueError("relu_backward: buffers do not match dy")
     cdef const floating *dy = <const floating *>dyd

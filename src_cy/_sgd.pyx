@@ -8,10 +8,13 @@ Per element, in the parameter's precision, in this order (bit-identical to the r
     d = d + momentum * buf if nesterov else buf
     p = p + (-lr) * d
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-include "fc_arrays.pxi"
+from fastconv._arrays cimport even_block, is_double, plain_like, plain_param, typenum, view
+
+cnp.import_array()
 
 PARALLEL_MIN = 1 << 15
 
@@ -23,14 +26,14 @@ cdef enum:
 def plain_arrays(p, g, velocity):
     """True when param, grad and velocity (or None) are C-contiguous ndarrays of one float dtype and
     shape, param and velocity writable: the kernel takes them as they are."""
-    return (_plain_param(p) and _plain_like(g, <cnp.ndarray>p, False)
-            and (velocity is None or _plain_like(velocity, <cnp.ndarray>p, True)))
+    return (plain_param(p) and plain_like(g, <cnp.ndarray>p, False)
+            and (velocity is None or plain_like(velocity, <cnp.ndarray>p, True)))
 
 
 def sgd_update(p, g, velocity, double lr, double momentum, bint nesterov, double weight_decay,
                int nthreads):
     """One step over C-contiguous ndarrays of one float dtype and size (velocity None: no momentum)."""
-    if _is_double(p, "sgd_update: param"):
+    if is_double(p, "sgd_update: param"):
         _update(<double>0, p, g, velocity, lr, momentum, nesterov, weight_decay, nthreads)
     else:
         _update(<float>0, p, g, velocity, lr, momentum, nesterov, weight_decay, nthreads)
@@ -38,16 +41,18 @@ def sgd_update(p, g, velocity, double lr, double momentum, bint nesterov, double
 
 cdef int _update(floating tag, p_in, g_in, velocity_in, double lr, double momentum, bint nesterov,
                  double weight_decay, int nthreads) except -1:
-    cdef int T = _typenum(tag)
+    cdef int T = typenum(tag)
     cdef Py_ssize_t i, n, ng, nb
-    cdef char *pd, *gd, *bd = NULL
-    _view(p_in, T, -1, True, &n, &pd, "sgd_update: param")
-    _view(g_in, T, -1, False, &ng, &gd, "sgd_update: grad")
+    cdef char *pd
+    cdef char *gd
+    cdef char *bd = NULL
+    view(p_in, T, -1, True, &n, &pd, "sgd_update: param")
+    view(g_in, T, -1, False, &ng, &gd, "sgd_update: grad")
     if ng != n:
         raise ValueError("sgd_update: grad length differs from param")
     cdef bint use_momentum = velocity_in is not None
     if use_momentum:
-        _view(velocity_in, T, -1, True, &nb, &bd, "sgd_update: velocity")
+        view(velocity_in, T, -1, True, &nb, &bd, "sgd_update: velocity")
         if nb != n:
             raise ValueError("sgd_update: velocity length differs from param")
     cdef floating *p = <floating *>pd
@@ -57,11 +62,11 @@ cdef int _update(floating tag, p_in, g_in, velocity_in, double lr, double moment
     cdef floating wd = <floating>weight_decay
     cdef bint l2 = weight_decay != 0
     cdef int nt = nthreads if n >= PARALLEL_MIN else 1
-    if nt == 1:                          # no OpenMP region (~0.15 us and a syscall)
+    if nt == 1:                          # no OpenMP region: waking threads costs more
         with nogil:
             _sgd_block(p, g, buf, n, neg_lr, mom, wd, l2, use_momentum, nesterov)
         return 0
-    cdef Py_ssize_t blk = _even_block(n, nt, BLOCK)
+    cdef Py_ssize_t blk = even_block(n, nt, BLOCK)
     cdef Py_ssize_t nblk = (n + blk - 1) // blk
     for i in prange(nblk, schedule='static', num_threads=nt, nogil=True):
         _sgd_block(p + i * blk, g + i * blk, (buf + i * blk) if use_momentum else NULL,

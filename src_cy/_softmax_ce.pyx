@@ -5,12 +5,15 @@ For logits z (N, K) and class indices t:
     loss     = mean_n [ log sum_k exp(z[n,k] - max_n) - (z[n, t_n] - max_n) ]
     dlogits  = (softmax(z) - onehot(t)) / N
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, expf, logf
 from libc.stdlib cimport malloc, free
 
-include "fc_arrays.pxi"
+from fastconv._arrays cimport is_double, typenum, view
+
+cnp.import_array()
 
 PARALLEL_MIN = 1 << 14
 
@@ -18,18 +21,22 @@ PARALLEL_MIN = 1 << 14
 def softmax_cross_entropy(z, labels, dz, int nthreads):
     """Fill ``dz`` (N, K) from logits ``z`` (N, K) and int64 ``labels`` (N,); return the mean loss as a
     Python float."""
-    if _is_double(z, "softmax_cross_entropy: logits"):
+    if is_double(z, "softmax_cross_entropy: logits"):
         return _sce(<double>0, z, labels, dz, nthreads)
     return _sce(<float>0, z, labels, dz, nthreads)
 
 
 cdef double _sce(floating tag, z_in, labels_in, dz_in, int nthreads) except? -1:
-    cdef int T = _typenum(tag)
-    cdef Py_ssize_t zs[2], ds[2], nl, N, K, n
-    cdef char *zd, *ld, *dd
-    _view(z_in, T, 2, False, zs, &zd, "softmax_cross_entropy: logits")
-    _view(labels_in, cnp.NPY_INT64, 1, False, &nl, &ld, "softmax_cross_entropy: labels")
-    _view(dz_in, T, 2, True, ds, &dd, "softmax_cross_entropy: dlogits")
+    cdef int T = typenum(tag)
+    cdef Py_ssize_t zs[2]
+    cdef Py_ssize_t ds[2]
+    cdef Py_ssize_t nl, N, K, n
+    cdef char *zd
+    cdef char *ld
+    cdef char *dd
+    view(z_in, T, 2, False, zs, &zd, "softmax_cross_entropy: logits")
+    view(labels_in, cnp.NPY_INT64, 1, False, &nl, &ld, "softmax_cross_entropy: labels")
+    view(dz_in, T, 2, True, ds, &dd, "softmax_cross_entropy: dlogits")
     N, K = zs[0], zs[1]
     if nl != N or ds[0] != N or ds[1] != K or K < 1:
         raise ValueError("softmax_cross_entropy: inconsistent shapes reached the compiled kernel")
@@ -48,7 +55,7 @@ cdef double _sce(floating tag, z_in, labels_in, dz_in, int nthreads) except? -1:
     cdef int nt = nthreads if N * K >= PARALLEL_MIN else 1
     cdef double total = 0
     try:
-        if nt == 1:                      # no OpenMP region (~0.15 us and a syscall)
+        if nt == 1:                      # no OpenMP region: waking threads costs more
             with nogil:
                 for n in range(N):
                     _row(z + n * K, labels[n], dz + n * K, K, inv_n, &row_loss[n])
@@ -90,16 +97,18 @@ def count_correct(z, labels):
     """How many rows of ``z`` (N, K) have their first maximum at ``labels`` (int64, N): numpy's
     ``count_nonzero(z.argmax(axis=1) == labels)``, NaN counting as the maximum; for the training loop's
     accuracy, where the three NumPy calls cost more than the step's softmax."""
-    if _is_double(z, "count_correct: z"):
+    if is_double(z, "count_correct: z"):
         return _count(<double>0, z, labels)
     return _count(<float>0, z, labels)
 
 
 cdef Py_ssize_t _count(floating tag, z_in, labels_in) except -1:
-    cdef Py_ssize_t zs[2], nl, n, k, best, hits = 0
-    cdef char *zd, *ld
-    _view(z_in, _typenum(tag), 2, False, zs, &zd, "count_correct: z")
-    _view(labels_in, cnp.NPY_INT64, 1, False, &nl, &ld, "count_correct: labels")
+    cdef Py_ssize_t zs[2]
+    cdef Py_ssize_t nl, n, k, best, hits = 0
+    cdef char *zd
+    cdef char *ld
+    view(z_in, typenum(tag), 2, False, zs, &zd, "count_correct: z")
+    view(labels_in, cnp.NPY_INT64, 1, False, &nl, &ld, "count_correct: labels")
     if nl != zs[0] or zs[1] < 1:
         raise ValueError("count_correct: inconsistent shapes")
     cdef const floating *z = <const floating *>zd

@@ -1,4 +1,4 @@
-/* Register-blocked GEMM micro-kernels for fastconv's conv2d (src_cy/_conv.pyx).
+/* Register-blocked GEMM micro-kernels for fastconv's conv2d (src_cy/_conv.pyx and its conv_*.pxi).
  *
  * Two shapes of product cover forward and backward, both reading row k of B at base + boff[k]
  * (views into a phase-split input, rows of an im2col buffer, or rows of dy):
@@ -66,10 +66,11 @@ FC_DEFINE_LOADS(double, d, fc_vd)
 FC_DEFINE_LOADS(float, s, fc_vs)
 
 /* FC_NT (16 or 8) horizontal sums at once: out[v] = sum of the lanes of acc[v].  Summing each vector on its own
- * costs L-1 dependent scalar adds plus lane extracts (for float32 on AVX-512, ~30 instructions a sum, more
- * than the dot products of a small batch-1 tile).  Instead pairs of vectors are folded together: one
- * level adds the two halves of each block of s lanes of a and of b into one vector (two shuffles, one add),
- * so log2(L) levels leave all FC_NT sums in FC_NT/L vectors (~3 instructions a sum).  Feeding the vectors
+ * costs L-1 dependent scalar adds plus lane extracts, a chain of dozens of instructions per sum for float32
+ * on AVX-512, more than the dot products of a small batch-1 tile.  Instead pairs of vectors are folded
+ * together: one level adds the two halves of each block of s lanes of a and of b into one vector (two
+ * shuffles, one add), so log2(L) levels leave all FC_NT sums in FC_NT/L vectors, a few instructions a
+ * sum.  Feeding the vectors
  * in bit-reversed order within groups of L puts the sums in natural order. */
 #if defined(__clang__) || __GNUC__ >= 12
 #  define FC_HAVE_SHUFFLE 1
@@ -123,7 +124,8 @@ FC_DEFINE_REDUCE_NT(float, s, fc_vs, FC_NL_S)
 /* Row k of B starts at base + boff[k]; every row must be readable for the full tile width.
  *   igemm_nn: C[i, cmap[j]] = sum_k A[i, k] * B[k, j] (+ bias[i]), column j skipped when cmap[j] < 0;
  *             contig != 0 promises cmap[j] = cmap[0] + j for the whole tile (vector stores).
- *   igemm_nt: C[4 x 4] += A[4 x np] @ B[4 x np]^T with B rows base + boff[j].                       */
+ *   igemm_nt: C[mr x nr] += A[mr x np] @ B[nr x np]^T with B rows base + boff[j], mr <= FC_NT_MR and
+ *             nr <= FC_NT_NR (a 4 x 4 tile on AVX-512, 2 x 4 on AVX2 and narrower targets).          */
 #define FC_NN_CASE(S, R) case R: fc_nn_rows_##S(R, kd, ap, base, boff, c, ldc, cmap, contig, bias); break;
 #if FC_MR == 8
 #  define FC_NN_CASES(S) FC_NN_CASE(S, 1) FC_NN_CASE(S, 2) FC_NN_CASE(S, 3) FC_NN_CASE(S, 4) \

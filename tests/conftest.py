@@ -47,3 +47,12 @@ def numerical_gradient(f, a, indices, h=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def autotune():
+    """fastconv._runtime.set_autotune, restored after the test (the one switch for every kernel)."""
+    from fastconv import _runtime
+    old = _runtime.autotune_enabled()
+    yield _runtime.set_autotune
+    _runtime.set_autotune(old)

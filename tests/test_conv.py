@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastconv import _conv, ops, reference
+from fastconv import _conv, _runtime, ops, reference, runtime
 from conftest import DTYPES, assert_reduction_close, numerical_gradient
 
 
@@ -240,11 +240,11 @@ def test_thread_count_changes_only_rounding(dtype, rng):
     ((1, 5, 13, 11), (11, 5, 3, 3), 1, 1),
 ])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, padding, threads, rng):
+def test_single_sample_split_across_threads(autotune, dtype, xs, ws, stride, padding, threads, rng):
     """With the batch-1 trials off, one image uses every thread (output tiles, dW tiles and dx tiles
     spread over them): the results match the reference and are bit-identical to one thread's, which is
     what lets the trials pick either without changing a training run."""
-    monkeypatch.setattr(_conv, "AUTOTUNE", False)
+    autotune(False)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
@@ -265,10 +265,10 @@ def test_single_sample_split_across_threads(monkeypatch, dtype, xs, ws, stride, 
         assert np.array_equal(split, serial), f"{name} differs between {threads} threads and 1"
 
 
-def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
+def test_batch1_thread_choice_is_measured_then_kept(autotune, rng):
     """A plan's first TRIALS batch-1 calls try one thread and all threads in alternating blocks, then it
     keeps the faster; every call, trial or not, returns the same bits."""
-    monkeypatch.setattr(_conv, "AUTOTUNE", True)
+    autotune(True)
     x = rng.standard_normal((1, 7, 19, 17))   # a geometry no other test uses: a fresh plan
     w = rng.standard_normal((6, 7, 3, 2))
     old = ops.get_num_threads()
@@ -277,7 +277,7 @@ def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
         first = ops.conv2d_forward(x, w, stride=(2, 1))
         dy = np.sin(first)
         grads = ops.conv2d_backward(dy, x, w, stride=(2, 1))
-        for _ in range(_conv.TRIALS + 3):
+        for _ in range(_runtime.TRIALS + 3):
             assert np.array_equal(ops.conv2d_forward(x, w, stride=(2, 1)), first)
             for a, b in zip(ops.conv2d_backward(dy, x, w, stride=(2, 1)), grads):
                 assert np.array_equal(a, b)
@@ -288,8 +288,42 @@ def test_batch1_thread_choice_is_measured_then_kept(monkeypatch, rng):
     for chosen, one_us, all_us in choices[0].values():
         # both modes were timed (an untimed one reports its 1e300 s start value)
         assert chosen in ("one", "all") and 0 < one_us < 1e6 and 0 < all_us < 1e6
-        assert (chosen == "all") == (all_us < _conv.MARGIN * one_us)
+        assert (chosen == "all") == (all_us < _runtime.MARGIN * one_us)
 
+
+
+def test_one_autotune_switch_and_report_for_every_kernel(monkeypatch, autotune, rng):
+    """fastconv._runtime holds the one trials state: set_autotune turns the trials off and on for conv
+    and Adam alike, and autotune_report lists what each operation measured and chose."""
+    monkeypatch.setattr(runtime, "_num_threads", 2)
+    x = rng.standard_normal((1, 2, 13, 11))   # a geometry and a length no other test uses
+    w = rng.standard_normal((3, 2, 2, 2))
+    p, g, m, v = (rng.standard_normal(1237) for _ in range(4))
+    v = np.abs(v)
+    conv_key = (2, 13, 11, 3, 2, 2, 1, 1, 0, 0, _conv.tile_width(np.float64))
+
+    def entries():
+        return [e for e in _runtime.autotune_report()
+                if (e["kernel"], e["key"]) in (("conv2d", conv_key), ("adam", (1237, "float64")))]
+
+    autotune(False)
+    assert not _runtime.autotune_enabled()
+    for _ in range(_runtime.TRIALS + 3):
+        ops.conv2d_forward(x, w)
+        ops.adam_update(p, g, m, v, step=1)
+    assert entries() == []                     # off: no trial ran in either module
+    autotune(True)
+    assert _runtime.autotune_enabled()
+    for _ in range(_runtime.TRIALS + 3):
+        ops.conv2d_forward(x, w)
+        ops.adam_update(p, g, m, v, step=1)
+    got = {(e["kernel"], e["op"]): e for e in entries()}
+    assert set(got) == {("conv2d", "forward"), ("adam", "update")}
+    for e in got.values():
+        assert e["choice"] in ("one", "all")
+        assert 0 < e["one_thread_us"] < 1e6 and 0 < e["all_threads_us"] < 1e6
+    assert _conv.max_threads() == _runtime.max_threads() >= 1
+    assert _conv.have_openmp() == _runtime.have_openmp()
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_concurrent_calls_do_not_share_the_plan_workspace(dtype):
@@ -468,10 +502,10 @@ def test_matches_pytorch(dtype, xs, ws, stride, padding, rng):
     assert_reduction_close(db, tb.grad.numpy(), db_a, N * Ho * Wo, "db vs torch")
 
 
-def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, rng):
+def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, autotune, rng):
     """After RETRY decided calls the trials run again (the machine's load changes); bits never change."""
-    monkeypatch.setattr(_conv, "AUTOTUNE", True)
-    monkeypatch.setattr(_conv, "RETRY", 5)
+    autotune(True)
+    monkeypatch.setattr(_runtime, "RETRY", 5)
     x = rng.standard_normal((1, 3, 11, 13))   # a geometry no other test uses: a fresh plan
     w = rng.standard_normal((5, 3, 2, 3))
     old = ops.get_num_threads()
@@ -480,10 +514,10 @@ def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, rng)
         first = ops.conv2d_forward(x, w)
         key = (3, 11, 13, 5, 2, 3, 1, 1, 0, 0)
         plan = lambda: next(c for k, c in _conv.batch1_choices().items() if k[:10] == key)["forward"]
-        for _ in range(_conv.TRIALS):
+        for _ in range(_runtime.TRIALS):
             assert np.array_equal(ops.conv2d_forward(x, w), first)
         assert plan()[0] in ("one", "all")       # decided after TRIALS timed intervals
-        for _ in range(_conv.RETRY + 1):
+        for _ in range(_runtime.RETRY + 1):
             assert np.array_equal(ops.conv2d_forward(x, w), first)
         assert plan()[0] is None                 # trying again
     finally:
@@ -656,3 +690,135 @@ def test_winograd_leaves_nonfinite_inputs_to_the_direct_paths(monkeypatch, where
     assert any(not np.isfinite(a).all() for a in want)
     for a, b in zip(got[first:], want[first:]):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Byte order (issue 18, item 1): a byte-swapped array is never read as a native one.
+
+def _native_or_clear_error(call, expected):
+    """``call()`` must give ``expected`` (what the same values in native byte order give: ops converted)
+    or raise an error that names the dtype or the byte order; never a silently wrong result."""
+    try:
+        got = call()
+    except (TypeError, ValueError) as exc:
+        assert ">f" in str(exc) or "byte order" in str(exc), str(exc)
+        return
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for g, e in zip(got, expected):
+        assert (g is None and e is None) or np.array_equal(g, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_byte_swapped_conv_inputs_match_native_or_raise(dtype, rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    y = ops.conv2d_forward(x, w, b, stride=(2, 1), padding=1)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = ops.conv2d_backward(dy, x, w, stride=(2, 1), padding=1)
+    swapped = np.dtype(dtype).newbyteorder(">")
+    xs, ws, bs, dys = (a.astype(swapped) for a in (x, w, b, dy))
+    _native_or_clear_error(lambda: ops.conv2d_forward(xs, ws, bs, stride=(2, 1), padding=1), y)
+    _native_or_clear_error(lambda: ops.conv2d_forward(xs, w, b, stride=(2, 1), padding=1), y)
+    _native_or_clear_error(lambda: ops.conv2d_backward(dys, x, w, stride=(2, 1), padding=1), grads)
+    _native_or_clear_error(lambda: ops.conv2d_backward(dy, xs, ws, stride=(2, 1), padding=1), grads)
+
+
+def test_kernel_fast_checks_decline_byte_swapped_arrays(rng):
+    """The compiled plain-array checks answer "not plain" for a swapped array (ops' generic path then
+    runs) and the kernels themselves refuse one."""
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 2, 2))
+    dy = rng.standard_normal((1, 3, 4, 4))
+    be = np.dtype(">f8")
+    assert _conv.forward_plain(x.astype(be), w, None, 1, 0, 1) is None
+    assert _conv.forward_plain(x, w.astype(be), None, 1, 0, 1) is None
+    assert _conv.forward_plain(x, w, np.zeros(3, be), 1, 0, 1) is None
+    assert _conv.backward_plain(dy.astype(be), x, w, True, 1, 0, 1) is None
+    assert not _conv.kernel_ready(x.astype(be))
+    with pytest.raises(ValueError, match="byte order"):
+        _conv.conv2d_forward(x.astype(be), w, None, np.empty((1, 3, 4, 4)), (1, 1), (0, 0), 1)
+    with pytest.raises(ValueError, match="byte order"):
+        _conv.conv2d_backward(dy, x, w, None, np.empty((3, 2, 2, 2), be), np.empty(3), (1, 1), (0, 0), 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=4, max_size=4), st.sampled_from(DTYPES), st.integers(0, 2**31))
+def test_fuzz_byte_order_of_each_argument(swap, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, 6, 7)).astype(dtype)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    y = ops.conv2d_forward(x, w, b)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = ops.conv2d_backward(dy, x, w)
+    be = np.dtype(dtype).newbyteorder(">")
+    xs, ws, bs, dys = (a.astype(be) if s else a for a, s in zip((x, w, b, dy), swap))
+    _native_or_clear_error(lambda: ops.conv2d_forward(xs, ws, bs), y)
+    _native_or_clear_error(lambda: ops.conv2d_backward(dys, xs, ws), grads)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Non-finite w and several im2col chunks (issue 18, item 2).
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_dw_stays_finite_when_w_is_not_and_n_spans_several_im2col_chunks(bad):
+    """dW does not depend on w: an infinite or NaN w reaches dcols (W^T dy), and the next chunk's dW
+    must not read what that left in the im2col buffer's tile tails."""
+    R = np.random.default_rng(0).standard_normal
+    x, w, dy = R((80, 1, 29, 29)), R((2, 1, 3, 3)), R((80, 2, 27, 27))
+    w[0, 0, 1, 1] = bad
+    dx, dw, db = ops.conv2d_backward(dy, x, w)
+    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w)
+    assert np.isfinite(dw).all() and np.isfinite(db).all()
+    _, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w))
+    assert_reduction_close(dw, dw_r, dw_a, 80 * 27 * 27, "dw")
+    assert_reduction_close(db, db_r, db_a, 80 * 27 * 27, "db")
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_r))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Strides larger than the kernel, up to huge ones (issue 18, item 7).
+
+@pytest.mark.parametrize("stride", [2048, 2**20, 2**40, 2**70])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huge_stride_is_fast_and_matches_reference(stride, dtype, rng):
+    import time
+    x = rng.standard_normal((2, 3, 5, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3, 1, 1)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    t0 = time.perf_counter()
+    y = ops.conv2d_forward(x, w, b, stride=stride)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.conv2d_backward(dy, x, w, stride=stride)[0]
+    assert time.perf_counter() - t0 < 1.0
+    assert y.shape == (2, 4, 1, 1)
+    check_against_reference(x, w, b, stride, 0)
+    check_against_reference(x, w, b, (stride, 3), 1)
+    # only x[..., 0, 0] is in the one window
+    assert not dx[:, :, 1:, :].any() and not dx[:, :, :, 1:].any()
+
+
+@st.composite
+def strided_cases(draw):
+    """Strides >= kernel: most stride phases hold no tap; huge strides yield one window."""
+    N, C, F = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    H, W = draw(st.integers(1, 14)), draw(st.integers(1, 14))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    kh, kw = draw(st.integers(1, min(4, H + 2 * ph))), draw(st.integers(1, min(4, W + 2 * pw)))
+    big = st.one_of(st.integers(1, 7), st.sampled_from([2**20, 2**40, 2**63, 2**70]))
+    sh, sw = kh + draw(big) - 1, kw + draw(big) - 1
+    return (N, C, F, H, W, kh, kw, (sh, sw), (ph, pw), draw(st.sampled_from(DTYPES)), draw(st.booleans()),
+            draw(st.integers(0, 2**31)))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strided_cases())
+def test_fuzz_strides_at_least_kernel_match_reference(case):
+    N, C, F, H, W, kh, kw, stride, padding, dtype, bias, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    check_against_reference(x, w, b, stride, padding, dy_seed=seed)

@@ -71,3 +71,17 @@ def test_matches_pytorch(rng):
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("stride", [7, 2**40, 2**70, (2**40, 1)])
+def test_stride_that_yields_one_window_is_taken_at_any_size(stride, rng):
+    """A stride past the last window (here up to 2**70) gives the one window at the origin, as the
+    reference does, instead of an OverflowError."""
+    x = rng.standard_normal((2, 3, 5, 6))
+    y, idx = ops.maxpool2d_forward(x, size=2, stride=stride)
+    y_ref, idx_ref = reference.maxpool2d_forward(x, size=2, stride=stride)
+    assert y.tobytes() == y_ref.tobytes()
+    np.testing.assert_array_equal(idx, idx_ref)
+    dy = rng.standard_normal(y.shape)
+    dx_ref = reference.maxpool2d_backward(dy, idx_ref, x.shape)
+    assert ops.maxpool2d_backward(dy, idx, x.shape).tobytes() == dx_ref.tobytes()

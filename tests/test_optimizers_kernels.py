@@ -16,9 +16,9 @@ ADAM_OPTIONS = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", ADAM_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 @pytest.mark.parametrize("size", [7, 1001, 70_001])  # serial, one block per thread, blocks
-def test_adam_bit_identical_over_many_steps(monkeypatch, dtype, opts, size, rng):
+def test_adam_bit_identical_over_many_steps(monkeypatch, autotune, dtype, opts, size, rng):
     if size == 1001:  # below PARALLEL_MIN: split only when measured faster; here always
-        monkeypatch.setattr(_adam, "AUTOTUNE", False)
+        autotune(False)
         monkeypatch.setattr(runtime, "_num_threads", 2)   # the thread count, restored after the test
     p = rng.standard_normal(size).astype(dtype)
     state = [np.zeros_like(p) for _ in range(3)]
@@ -229,3 +229,61 @@ def test_adam_optimizer_rechecks_only_what_changed(dtype, opts, rng):
     opt.learning_rate = 1e-3
     with pytest.raises(ValueError, match="grad has shape"):
         opt.bind(p, g[:10])  # other buffers: checked again
+
+
+# Byte order (issue 18, item 1): a byte-swapped array is never read as a native one.
+
+def _swapped(a):
+    return a.astype(a.dtype.newbyteorder(">"))
+
+
+def _update_native_or_clear_error(update, arrays, expected):
+    """``update(*arrays)`` updates in place; afterwards the arrays must hold ``expected`` (the values the
+    native update gives: ops converted) unless it raised an error naming the dtype or the byte order."""
+    before = [a.copy() for a in arrays]
+    try:
+        update(*arrays)
+    except (TypeError, ValueError) as exc:
+        assert ">f" in str(exc) or "byte order" in str(exc), str(exc)
+        for a, b in zip(arrays, before):      # refused: nothing written
+            assert a.tobytes() == b.tobytes()
+        return
+    for a, e in zip(arrays, expected):
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("which", [0, 1, 2, 3, None])   # which of p, g, m, v is swapped (None: all)
+def test_adam_byte_swapped_arrays_match_native_or_raise(dtype, which, rng):
+    p, g, m = (rng.standard_normal(300).astype(dtype) for _ in range(3))
+    v = np.abs(rng.standard_normal(300)).astype(dtype)
+    native = [a.copy() for a in (p, g, m, v)]
+    ops.adam_update(*native, step=3, lr=1e-2)
+    arrays = [_swapped(a) if which in (None, k) else a.copy() for k, a in enumerate((p, g, m, v))]
+    _update_native_or_clear_error(lambda *a: ops.adam_update(*a, step=3, lr=1e-2), arrays, native)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("which", [0, 1, 2, None])      # which of p, g, velocity is swapped (None: all)
+def test_sgd_byte_swapped_arrays_match_native_or_raise(dtype, which, rng):
+    p, g, vel = (rng.standard_normal(300).astype(dtype) for _ in range(3))
+    native = [a.copy() for a in (p, g, vel)]
+    ops.sgd_update(*native, lr=0.1, momentum=0.9)
+    arrays = [_swapped(a) if which in (None, k) else a.copy() for k, a in enumerate((p, g, vel))]
+    _update_native_or_clear_error(lambda *a: ops.sgd_update(*a, lr=0.1, momentum=0.9), arrays, native)
+
+
+def test_update_kernels_decline_byte_swapped_arrays(rng):
+    from fastconv import _sgd
+    p, g, m, v = (rng.standard_normal(10) for _ in range(4))
+    assert _adam.plain_arrays(p, g, m, v) and _sgd.plain_arrays(p, g, m)
+    for k in range(4):
+        args = [_swapped(a) if i == k else a for i, a in enumerate((p, g, m, v))]
+        assert not _adam.plain_arrays(*args)
+        if k < 3:
+            assert not _sgd.plain_arrays(*args[:3])
+    with pytest.raises(ValueError, match="byte order"):
+        _adam.adam_update(_swapped(p), g, m, v, None, 0.9, 0.1, 0.999, 0.001, 1e-3, 1.0, 1e-8, 0.0, 1.0,
+                          False, False, 1)
+    with pytest.raises(ValueError, match="byte order"):
+        _sgd.sgd_update(p, _swapped(g), None, 0.1, 0.0, False, 0.0, 1)

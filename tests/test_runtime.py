@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _adam, _conv, ops, reference, runtime
+from fastconv import _conv, _runtime, ops, reference, runtime
 
 PACKAGE = pathlib.Path(fastconv.__file__).parent
 CORES = os.cpu_count() or 1
@@ -19,10 +19,10 @@ CORES = os.cpu_count() or 1
 def threads():
     """Restores the thread count and the autotune switches after the test."""
     old = fastconv.get_num_threads()
-    switches = (_conv.AUTOTUNE, _adam.AUTOTUNE)
+    switch = _runtime.autotune_enabled()
     yield
     fastconv.set_num_threads(old)
-    _conv.AUTOTUNE, _adam.AUTOTUNE = switches
+    _runtime.set_autotune(switch)
 
 
 def run_python(code, **env):
@@ -41,8 +41,8 @@ def test_thread_functions_are_one_setting_everywhere(threads):
         for n in (2, 1):
             setter(n)
             assert runtime.get_num_threads() == ops.get_num_threads() == fastconv.get_num_threads() == n
-    assert ops.openmp_enabled() is runtime.openmp_enabled() is bool(_conv.have_openmp())
-    assert ops.max_threads() == runtime.max_threads() == _conv.max_threads()
+    assert ops.openmp_enabled() is runtime.openmp_enabled() is bool(_runtime.have_openmp())
+    assert ops.max_threads() == runtime.max_threads() == _runtime.max_threads()
 
 
 def test_ops_reads_the_thread_count_on_every_call(threads):
@@ -100,13 +100,11 @@ def test_numpy_integers_are_accepted(threads):
 
 # ------------------------------------------------------------------------------------------ autotune
 
-def test_autotune_switch_sets_every_kernel_that_runs_trials(threads):
+def test_autotune_switch_is_the_compiled_kernels_one_switch(threads):
     runtime.set_autotune(False)
-    assert runtime.autotune_enabled() is False and _conv.AUTOTUNE is False and _adam.AUTOTUNE is False
+    assert runtime.autotune_enabled() is False and _runtime.autotune_enabled() is False
     runtime.set_autotune(True)
-    assert runtime.autotune_enabled() is True and _conv.AUTOTUNE is True and _adam.AUTOTUNE is True
-    _adam.AUTOTUNE = False   # one kernel off: not "enabled"
-    assert runtime.autotune_enabled() is False
+    assert runtime.autotune_enabled() is True and _runtime.autotune_enabled() is True
 
 
 @pytest.mark.parametrize("bad", [1, 0, "yes", None])
@@ -132,7 +130,7 @@ def test_autotune_report_lists_what_the_trials_chose(threads):
     x = rng.standard_normal((1, 2, 15, 10)).astype(np.float32)   # a geometry no other test uses
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     p = np.zeros(1237)
-    for _ in range(_conv.TRIALS + 2):
+    for _ in range(_runtime.TRIALS + 2):
         ops.conv2d_forward(x, w, stride=(1, 2), padding=1)
         ops.adam_update(p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p), step=1)
     report = runtime.autotune_report()
@@ -145,7 +143,7 @@ def test_autotune_report_lists_what_the_trials_chose(threads):
     for choice in conv + adam:
         assert choice["threads"] in ("one", "all")
         assert 0 < choice["one_thread_us"] < 1e6 and 0 < choice["all_threads_us"] < 1e6
-        assert (choice["threads"] == "all") == (choice["all_threads_us"] < _conv.MARGIN * choice["one_thread_us"])
+        assert (choice["threads"] == "all") == (choice["all_threads_us"] < _runtime.MARGIN * choice["one_thread_us"])
 
 
 # ------------------------------------------------------------------------------------------- layering
