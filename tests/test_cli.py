@@ -104,7 +104,8 @@ def test_train_plot_without_matplotlib_is_refused_first(capsys, no_work, monkeyp
     (["mnist-init", "--test", "0"], "--test"), (["mnist-init", "--data", "/nonexistent"], "--data"),
     (["moons", "--seeds", "0"], "--seeds"), (["depth", "--jobs", "0"], "--jobs"),
     (["moons", "--scheduler", "notaurl"], "--scheduler"), (["moons", "--scheduler", "tcp://host:port"], "--scheduler"),
-    (["moons", "--scheduler", "http://host:8786"], "--scheduler"), (["moons", "--scheduler", "tcp://:8786"], "--scheduler"),
+    (["moons", "--scheduler", "http://host:8786"], "--scheduler"),
+    (["moons", "--scheduler", "tcp://:8786"], "--scheduler"),
     (["moons", "--scheduler", "tcp://host:99999"], "--scheduler"), (["bogus"], "invalid choice"),
 ])
 def test_bad_study_options(capsys, no_work, argv, match):

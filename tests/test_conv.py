@@ -3,11 +3,11 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import DTYPES, assert_reduction_close, numerical_gradient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastconv import _conv, _runtime, ops, reference, runtime
-from conftest import DTYPES, assert_reduction_close, numerical_gradient
 
 
 def check_against_reference(x, w, b, stride, padding, dy_seed=0, need_dx=True):
@@ -166,7 +166,8 @@ def test_noncontiguous_and_fortran_inputs(dtype, rng):
 
 @pytest.mark.parametrize(
     "xs,ws,stride,padding",
-    [((2, 3, 7, 8), (4, 3, 3, 2), 1, 1), ((1, 2, 9, 9), (3, 2, 4, 4), 2, 0), ((2, 2, 8, 7), (2, 2, 3, 3), (3, 2), (2, 1))],
+    [((2, 3, 7, 8), (4, 3, 3, 2), 1, 1), ((1, 2, 9, 9), (3, 2, 4, 4), 2, 0),
+     ((2, 2, 8, 7), (2, 2, 3, 3), (3, 2), (2, 1))],
 )
 def test_finite_differences(xs, ws, stride, padding, rng):
     """dx, dw, db equal central differences of L = sum(conv(x, w, b) * R) in float64."""
@@ -429,7 +430,10 @@ def test_plain_arguments_take_the_same_kernel_as_validated_ones(dtype, xs, ws, s
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
-    pair = lambda v: tuple(np.int64(a) for a in ((v, v) if isinstance(v, int) else v))  # numpy ints: Python path
+
+    def pair(v):  # numpy ints: Python path
+        return tuple(np.int64(a) for a in ((v, v) if isinstance(v, int) else v))
+
     y_fast = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
     y_slow = ops.conv2d_forward(np.asfortranarray(x), w, list(b), stride=pair(stride), padding=pair(padding))
     np.testing.assert_array_equal(y_fast, y_slow)
@@ -456,20 +460,32 @@ def test_empty_batch():
 BAD_CALLS = [
     ("x ndim", lambda: ops.conv2d_forward(np.ones((2, 3, 4)), np.ones((1, 3, 2, 2))), ValueError, "x must be 4-D"),
     ("w ndim", lambda: ops.conv2d_forward(np.ones((1, 3, 4, 4)), np.ones((3, 2, 2))), ValueError, "w must be 4-D"),
-    ("channels", lambda: ops.conv2d_forward(np.ones((1, 3, 4, 4)), np.ones((2, 2, 2, 2))), ValueError, "channel mismatch"),
-    ("bias length", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((2, 1, 2, 2)), np.ones(3)), ValueError, "b has length 3"),
-    ("stride 0", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=0), ValueError, "stride must be >= 1"),
-    ("stride pair", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=(1, -2)), ValueError, "stride"),
-    ("stride float", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=1.5), TypeError, "stride"),
-    ("stride triple", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=(1, 1, 1)), ValueError, "stride"),
-    ("negative padding", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), padding=-1), ValueError, "padding must be >= 0"),
-    ("kernel too large", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 7, 2)), padding=1), ValueError, "larger than the padded input"),
-    ("dtype mix", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2), np.float32)), TypeError, "must match"),
+    ("channels", lambda: ops.conv2d_forward(np.ones((1, 3, 4, 4)), np.ones((2, 2, 2, 2))),
+     ValueError, "channel mismatch"),
+    ("bias length", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((2, 1, 2, 2)), np.ones(3)),
+     ValueError, "b has length 3"),
+    ("stride 0", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=0),
+     ValueError, "stride must be >= 1"),
+    ("stride pair", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=(1, -2)),
+     ValueError, "stride"),
+    ("stride float", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=1.5),
+     TypeError, "stride"),
+    ("stride triple", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), stride=(1, 1, 1)),
+     ValueError, "stride"),
+    ("negative padding", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), padding=-1),
+     ValueError, "padding must be >= 0"),
+    ("kernel too large", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 7, 2)), padding=1),
+     ValueError, "larger than the padded input"),
+    ("dtype mix", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2), np.float32)),
+     TypeError, "must match"),
     ("integer x", lambda: ops.conv2d_forward(np.ones((1, 1, 4, 4), int), np.ones((1, 1, 2, 2))), TypeError, "astype"),
     ("strings", lambda: ops.conv2d_forward(np.array([["a"]]), np.ones((1, 1, 2, 2))), TypeError, "numeric"),
     ("object", lambda: ops.conv2d_forward(object(), np.ones((1, 1, 2, 2))), TypeError, "x"),
-    ("dy shape", lambda: ops.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))), ValueError, "dy has shape"),
-    ("dy dtype", lambda: ops.conv2d_backward(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))), TypeError, "dy has dtype"),
+    ("dy shape", lambda: ops.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))),
+     ValueError, "dy has shape"),
+    ("dy dtype", lambda: ops.conv2d_backward(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 4, 4)),
+                                             np.ones((1, 1, 2, 2))),
+     TypeError, "dy has dtype"),
 ]
 
 
@@ -480,7 +496,8 @@ def test_bad_input_raises_clear_error(name, call, exc, match):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("xs,ws,stride,padding", [((2, 3, 11, 9), (5, 3, 3, 4), (2, 1), (1, 2)), ((1, 16, 21, 21), (8, 16, 4, 4), 2, 0)])
+@pytest.mark.parametrize("xs,ws,stride,padding", [((2, 3, 11, 9), (5, 3, 3, 4), (2, 1), (1, 2)),
+                                                  ((1, 16, 21, 21), (8, 16, 4, 4), 2, 0)])
 def test_matches_pytorch(dtype, xs, ws, stride, padding, rng):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal(xs).astype(dtype)
@@ -513,7 +530,10 @@ def test_batch1_thread_choice_is_tried_again_after_retry_calls(monkeypatch, auto
         ops.set_num_threads(2)
         first = ops.conv2d_forward(x, w)
         key = (3, 11, 13, 5, 2, 3, 1, 1, 0, 0)
-        plan = lambda: next(c for k, c in _conv.batch1_choices().items() if k[:10] == key)["forward"]
+
+        def plan():
+            return next(c for k, c in _conv.batch1_choices().items() if k[:10] == key)["forward"]
+
         for _ in range(_runtime.TRIALS):
             assert np.array_equal(ops.conv2d_forward(x, w), first)
         assert plan()[0] in ("one", "all")       # decided after TRIALS timed intervals

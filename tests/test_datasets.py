@@ -71,7 +71,8 @@ def test_unreadable_files_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-images"):
         load_mnist(tmp_path)
     (tmp_path / "idx").mkdir()
-    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
         (tmp_path / "idx" / name).write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00")
     with pytest.raises(ValueError, match="magic"):
         load_mnist(tmp_path / "idx")

@@ -1,11 +1,11 @@
 """Max-pooling: bit-identical to the reference; first maximum wins ties; NaN propagates."""
 import numpy as np
 import pytest
+from conftest import DTYPES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastconv import ops, reference
-from conftest import DTYPES
 
 
 @st.composite
@@ -13,7 +13,8 @@ def pool_cases(draw):
     H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
     size = (draw(st.integers(1, H)), draw(st.integers(1, W)))
     stride = draw(st.one_of(st.none(), st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
-    return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W), size, stride, draw(st.sampled_from(DTYPES)), draw(st.integers(0, 2**31))
+    return ((draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W), size, stride,
+            draw(st.sampled_from(DTYPES)), draw(st.integers(0, 2**31)))
 
 
 @settings(max_examples=80, deadline=None)
@@ -27,7 +28,8 @@ def test_bit_identical_to_reference(case):
     assert y.tobytes() == y_ref.tobytes()
     np.testing.assert_array_equal(idx, idx_ref)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    assert ops.maxpool2d_backward(dy, idx, x.shape).tobytes() == reference.maxpool2d_backward(dy, idx_ref, x.shape).tobytes()
+    assert (ops.maxpool2d_backward(dy, idx, x.shape).tobytes()
+            == reference.maxpool2d_backward(dy, idx_ref, x.shape).tobytes())
 
 
 def test_ties_nan_and_overlap():
@@ -62,10 +64,14 @@ def test_matches_pytorch(rng):
         (lambda: ops.maxpool2d_forward(np.ones((1, 1, 4, 4)), size=5), ValueError, "larger than the input"),
         (lambda: ops.maxpool2d_forward(np.ones((1, 1, 4, 4)), size=0), ValueError, "size must be >= 1"),
         (lambda: ops.maxpool2d_forward(np.ones((1, 1, 4, 4)), stride=0), ValueError, "stride"),
-        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 3), np.int64), (1, 1, 4, 4)), ValueError, "idx has shape"),
-        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 99), (1, 1, 4, 4)), ValueError, "outside"),
-        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), (1, 1, 4, 4)), TypeError, "integer"),
-        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), int), (2, 1, 4, 4)), ValueError, "x_shape"),
+        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 3), np.int64), (1, 1, 4, 4)),
+         ValueError, "idx has shape"),
+        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 99), (1, 1, 4, 4)),
+         ValueError, "outside"),
+        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), (1, 1, 4, 4)),
+         TypeError, "integer"),
+        (lambda: ops.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), int), (2, 1, 4, 4)),
+         ValueError, "x_shape"),
     ],
 )
 def test_bad_input(call, exc, match):

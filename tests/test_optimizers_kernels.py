@@ -3,9 +3,9 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import DTYPES
 
 from fastconv import _adam, ops, reference, runtime
-from conftest import DTYPES
 
 ADAM_OPTIONS = [
     dict(zip(("weight_decay", "decoupled", "amsgrad", "eps_hat"), combo))
@@ -125,7 +125,8 @@ def test_adam_matches_torch(decoupled, amsgrad, rng):
 
 
 SGD_OPTIONS = [
-    dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True), dict(momentum=0.5, nesterov=True, weight_decay=0.1),
+    dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+    dict(momentum=0.5, nesterov=True, weight_decay=0.1),
     dict(momentum=0.9, weight_decay=1e-2), dict(weight_decay=1e-2),
 ]
 
@@ -165,17 +166,26 @@ P = np.zeros(4)
 BAD = [
     (lambda: ops.adam_update(np.zeros(4), np.zeros(5), np.zeros(4), np.zeros(4), step=1), ValueError, "grad has shape"),
     (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(3), np.zeros(4), step=1), ValueError, "m has shape"),
-    (lambda: ops.adam_update(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), np.zeros(4), step=1), TypeError, "grad has dtype"),
-    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4, np.float32), step=1), TypeError, "v has dtype"),
-    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=0), ValueError, "step must be >= 1"),
-    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1.0), TypeError, "step must be an int"),
-    (lambda: ops.adam_update(np.zeros(4, int), np.zeros(4, int), np.zeros(4), np.zeros(4), step=1), TypeError, "param must be float"),
-    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, beta1=1.0), ValueError, "beta1"),
-    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, amsgrad=True), ValueError, "vmax"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), np.zeros(4), step=1),
+     TypeError, "grad has dtype"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4, np.float32), step=1),
+     TypeError, "v has dtype"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=0),
+     ValueError, "step must be >= 1"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1.0),
+     TypeError, "step must be an int"),
+    (lambda: ops.adam_update(np.zeros(4, int), np.zeros(4, int), np.zeros(4), np.zeros(4), step=1),
+     TypeError, "param must be float"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, beta1=1.0),
+     ValueError, "beta1"),
+    (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, amsgrad=True),
+     ValueError, "vmax"),
     (lambda: ops.adam_update(np.zeros(4), np.zeros(4), np.zeros(4), np.zeros(4), step=1, lr="x"), TypeError, "lr"),
-    (lambda: ops.adam_update([0.0], np.zeros(1), np.zeros(1), np.zeros(1), step=1), TypeError, "param must be a NumPy array"),
+    (lambda: ops.adam_update([0.0], np.zeros(1), np.zeros(1), np.zeros(1), step=1),
+     TypeError, "param must be a NumPy array"),
     (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), lr=0.1, momentum=0.9), ValueError, "velocity"),
-    (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), np.zeros(3), lr=0.1, momentum=0.9), ValueError, "velocity has shape"),
+    (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), np.zeros(3), lr=0.1, momentum=0.9),
+     ValueError, "velocity has shape"),
     (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), lr=-1.0), ValueError, "lr"),
     (lambda: ops.sgd_update(np.zeros(4), np.zeros(4), lr=0.1, nesterov=True), ValueError, "nesterov"),
 ]

@@ -93,7 +93,8 @@ def test_numpy_scalars_in_the_config_are_saved_as_numbers(tmp_path):
     model.compile(optimizers.SGD(np.float32(0.5)), "mse")  # json.dumps alone raises TypeError on these
     model.build((3,))
     save_model(model, tmp_path / "m.npz")
-    assert load_model(tmp_path / "m.npz").get_config() == json.loads(json.dumps(model.get_config(), default=lambda o: o.item()))
+    assert (load_model(tmp_path / "m.npz").get_config()
+            == json.loads(json.dumps(model.get_config(), default=lambda o: o.item())))
 
 
 def test_unbuilt_model_is_not_saved(tmp_path):
