@@ -285,7 +285,7 @@ def dense_forward(x, w, b=None):
     if b is not None and b.shape[0] != w.shape[0]:
         raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} output units")
     y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
-    kernel, args = bind_dense_forward(x, w, b, y)
+    kernel, args = _dense_forward_call(x, w, b, y)
     kernel(*args)
     return y
 
@@ -304,7 +304,7 @@ def dense_backward(dy, x, w, *, need_dx=True):
     dx = np.empty_like(x) if need_dx else None
     dw = np.empty_like(w)
     db = np.empty(w.shape[0], dtype=x.dtype)
-    kernel, args = bind_dense_backward(dy, x, w, dx, dw, db)
+    kernel, args = _dense_backward_call(dy, x, w, dx, dw, db)
     kernel(*args)
     return dx, dw, db
 
@@ -677,6 +677,11 @@ def bind_dense_forward(x, w, b, y):
     if b is not None:
         _buffer(b, "b", (w.shape[0],), w.dtype)
     _buffer(y, "y", (x.shape[0], w.shape[0]), w.dtype, write=True)
+    return _dense_forward_call(x, w, b, y)
+
+
+def _dense_forward_call(x, w, b, y):
+    """The call that computes dense_forward into ``y``, for arrays already checked."""
     if x.shape[0] <= _dense.SMALL_BATCH:
         return _dense.dense_forward, (x, w, b, y)
     return _dense_blas_forward, (x, w.T, b, y)
@@ -691,7 +696,12 @@ def bind_dense_backward(dy, x, w, dx, dw, db):
         _buffer(dx, "dx", x.shape, w.dtype, write=True)
     _buffer(dw, "dw", w.shape, w.dtype, write=True)
     _buffer(db, "db", (w.shape[0],), w.dtype, write=True)
-    if n <= _dense.SMALL_BATCH:
+    return _dense_backward_call(dy, x, w, dx, dw, db)
+
+
+def _dense_backward_call(dy, x, w, dx, dw, db):
+    """The call that computes dense_backward into ``dx``, ``dw``, ``db``, for arrays already checked."""
+    if x.shape[0] <= _dense.SMALL_BATCH:
         return _dense.dense_backward, (dy, x, w, dx, dw, db)
     return _dense_blas_backward, (dy, x, w, dy.T, dx, dw, db)
 
