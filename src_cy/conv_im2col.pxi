@@ -2,7 +2,7 @@
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 #
 #     cols[n, k, p]   = x_padded[n, c, oh*sh + i, ow*sw + j]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
-#     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles, thread-local dW summed at the end
+#     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles into IM2COL_SLOTS sums, added in order
 #     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
 # Bytes of im2col buffer per chunk of samples: big enough to amortise each chunk's passes, small enough
@@ -10,6 +10,8 @@
 CHUNK_BYTES = 4 << 20
 # Output positions per dW work item (a multiple of every vector width).
 DW_BLOCK = 128
+# dW accumulators: each takes a fixed run of the work items, so the thread count changes no sum.
+IM2COL_SLOTS = 8
 
 
 cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,
@@ -94,10 +96,11 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     cdef Py_ssize_t K = C * kh * kw, P = Ho * Wo, NR = tile_width(dtype)
     cdef Py_ssize_t Ppad = (P + NR - 1) // NR * NR
     cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * np.dtype(dtype).itemsize)))
-    cdef int nt = max(1, nthreads)
     cdef floating[:, :, ::1] cols = np.zeros((nb, K, Ppad), dtype=dtype)
     cdef floating[:, :, ::1] dyp = np.zeros((nb, F, Ppad), dtype=dtype)
-    cdef floating[:, :, ::1] dw_local = np.zeros((nt, F, K), dtype=dtype)
+    # dW accumulators: IM2COL_SLOTS, each fed a fixed run of the work items by one thread (see below)
+    cdef Py_ssize_t nslot = IM2COL_SLOTS
+    cdef floating[:, :, ::1] dw_local = np.zeros((nslot, F, K), dtype=dtype)
     cdef floating[::1] apack_t
     cdef Py_ssize_t MR = FC_MR, mbk = (K + FC_MR - 1) // FC_MR, ntl = Ppad // NR
     if need_dx:
@@ -108,7 +111,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     cdef long[::1] krow = np.arange(K, dtype=np.int64) * Ppad
     cdef long[::1] ident = np.arange(Ppad, dtype=np.int64)
     cdef int[::1] ones = np.ones(ntl, dtype=np.intc)
-    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, tid
+    cdef Py_ssize_t n0, cnt, r, n, t, item, nhb, p0, blk, slot
     cdef Py_ssize_t HB = DW_BLOCK
     nhb = (Ppad + HB - 1) // HB
     for n0 in range(0, N, nb):
@@ -118,14 +121,17 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                     Ppad, nthreads)
             for r in prange(cnt * F, schedule='static', num_threads=nthreads):
                 memcpy(&dyp[0, 0, 0] + r * Ppad, &dy[n0, 0, 0, 0] + r * P, P * sizeof(floating))
-            for item in prange(cnt * nhb, schedule='static', num_threads=nthreads):
-                tid = threadid()
-                n = item // nhb
-                p0 = (item % nhb) * HB
-                blk = Ppad - p0
-                if blk > HB:
-                    blk = HB
-                _dw_tiles(<int>blk, &dyp[n, 0, p0], Ppad, &cols[n, 0, p0], &krow[0], &dw_local[tid, 0, 0], K, F, K)
+            # the chunk's cnt * nhb dW items in nslot runs, each added in order into its slot by the one
+            # thread that takes the slot: the sums do not depend on the thread count
+            for slot in prange(nslot, schedule='static', num_threads=nthreads):
+                for item in range(slot * cnt * nhb // nslot, (slot + 1) * cnt * nhb // nslot):
+                    n = item // nhb
+                    p0 = (item % nhb) * HB
+                    blk = Ppad - p0
+                    if blk > HB:
+                        blk = HB
+                    _dw_tiles(<int>blk, &dyp[n, 0, p0], Ppad, &cols[n, 0, p0], &krow[0], &dw_local[slot, 0, 0],
+                              K, F, K)
             if need_dx:
                 # dcols = W^T @ dy overwrites cols, which dW no longer needs for this chunk.
                 for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
@@ -134,5 +140,5 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                 _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
                         Wo, Ppad, nthreads)
     for r in prange(_finish_items(F * K, F, True), schedule='static', num_threads=nthreads, nogil=True):
-        _finish_item(r, &dw_local[0, 0, 0], nt, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0],
+        _finish_item(r, &dw_local[0, 0, 0], nslot, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0],
                      True)

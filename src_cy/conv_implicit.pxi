@@ -37,6 +37,13 @@ def _l2_bytes():
 IMPLICIT_CHUNK_BYTES = 4 << 20
 BACKWARD_CHUNK_BYTES = _l2_bytes()
 CHUNK_SAMPLES_PER_THREAD = 4
+# The backward's dW is summed into DW_SLOTS accumulators, each owned by one thread at a time and fed its
+# work items in a fixed order, then the slots are added in order: the sums, and so the bits, do not
+# depend on the thread count.  Its chunks and work items are sized for DW_THREADS threads whatever the
+# thread count (they decide how the sums group), which is the layout that measured fastest on 2 cores.
+cdef enum:
+    DW_SLOTS = 8
+    DW_THREADS = 2
 
 
 cdef void _split_plane(const floating *xc, floating *dst, Py_ssize_t q, Py_ssize_t H, Py_ssize_t W,
@@ -145,11 +152,12 @@ cdef int _backward_implicit(_Plan g, const floating *dy, const floating *xp, con
     # dW reads dy on the plan's columns: its own buffer, or (grid layout with dx) the dx grid itself.
     cdef bint own_dyp = not (need_dx and g.ns == 1)
     cdef Py_ssize_t Sp = F * Ppad if own_dyp else 0, Sf = F * Sd
-    cdef Py_ssize_t nb = g.chunk(N, nthreads * BACKWARD_CHUNK_BYTES, (Sx + Sp + Sf) * sizeof(floating), nthreads)
+    cdef Py_ssize_t nb = g.chunk(N, DW_THREADS * BACKWARD_CHUNK_BYTES, (Sx + Sp + Sf) * sizeof(floating),
+                                 DW_THREADS)
     cdef int nt = max(1, nthreads)
-    # dW accumulators: one per thread when samples are split between threads; at batch 1 each thread
-    # computes whole elements of dW (see _backward_parallel) straight into dw
-    cdef int nslot = nt if N > 1 else 1
+    # dW accumulators: DW_SLOTS when there are several samples; at batch 1 each thread computes whole
+    # elements of dW (see _backward_parallel) straight into dw
+    cdef int nslot = DW_SLOTS if N > 1 else 1
     cdef Py_ssize_t fs = sizeof(floating)
     cdef Py_ssize_t o_dyp = _al(nb * Sx * fs), o_dyf = o_dyp + _al(nb * Sp * fs)
     cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs)
@@ -173,17 +181,47 @@ cdef int _backward_implicit(_Plan g, const floating *dy, const floating *xp, con
     return 0
 
 
+cdef inline void _dx_item(_Plan g, Py_ssize_t n, Py_ssize_t rest, Py_ssize_t n0, Py_ssize_t C, Py_ssize_t ng1,
+                          Py_ssize_t nxq, Py_ssize_t mbc, const floating *apx, const floating *dyf, Py_ssize_t Sf,
+                          floating *dx) noexcept nogil:
+    """dx item ``rest`` of sample ``n`` of the chunk at ``n0``: phase q, then tiles x panels of FC_MR
+    channels (one channel: FC_MR tiles at once for the first ng1 items)."""
+    cdef Py_ssize_t q = rest // nxq, jt, m, mr, MR = FC_MR, NR = g.NR, H = g.H, W = g.W, T = g.T
+    cdef Py_ssize_t PX = g.PX, ntx = g.ntx
+    rest = rest % nxq
+    if C == 1 and rest < ng1:
+        jt = rest * MR
+        _igemm_n1(<int>g.kab[q], apx + g.aoff[q], dyf + n * Sf + T + g.xoff[q] + jt * NR,
+                  &g.boffx[0] + g.toff[q], dx + (n0 + n) * H * W, &g.cmapx[0] + q * PX + jt * NR,
+                  &g.xcontig[0] + q * ntx + jt)
+        return
+    if C == 1:
+        jt = ng1 * MR + rest - ng1
+        m = 0
+    else:
+        jt = rest // mbc
+        m = rest % mbc
+    mr = C - m * MR
+    if mr > MR:
+        mr = MR
+    _igemm_nn(<int>g.kab[q], apx + g.aoff[q] + m * g.kab[q] * MR, dyf + n * Sf + T + g.xoff[q] + jt * NR,
+              &g.boffx[0] + g.toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
+              &g.cmapx[0] + q * PX + jt * NR, g.xcontig[q * ntx + jt], <int>mr, NULL)
+
 cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, floating *dx, floating *dwp,
                              floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, int nslot, bint own_dyp,
                              bint need_dx, floating *xs, floating *dyp, floating *dyf, floating *dwl,
                              const floating *apx) noexcept nogil:
     """The parallel part of conv2d_backward on the workspace it laid out.
 
-    dW work items: with several samples, whole samples or blocks of output positions, each thread adding
-    into its own slot of ``dwl`` (nslot = nt).  At batch 1 (nslot = 1), ranges of FC_NT_MR x FC_NT_NR
-    tiles of dW, each a dot product over every position written straight into dw: every element is
-    then computed the same way whatever the thread count, so the batch-1 thread choice (_Plan.trials)
-    never changes a bit.  Where a loop reads what the loop before it wrote, an explicit fc_barrier()
+    dW work items: with several samples, whole samples or blocks of output positions (sized for
+    DW_THREADS threads, not the thread count), the chunk's items cut into nslot = DW_SLOTS contiguous
+    runs, each run added in order into its own slot of ``dwl`` by the one thread that owns the slot; the
+    slots are then summed in order.  At batch 1 (nslot = 1), ranges of FC_NT_MR x FC_NT_NR tiles of dW,
+    each a dot product over every position written straight into dw.  Either way every element of dW is
+    summed in an order that the thread count does not change: the results are the same bits on any
+    number of threads (and the batch-1 thread choice, _Plan.trials, never changes one).  Where a loop
+    reads what the loop before it wrote, an explicit fc_barrier()
     orders them; the loops share their items with fc_share (the split of schedule(static))."""
     cdef int nthreads = nt
     cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F
@@ -192,7 +230,7 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
     cdef bint dx_gaps = g.dx_gaps
     cdef Py_ssize_t npl = g.npl, CP = C * g.npl     # split items per sample: one per plane of each channel
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
-    cdef Py_ssize_t MR = FC_MR, mbc = g.mbc, nph = g.nph, ntx = g.ntx, PX = g.PX
+    cdef Py_ssize_t mbc = g.mbc, nph = g.nph, ntx = g.ntx
     # dx items per phase: tiles x panels of FC_MR channels; one channel (a C = 1 panel would compute
     # FC_MR - 1 zero rows) goes FC_MR tiles per item (ng1 of them), then the remaining single tiles
     cdef Py_ssize_t ng1 = ntx // FC_MR if C == 1 else 0
@@ -201,17 +239,10 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
     # dW dot products stop at the last vector holding a real column, not at the tile tail
     cdef Py_ssize_t L = FC_LANES_D if floating is double else FC_LANES_S
     cdef Py_ssize_t Pl = (Ho * Wc + L - 1) // L * L
-    cdef const Py_ssize_t *kab = &g.kab[0]
-    cdef const Py_ssize_t *aoff = &g.aoff[0]
-    cdef const Py_ssize_t *toff = &g.toff[0]
-    cdef const long *boffx = &g.boffx[0]
-    cdef const long *cmapx = &g.cmapx[0]
-    cdef const Py_ssize_t *xoff = &g.xoff[0]
-    cdef const int *xcontig = &g.xcontig[0]
     cdef const long *boff = &g.boff[0]
     # private to each thread in the parallel region (Cython makes them firstprivate: initialised here)
-    cdef Py_ssize_t r = 0, n = 0, c = 0, f = 0, q = 0, item = 0, p0 = 0, blk = 0, f0 = 0, k0 = 0, tid = 0
-    cdef Py_ssize_t t = 0, rest = 0, jt = 0, m = 0, mr = 0, oh = 0, tile = 0, tile_hi = 0
+    cdef Py_ssize_t r = 0, n = 0, c = 0, f = 0, item = 0, p0 = 0, blk = 0, f0 = 0, k0 = 0, slot = 0
+    cdef Py_ssize_t t = 0, oh = 0, tile = 0, tile_hi = 0
     cdef Py_ssize_t n0 = 0, cnt = 0, nhb = 0, HB = 0, nfill = 0, nx = 0, spread = 0, tpi = 0
     cdef Py_ssize_t nkt = (K + FC_NT_NR - 1) // FC_NT_NR, ntt = (F + FC_NT_MR - 1) // FC_NT_MR * nkt
     cdef floating *d = NULL
@@ -230,7 +261,7 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
                 nhb = (ntt + tpi - 1) // tpi
                 HB = 0
             else:
-                nhb = (2 * nt + cnt - 1) // cnt
+                nhb = (2 * DW_THREADS + cnt - 1) // cnt
                 if nhb > g.ntiles:
                     nhb = g.ntiles
                 HB = ((Ppad + nhb - 1) // nhb + NR - 1) // NR * NR
@@ -276,52 +307,39 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
                         memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
             fc_barrier()                 # the buffers are filled, the accumulators zeroed
             nx = nph * nxq if need_dx else 0   # dx items per sample
-            spread = (nhb + nx) // nhb
-            share = fc_share(cnt * (nhb + nx))
-            for item in range(share.lo, share.hi):
-                # Within a sample the nhb dW blocks are spread evenly among the dx items, so a
-                # static split balances them even at batch 1.
-                n = item // (nhb + nx)
-                t = item % (nhb + nx)
-                if t % spread == 0 and t // spread < nhb and HB == 0:
-                    tile_hi = min(ntt, (t // spread + 1) * tpi)
-                    for tile in range((t // spread) * tpi, tile_hi):
-                        f0 = tile // nkt * FC_NT_MR
-                        k0 = tile % nkt * FC_NT_NR
-                        _igemm_nt(<int>Pl, (dyp + n * Sp if own_dyp else dyf + n * Sf) + f0 * Sa + Ta, Sa,
-                                  xs + n * Sx, boff + k0, dwl + f0 * K + k0, K, <int>min(FC_NT_MR, F - f0),
-                                  <int>min(FC_NT_NR, K - k0))
-                elif t % spread == 0 and t // spread < nhb:
-                    tid = threadid() if nslot > 1 else 0
-                    p0 = (t // spread) * HB
-                    blk = Pl - p0
-                    if blk > HB:
-                        blk = HB
-                    _dw_tiles(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + Ta + p0, Sa,
-                              xs + n * Sx + p0, boff, dwl + tid * F * K, K, F, K)
-                else:
-                    rest = t - min(nhb, t // spread + 1)
-                    q = rest // nxq
-                    rest = rest % nxq
-                    if C == 1 and rest < ng1:    # FC_MR tiles of the one channel at once
-                        jt = rest * MR
-                        _igemm_n1(<int>kab[q], apx + aoff[q], dyf + n * Sf + T + xoff[q] + jt * NR,
-                                  boffx + toff[q], dx + (n0 + n) * H * W, cmapx + q * PX + jt * NR,
-                                  xcontig + q * ntx + jt)
-                        continue
-                    if C == 1:
-                        jt = ng1 * MR + rest - ng1
-                        m = 0
+            if nslot > 1:
+                # dW: the chunk's cnt * nhb items in nslot runs, each thread taking whole slots; then
+                # the dx items (no barrier between: they write dx, the runs write their slots)
+                nfill = cnt * nhb
+                share = fc_share(nslot)
+                for slot in range(share.lo, share.hi):
+                    for item in range(slot * nfill // nslot, (slot + 1) * nfill // nslot):
+                        n = item // nhb
+                        p0 = (item % nhb) * HB
+                        blk = Pl - p0
+                        if blk > HB:
+                            blk = HB
+                        _dw_tiles(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + Ta + p0, Sa,
+                                  xs + n * Sx + p0, boff, dwl + slot * F * K, K, F, K)
+                share = fc_share(cnt * nx)
+                for item in range(share.lo, share.hi):
+                    _dx_item(g, item // nx, item % nx, n0, C, ng1, nxq, mbc, apx, dyf, Sf, dx)
+            else:
+                # one sample: the nhb dW items (ranges of tpi whole tiles) spread evenly among the dx
+                # items, so that a static split balances them
+                spread = (nhb + nx) // nhb
+                share = fc_share(nhb + nx)
+                for t in range(share.lo, share.hi):
+                    if t % spread == 0 and t // spread < nhb:
+                        tile_hi = min(ntt, (t // spread + 1) * tpi)
+                        for tile in range((t // spread) * tpi, tile_hi):
+                            f0 = tile // nkt * FC_NT_MR
+                            k0 = tile % nkt * FC_NT_NR
+                            _igemm_nt(<int>Pl, (dyp if own_dyp else dyf) + f0 * Sa + Ta, Sa, xs, boff + k0,
+                                      dwl + f0 * K + k0, K, <int>min(FC_NT_MR, F - f0),
+                                      <int>min(FC_NT_NR, K - k0))
                     else:
-                        jt = rest // mbc
-                        m = rest % mbc
-                    mr = C - m * MR
-                    if mr > MR:
-                        mr = MR
-                    _igemm_nn(<int>kab[q], apx + aoff[q] + m * kab[q] * MR,
-                              dyf + n * Sf + T + xoff[q] + jt * NR, boffx + toff[q],
-                              dx + ((n0 + n) * C + m * MR) * H * W, H * W, cmapx + q * PX + jt * NR,
-                              xcontig[q * ntx + jt], <int>mr, NULL)
+                        _dx_item(g, 0, t - min(nhb, t // spread + 1), n0, C, ng1, nxq, mbc, apx, dyf, Sf, dx)
         fc_barrier()                     # every dW item is done
         share = fc_share(_finish_items(F * K, F, nslot > 1))
         for r in range(share.lo, share.hi):

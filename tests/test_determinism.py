@@ -1,0 +1,70 @@
+"""The same bits on any thread count: the kernels and whole training runs on 1, 2, 3 and 4 threads.
+
+Every reduction (conv dW and db, dense, the softmax cross-entropy loss) sums its terms in an order fixed
+by the shapes alone, so the thread count never changes a result's bits.  PyTorch does not promise this
+(pytorch issues 88718 and 2201).
+"""
+import hashlib
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import datasets, layers, ops, optimizers, runtime
+
+THREADS = (1, 2, 3, 4)
+
+
+@pytest.fixture
+def restore_threads():
+    old = runtime.get_num_threads()
+    yield
+    runtime.set_num_threads(old)
+
+
+CONV_CASES = {
+    "seed conv1 b5": ((5, 1, 28, 28), (16, 1, 8, 8), 1, 0),
+    "seed conv2 b32": ((32, 16, 21, 21), (8, 16, 4, 4), 2, 0),
+    "3x3 32->32 b8 (Winograd dx)": ((8, 32, 16, 16), (32, 32, 3, 3), 1, 1),
+    "stem 5x5 s2 b4": ((4, 3, 32, 32), (32, 3, 5, 5), 2, 2),
+    "3x3 64->64 b2 on 32x32 (blocked dW)": ((2, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(CONV_CASES))
+@pytest.mark.parametrize("nonfinite", [False, True])
+def test_conv_kernels_give_the_same_bits_on_any_thread_count(restore_threads, name, dtype, nonfinite):
+    xs, ws, s, p = CONV_CASES[name]
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    if nonfinite:   # the im2col path
+        x[0, 0, 3, 4] = np.inf
+    dy = rng.standard_normal(ops.conv2d_output_shape(x.shape, w.shape, s, p)).astype(dtype)
+    results = []
+    for t in THREADS:
+        runtime.set_num_threads(t)
+        y = ops.conv2d_forward(x, w, rng.standard_normal(ws[0]).astype(dtype) * 0, stride=s, padding=p)
+        dx, dw, db = ops.conv2d_backward(dy, x, w, stride=s, padding=p)
+        results.append([a.tobytes() for a in (y, dx, dw, db)])
+    for t, r in zip(THREADS[1:], results[1:]):
+        differ = [k for k, (a, b) in enumerate(zip(r, results[0])) if a != b]
+        assert not differ, f"{t} threads differ from 1 in outputs {differ} (y, dx, dw, db)"
+
+
+def _fit_digest(dtype, batch, threads):
+    runtime.set_num_threads(threads)
+    (x, y), _ = datasets.load_mnist()
+    model = fastconv.Sequential([
+        layers.Conv2D(8, 5, activation="relu"), layers.MaxPool2D(2), layers.Dropout(0.2),
+        layers.Conv2D(16, 3, strides=2, activation="tanh"), layers.Flatten(),
+        layers.Dense(32, activation="relu"), layers.Dense(10, activation="softmax")], dtype=dtype, seed=0)
+    model.compile(optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    history = model.fit(x[:320] / 255.0, y[:320], batch_size=batch, epochs=2, verbose=0)
+    return hashlib.sha256(model.params.tobytes()).hexdigest(), history.history
+
+
+@pytest.mark.parametrize("dtype,batch", [("float32", 32), ("float64", 16), ("float32", 1)])
+def test_training_runs_give_the_same_bits_on_any_thread_count(restore_threads, dtype, batch):
+    runs = [_fit_digest(dtype, batch, t) for t in THREADS]
+    assert all(r == runs[0] for r in runs[1:])
