@@ -212,36 +212,46 @@ def torch_round(torch, setup, data, epochs, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------- Keras
-def keras_round(keras, setup, data, epochs, seed=0):
-    """One Keras 3 model with fastconv's initial weights (channels-first convs, kernels transposed to Keras's
-    (kh, kw, in, out) and (in, out) layouts): (µs per sample, accuracy)."""
-    x, y, xt, yt = data
-    model = _fastconv_model(setup, x, seed)
-    kl = keras.layers
-    stack, weights = [keras.Input(x.shape[1:], dtype=setup["dtype"])], []
+def keras_twin(keras, model):
+    """A Keras 3 model with ``model``'s layers and current weights: channels-first convolutions, kernels
+    transposed to Keras's (kh, kw, in, out) and (in, out) layouts, Flatten over (C, H, W) in C order."""
+    kl, dtype = keras.layers, model.dtype.name
+    stack, weights = [keras.Input(model.input_shape, dtype=dtype)], []
     for layer in model.layers:
         cfg = layer.get_config()
         if isinstance(layer, layers.Conv2D):
             if layer.padding != (0, 0):
-                stack.append(kl.ZeroPadding2D(layer.padding, data_format="channels_first"))
-            stack.append(kl.Conv2D(cfg["filters"], cfg["kernel_size"], strides=cfg["strides"],
-                                   activation=cfg["activation"], data_format="channels_first", dtype=setup["dtype"]))
-            weights.append((stack[-1], layer.params["kernel"].transpose(2, 3, 1, 0), layer.params["bias"]))
+                stack.append(kl.ZeroPadding2D(layer.padding, data_format="channels_first", dtype=dtype))
+            stack.append(kl.Conv2D(cfg["filters"], cfg["kernel_size"], strides=cfg["strides"], use_bias=cfg["use_bias"],
+                                   activation=cfg["activation"], data_format="channels_first", dtype=dtype))
+            weights.append((stack[-1], layer.params["kernel"].transpose(2, 3, 1, 0), layer.params.get("bias")))
         elif isinstance(layer, layers.Dense):
-            stack.append(kl.Dense(cfg["units"], activation=cfg["activation"], dtype=setup["dtype"]))
-            weights.append((stack[-1], layer.params["kernel"].T, layer.params["bias"]))
+            stack.append(kl.Dense(cfg["units"], activation=cfg["activation"], use_bias=cfg["use_bias"], dtype=dtype))
+            weights.append((stack[-1], layer.params["kernel"].T, layer.params.get("bias")))
         elif isinstance(layer, layers.MaxPool2D):
-            stack.append(kl.MaxPooling2D(cfg["pool_size"], cfg["strides"], data_format="channels_first"))
+            stack.append(kl.MaxPooling2D(cfg["pool_size"], cfg["strides"], data_format="channels_first", dtype=dtype))
         elif isinstance(layer, layers.Flatten):
-            stack.append(kl.Flatten(data_format="channels_last"))   # (C, H, W) in C order, as fastconv
+            stack.append(kl.Flatten(data_format="channels_last", dtype=dtype))   # no transpose: C order
         elif isinstance(layer, layers.Dropout):
-            stack.append(kl.Dropout(cfg["rate"], seed=seed))
+            stack.append(kl.Dropout(cfg["rate"], seed=model.seed, dtype=dtype))
+        else:
+            raise ValueError(f"no Keras twin for {type(layer).__name__}")
     net = keras.Sequential(stack)
     for kmod, w, b in weights:
-        kmod.set_weights([np.ascontiguousarray(w), np.asarray(b)])
+        kmod.set_weights([np.ascontiguousarray(w)] + ([] if b is None else [np.asarray(b)]))
+    return net
+
+
+def keras_round(keras, setup, data, epochs, seed=0):
+    """One Keras 3 model from fastconv's initial weights, trained with its ``fit`` (its first-call
+    compilation included, as a user's fresh fit has it): (µs per sample, test accuracy)."""
+    x, y, xt, yt = data
+    net = keras_twin(keras, _fastconv_model(setup, x, seed))
     opt = (keras.optimizers.Adam(setup["lr"], epsilon=1e-8) if setup["optimizer"] == "adam"
            else keras.optimizers.SGD(setup["lr"]))
-    net.compile(opt, _loss_name(setup), ["accuracy"])
+    net.compile(optimizer=opt, loss=_loss_name(setup), metrics=["accuracy"])
+    if setup["data"] == "moons":
+        y, yt = y.reshape(-1, 1), yt.reshape(-1, 1)
     t0 = time.perf_counter()
     net.fit(x, y, batch_size=setup["batch"], epochs=epochs, verbose=0)
     seconds = time.perf_counter() - t0
@@ -260,6 +270,10 @@ def import_frameworks(threads):
         import keras
     except ImportError:
         keras = None
+    if keras is not None and keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)   # float64 layers stay float64
     return torch, keras
 
 
@@ -336,7 +350,8 @@ def run(names, quick=False, rounds=3, threads=2, torch=None, keras=None, sizes=N
     """Run the named setups; returns ``{"machine": facts, "rows": [...]}``."""
     facts = machine_facts()
     facts.update(torch=torch.__version__ if torch is not None else "not installed",
-                 keras=keras.__version__ if keras is not None else "not installed (skipped)",
+                 keras=(f"{keras.__version__} on {keras.backend.backend()}" if keras is not None
+                        else "not installed (skipped)"),
                  threads=threads, rounds=rounds, quick=quick)
     try:
         with open("/proc/loadavg") as f:

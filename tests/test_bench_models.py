@@ -102,3 +102,14 @@ def test_main_writes_json(models, tmp_path, capsys, kept_threads):
 def test_unknown_model_is_an_error(models):
     with pytest.raises(SystemExit):
         models.main(["--models", "resnet50"])
+
+
+def test_keras_twin_has_fastconv_weights(models):
+    keras = pytest.importorskip("keras")
+    models.import_frameworks(1)   # float64 on JAX
+    for name in ("keras_convnet", "lenet5_b1", "moons_mlp"):
+        setup = models.SETUPS[name]
+        x, y, xt, yt = models.load_data(setup["data"], setup["dtype"], 4)
+        model = models._fastconv_model(setup, x, seed=0)
+        out = np.asarray(models.keras_twin(keras, model)(xt[:8], training=False))
+        np.testing.assert_allclose(out, model.predict(xt[:8]), rtol=0, atol=64 * np.finfo(setup["dtype"]).eps)
