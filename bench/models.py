@@ -23,6 +23,7 @@ rounds are in the JSON).  Without PyTorch only fastconv's column is printed.  Ke
 when ``import keras`` works (on whatever backend it is configured with).
 """
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -116,12 +117,14 @@ def _fastconv_model(setup, x, seed):
 
 
 # ------------------------------------------------------------------------------------------- fastconv
+def have_threadpoolctl():
+    return importlib.util.find_spec("threadpoolctl") is not None
+
+
 def _blas_one_thread():
-    """A context that pins the BLAS to one thread (threadpoolctl), or None when threadpoolctl is missing."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
+    """The BLAS pinned to one thread until the ``with`` block ends (threadpoolctl applies it when called)."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1, user_api="blas")
 
 
@@ -282,7 +285,7 @@ def bench_setup(name, setup, quick=False, rounds=3, torch=None, keras=None, size
     """Time one setup in alternating rounds; returns its rows (two for the BLAS-pinned MLP)."""
     n_train, epochs = sizes or (setup["quick"] if quick else setup["full"])
     data = load_data(setup["data"], setup["dtype"], n_train)
-    pinned = setup.get("blas_pinned_variant") and _blas_one_thread() is not None
+    pinned = setup.get("blas_pinned_variant") and have_threadpoolctl()
     runs = {"fastconv": [], "fastconv_blas1": [], "torch": [], "keras": []}
     for _ in range(max(1, rounds)):
         runs["fastconv"].append(fastconv_round(setup, data, epochs))

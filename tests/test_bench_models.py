@@ -29,11 +29,21 @@ def _frameworks(with_torch):
     return torch
 
 
+def _blas_threads():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+
 @pytest.mark.parametrize("with_torch", [False, True], ids=["fastconv-only", "with-torch"])
 def test_tiny_run_table_and_rows(models, with_torch):
     torch = _frameworks(with_torch)
+    before = _blas_threads()
     result = models.run(["mlp_b64", "seed_cnn_b1", "moons_mlp"], rounds=1, threads=1, torch=torch,
                         sizes=(8, 1), progress=None)
+    assert _blas_threads() == before   # the BLAS-pinned fit gives its threads back
     json.dumps(result)   # serialisable
     rows = result["rows"]
     names = [r["model"] for r in rows]
