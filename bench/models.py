@@ -395,6 +395,11 @@ def main(argv=None):
     except ImportError:
         pass
     torch, keras = import_frameworks(args.threads)
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fastconv")
+    measured = os.path.dirname(os.path.abspath(fastconv.__file__))
+    if os.path.isdir(here) and not os.path.samefile(here, measured):
+        print(f"note: measuring the fastconv in {measured}, not this checkout's {os.path.abspath(here)} "
+              "(run with PYTHONPATH=. or pip install -e . to measure this one)", flush=True)
     result = run(names, args.quick, args.rounds, args.threads, torch, keras)
     print(json.dumps(result["machine"], indent=1))
     print(to_markdown(result["rows"]))
