@@ -19,7 +19,8 @@ report test accuracy on its 1,000 test images, so a speed figure never hides a b
 starts from fastconv's initial weights (both use PyTorch's weight layouts, and both flatten (C, H, W) in C
 order).  The machines are shared and their speed drifts, so fastconv and PyTorch run alternately for
 ``--rounds`` rounds, each a fresh model doing the same work, and each reports its fastest round (all
-rounds are in the JSON).  Without PyTorch only fastconv's column is printed.  Keras 3 is timed beside them
+rounds are in the JSON); each fit starts after ``SETTLE_S`` idle, so thread pools left spinning by the
+previous fit do not land on it.  Without PyTorch only fastconv's column is printed.  Keras 3 is timed beside them
 when ``import keras`` works (on whatever backend it is configured with).
 """
 import argparse
@@ -38,6 +39,9 @@ from fastconv.benchmarks import machine_facts
 
 BATCHED_TARGET = 1.5   # PyTorch time / fastconv time, batched models (issue 19)
 BATCH1_TARGET = 8.0    # the same at batch 1
+# Idle time before each timed fit: OpenBLAS's workers spin for about 2**28 cycles after their last call,
+# and a fit started inside that window waits a scheduler time slice whenever it wants the other core.
+SETTLE_S = 0.25
 
 
 def keras_convnet(dtype="float32", seed=0):
@@ -132,6 +136,7 @@ def fastconv_round(setup, data, epochs, seed=0, blas_one_thread=False):
     """One fresh fastconv model trained with ``fit``: (µs per sample, test accuracy)."""
     x, y, xt, yt = data
     model = _fastconv_model(setup, x, seed)
+    time.sleep(SETTLE_S)
     with (_blas_one_thread() if blas_one_thread else nullcontext()):
         t0 = time.perf_counter()
         model.fit(x, y, batch_size=setup["batch"], epochs=epochs, verbose=0)
@@ -197,6 +202,7 @@ def torch_round(torch, setup, data, epochs, seed=0):
     gen = np.random.default_rng(seed)
     n, batch = len(x), setup["batch"]
     net.train()
+    time.sleep(SETTLE_S)
     t0 = time.perf_counter()
     for _ in range(epochs):
         order = torch.from_numpy(gen.permutation(n))
@@ -255,6 +261,7 @@ def keras_round(keras, setup, data, epochs, seed=0):
     net.compile(optimizer=opt, loss=_loss_name(setup), metrics=["accuracy"])
     if setup["data"] == "moons":
         y, yt = y.reshape(-1, 1), yt.reshape(-1, 1)
+    time.sleep(SETTLE_S)
     t0 = time.perf_counter()
     net.fit(x, y, batch_size=setup["batch"], epochs=epochs, verbose=0)
     seconds = time.perf_counter() - t0
