@@ -20,8 +20,8 @@ starts from fastconv's initial weights (both use PyTorch's weight layouts, and b
 order).  The machines are shared and their speed drifts, so fastconv and PyTorch run alternately for
 ``--rounds`` rounds, each a fresh model doing the same work, and each reports its fastest round (all
 rounds are in the JSON); each fit starts after ``SETTLE_S`` idle, so thread pools left spinning by the
-previous fit do not land on it.  Without PyTorch only fastconv's column is printed.  Keras 3 is timed beside them
-when ``import keras`` works (on whatever backend it is configured with).
+previous fit do not land on it.  Without PyTorch only fastconv's column is printed.  Keras 3 is timed
+beside them when ``import keras`` works (on whatever backend it is configured with).
 """
 import argparse
 import importlib.util
@@ -347,7 +347,8 @@ def to_markdown(rows, facts=None):
                  _cell(r, "torch_over_fastconv", ".2f"), f"≥ {r['target']:g}x", met, f"{r['fastconv_acc']:.3f}",
                  _cell(r, "torch_acc", ".3f")]
         if keras:
-            cells += [_cell(r, "keras_us", ",.1f"), _cell(r, "keras_over_fastconv", ".2f"), _cell(r, "keras_acc", ".3f")]
+            cells += [_cell(r, "keras_us", ",.1f"), _cell(r, "keras_over_fastconv", ".2f"),
+                      _cell(r, "keras_acc", ".3f")]
         lines.append("| " + " | ".join(cells) + " |")
     for r in rows:
         if "default_over_blas1" in r:
