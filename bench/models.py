@@ -386,7 +386,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per framework (default 3)")
     p.add_argument("--threads", type=int, default=2, help="threads for fastconv, PyTorch and the BLAS (default 2)")
-    p.add_argument("--quick", action="store_true", help="fewer samples and epochs (about a minute on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="fewer samples and epochs (under 2 minutes on 2 cores)")
     p.add_argument("--models", default=",".join(SETUPS),
                    help=f"comma-separated subset of: {', '.join(SETUPS)} (default: all)")
     p.add_argument("--out", default="bench/results/models.json", help="JSON output (default bench/results/models.json)")
