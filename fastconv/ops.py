@@ -533,6 +533,17 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     _write_back([param, None, m, v] + ([vmax] if amsgrad else []), flats)
 
 
+def _sgd_settings(momentum, nesterov, weight_decay, velocity):
+    """momentum and weight_decay checked as floats; nesterov needs momentum, momentum needs a velocity."""
+    momentum = _check_scalar(momentum, "momentum", 0.0)
+    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
+    if momentum != 0 and velocity is None:
+        raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+    return momentum, weight_decay
+
+
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     """One fused, in-place SGD step with ``torch.optim.SGD`` semantics.
 
@@ -553,12 +564,7 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, 
     else:
         _check_param_and_grad(param, grad)
     lr = _check_scalar(lr, "lr", 0.0)
-    momentum = _check_scalar(momentum, "momentum", 0.0)
-    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
-    if momentum != 0 and velocity is None:
-        raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+    momentum, weight_decay = _sgd_settings(momentum, nesterov, weight_decay, velocity)
     if not plain:
         if velocity is not None:
             _writable_float(velocity, "velocity", param)
@@ -791,12 +797,7 @@ def bind_sgd_update(param, grad, velocity, *, momentum, nesterov, weight_decay):
         if a is not None:
             _buffer(a, name, param.shape, param.dtype, write=name != "grad")
     _check_disjoint(*named)
-    momentum = _check_scalar(momentum, "momentum", 0.0)
-    weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
-    if momentum != 0 and velocity is None:
-        raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+    momentum, weight_decay = _sgd_settings(momentum, nesterov, weight_decay, velocity)
     velocity = velocity if momentum != 0 else None
     kernel, nesterov, nt = _sgd.sgd_update, bool(nesterov), get_num_threads()
 
