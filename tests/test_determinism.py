@@ -68,3 +68,32 @@ def _fit_digest(dtype, batch, threads):
 def test_training_runs_give_the_same_bits_on_any_thread_count(restore_threads, dtype, batch):
     runs = [_fit_digest(dtype, batch, t) for t in THREADS]
     assert all(r == runs[0] for r in runs[1:])
+
+
+def test_fit_runs_numpys_blas_on_one_thread_and_restores_it(restore_threads):
+    """The dense layers' BLAS calls run on one thread inside fit (threadpoolctl): no second thread pool
+    against OpenMP's, and the same sums whatever BLAS thread count the process has."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastconv.nn.callbacks import Callback
+
+    seen = []
+
+    class BlasThreads(Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 784)).astype(np.float32), rng.integers(0, 10, 64)
+    digests = []
+    for blas_threads in (1, 2):
+        with threadpoolctl.threadpool_limits(blas_threads, "blas"):
+            before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+            model = fastconv.Sequential([layers.Dense(256, activation="relu"), layers.Dense(10, activation="softmax")],
+                                        seed=0)
+            model.compile("adam", "sparse_categorical_crossentropy")
+            model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[BlasThreads()])
+            after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+            assert before == after
+        digests.append(hashlib.sha256(model.params.tobytes()).hexdigest())
+    assert seen and set(seen) == {1}
+    assert digests[0] == digests[1]

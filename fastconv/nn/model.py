@@ -4,6 +4,7 @@ Every computation of a model runs through one mechanism: a :class:`~fastconv.nn.
 batch size from the layers' bound kernel calls.  ``fit`` (through :func:`fastconv.nn.training.fit_loop`),
 ``train_on_batch``, ``compute_gradients``, ``backpropagate``, ``evaluate`` and ``predict`` all run steps.
 """
+import contextlib
 import math
 import numbers
 
@@ -16,7 +17,7 @@ from . import metrics as metrics_mod
 from . import optimizers
 from .saving import load_model, save_model
 from .step import Step
-from .training import fit_loop
+from .training import fit_loop, single_threaded_blas
 
 __all__ = ["Sequential", "load_model"]
 
@@ -287,12 +288,13 @@ class Sequential:
         batch_size = _count(batch_size, "batch_size", 1)
         x = self._prepare_x(x)
         out = np.empty((len(x),) + tuple(self.output_shape), self.dtype)
-        for i in range(0, len(x), batch_size):
-            chunk = x[i:i + batch_size]
-            step = self._step("predict", len(chunk))
-            np.copyto(step.x, chunk)
-            step.run_forward()
-            out[i:i + len(chunk)] = step.out
+        with single_threaded_blas() if len(x) > 8 else contextlib.nullcontext():
+            for i in range(0, len(x), batch_size):
+                chunk = x[i:i + batch_size]
+                step = self._step("predict", len(chunk))
+                np.copyto(step.x, chunk)
+                step.run_forward()
+                out[i:i + len(chunk)] = step.out
         return out
 
     def __call__(self, x):

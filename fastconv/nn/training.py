@@ -1,10 +1,34 @@
 """The training loop: one short function that every model's ``fit`` runs, with callback hooks."""
+import contextlib
+
 import numpy as np
 
 from .callbacks import Callback, History
 from .progress import Progress
 
-__all__ = ["fit_loop", "ProgressBar"]
+__all__ = ["fit_loop", "ProgressBar", "single_threaded_blas"]
+
+_controller = None   # threadpoolctl's view of the loaded BLAS libraries, made once
+
+
+def single_threaded_blas():
+    """A context in which NumPy's BLAS runs on one thread, where threadpoolctl is installed (else nothing).
+
+    The dense layers above ``fastconv._dense.SMALL_BATCH`` samples call NumPy's BLAS between fastconv's
+    OpenMP kernels; a multi-threaded BLAS then spins its threads against OpenMP's on the same cores, and
+    its sums can group differently with its thread count.  On one thread it does neither.
+    """
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    if _controller is False:
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 class ProgressBar(Callback):
@@ -44,10 +68,22 @@ def fit_loop(model, x, t, *, batch_size, epochs, shuffle, validation_data, verbo
     metric = model.metrics[0] if model.metrics else None
     per_item = metric.per_item(model.loss, model.output_shape) if metric else 0.0
     update = model._update()
-    steps = {}
     model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin({})
+    with single_threaded_blas():
+        _epochs(model, x, t, batch_size, epochs, shuffle, validation_data, callbacks, batch_hooks, metric, per_item,
+                update, initial_epoch)
+    for cb in callbacks:
+        cb.on_train_end({})
+    return history
+
+
+def _epochs(model, x, t, batch_size, epochs, shuffle, validation_data, callbacks, batch_hooks, metric, per_item,
+            update, initial_epoch):
+    """The epochs of :func:`fit_loop`."""
+    n = len(x)
+    steps = {}
     for epoch in range(initial_epoch, epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
@@ -80,6 +116,3 @@ def fit_loop(model, x, t, *, batch_size, epochs, shuffle, validation_data, verbo
             cb.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
-    for cb in callbacks:
-        cb.on_train_end({})
-    return history
