@@ -25,25 +25,44 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y, 
             or Ho != (H - kh) // sh + 1 or Wo != (W - kw) // sw + 1
             or idx.shape[0] != N or idx.shape[1] != C or idx.shape[2] != Ho or idx.shape[3] != Wo):
         raise ValueError("maxpool2d_forward: inconsistent shapes reached the compiled kernel")
-    cdef Py_ssize_t r, n, c, oh, ow, i, j, h, w, best_i
-    cdef floating best, v
+    cdef Py_ssize_t r
     for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
-        n = r // C
-        c = r % C
-        for oh in range(Ho):
-            for ow in range(Wo):
-                h = oh * sh
-                w = ow * sw
-                best = x[n, c, h, w]
-                best_i = h * W + w
-                for i in range(kh):
-                    for j in range(kw):
-                        v = x[n, c, h + i, w + j]
-                        if v > best or (v != v and best == best):
-                            best = v
-                            best_i = (h + i) * W + w + j
-                y[n, c, oh, ow] = best
-                idx[n, c, oh, ow] = best_i
+        _pool_plane(&x[0, 0, 0, 0] + r * H * W, &y[0, 0, 0, 0] + r * Ho * Wo, &idx[0, 0, 0, 0] + r * Ho * Wo,
+                    W, Ho, Wo, kh, kw, sh, sw)
+
+
+cdef void _pool_plane(const floating *xp, floating *yp, long long *ip, Py_ssize_t W, Py_ssize_t Ho,
+                      Py_ssize_t Wo, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw) noexcept nogil:
+    """One plane, output row by output row: the row's windows start at their top-left element, then each
+    window offset (i, j) in row-major order updates every window of the row at once (a loop over the
+    output columns without branches, which the compiler vectorises): a later element wins only if it is
+    larger, or a NaN over a number, so the first maximum of each window wins and NaN propagates."""
+    cdef Py_ssize_t oh, ow, i, j, off
+    cdef const floating *rp
+    cdef floating *yr
+    cdef long long *ir
+    cdef floating v, b
+    cdef bint take
+    for oh in range(Ho):
+        yr = yp + oh * Wo
+        ir = ip + oh * Wo
+        off = oh * sh * W
+        rp = xp + off
+        for ow in range(Wo):
+            yr[ow] = rp[ow * sw]
+            ir[ow] = off + ow * sw
+        for i in range(kh):
+            for j in range(kw):
+                if i == 0 and j == 0:
+                    continue
+                off = (oh * sh + i) * W + j
+                rp = xp + off
+                for ow in range(Wo):
+                    v = rp[ow * sw]
+                    b = yr[ow]
+                    take = v > b or (v != v and b == b)
+                    yr[ow] = v if take else b
+                    ir[ow] = off + ow * sw if take else ir[ow]
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy, const long long[:, :, :, ::1] idx,
