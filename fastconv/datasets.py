@@ -80,6 +80,21 @@ def _read_npz(path):
     raise ValueError(f"{path!r} has arrays {sorted(members)}; expected {list(_NPZ_KEYS[0])} or {list(_NPZ_KEYS[1])}")
 
 
+def read_npy_header(f):
+    """``(shape, fortran_order, dtype)`` from the header of the ``.npy`` stream ``f``, which it leaves at the
+    data; never unpickles.  A malformed header or an unknown version is a ValueError (a stream that ends
+    early raises EOFError); ``fastconv.nn.saving`` reads model files with it too."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(f)
+    except (ValueError, TypeError, SyntaxError, tokenize.TokenError) as exc:
+        raise ValueError(str(exc)) from exc
+    raise ValueError(f".npy format version {version} is not supported")
+
+
 def _read_npy_member(zf, info, path):
     """One ``.npy`` member of an open zip, read without pickle; its header must match its stored size."""
     where = f"{path!r} member {info.filename!r}"
@@ -87,14 +102,8 @@ def _read_npy_member(zf, info, path):
         raise ValueError(f"{where} is encrypted")
     with zf.open(info) as f:
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version} is not supported")
-        except (ValueError, TypeError, SyntaxError, tokenize.TokenError) as exc:
+            shape, fortran_order, dtype = read_npy_header(f)
+        except ValueError as exc:
             raise ValueError(f"{where} is not a valid .npy array ({exc})") from exc
         if dtype.hasobject:
             raise ValueError(f"{where} holds Python objects (pickled data), which load_mnist never loads")

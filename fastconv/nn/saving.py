@@ -17,11 +17,11 @@ import io
 import json
 import os
 import stat
-import tokenize
 import zipfile
 
 import numpy as np
 
+from ..datasets import read_npy_header
 from . import initializers, losses, optimizers
 from . import layers as layers_mod
 
@@ -348,14 +348,8 @@ class _NpzReader:
     def _parse_npy(self, name, raw):
         stream = io.BytesIO(raw)
         try:
-            version = np.lib.format.read_magic(stream)
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-            elif version == (2, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-            else:
-                raise ValueError(f".npy format version {version} is not supported")
-        except (ValueError, EOFError, TypeError, SyntaxError, tokenize.TokenError) as exc:
+            shape, fortran_order, dtype = read_npy_header(stream)
+        except (ValueError, EOFError) as exc:
             raise self.error(f"member {name!r} is not a valid .npy array ({exc})") from exc
         if dtype.hasobject:
             raise self.error(f"member {name!r} holds Python objects (pickled data), which fastconv never loads")
