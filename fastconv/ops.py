@@ -663,6 +663,10 @@ def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding):
     return _conv.conv2d_backward, (dy, x, w, dx, dw, db, stride, padding, get_num_threads())
 
 
+# Batches up to this many samples run the compiled dense loops; larger ones call NumPy's BLAS.
+DENSE_SMALL_BATCH = _dense.SMALL_BATCH
+
+
 def _dense_blas_forward(x, wt, b, y):
     np.matmul(x, wt, out=y)      # y = x @ w.T (+ b)
     if b is not None:

@@ -288,7 +288,7 @@ class Sequential:
         batch_size = _count(batch_size, "batch_size", 1)
         x = self._prepare_x(x)
         out = np.empty((len(x),) + tuple(self.output_shape), self.dtype)
-        with single_threaded_blas() if len(x) > 8 else contextlib.nullcontext():
+        with single_threaded_blas() if len(x) > ops.DENSE_SMALL_BATCH else contextlib.nullcontext():
             for i in range(0, len(x), batch_size):
                 chunk = x[i:i + batch_size]
                 step = self._step("predict", len(chunk))

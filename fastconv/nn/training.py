@@ -14,7 +14,7 @@ _controller = None   # threadpoolctl's view of the loaded BLAS libraries, made o
 def single_threaded_blas():
     """A context in which NumPy's BLAS runs on one thread, where threadpoolctl is installed (else nothing).
 
-    The dense layers above ``fastconv._dense.SMALL_BATCH`` samples call NumPy's BLAS between fastconv's
+    The dense layers above ``fastconv.ops.DENSE_SMALL_BATCH`` samples call NumPy's BLAS between fastconv's
     OpenMP kernels; a multi-threaded BLAS then spins its threads against OpenMP's on the same cores, and
     its sums can group differently with its thread count.  On one thread it does neither.
     """
