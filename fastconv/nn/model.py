@@ -419,14 +419,16 @@ class Sequential:
         """``{"loss": ..., <metric>: ...}`` of the batch (x, y) in inference mode, as :meth:`evaluate`."""
         return self.evaluate(x, y, batch_size=max(1, len(x)), sample_weight=sample_weight)
 
-    def compute_gradients(self, x, y):
-        """Loss on (x, y) in training mode and its gradient: a copy of the flat gradient buffer."""
+    def compute_gradients(self, x, y, sample_weight=None):
+        """Loss on (x, y) in training mode (weighted as in ``fit`` with ``sample_weight``) and its gradient:
+        a copy of the flat gradient buffer."""
         self._require_compiled("compute_gradients")
         x = self._prepare_x(x)
         if len(x) == 0:
             raise ValueError("x has no samples")
         t = self._prepare_t(y, len(x))
-        loss = self._step("train", len(x), t.dtype).train_whole(x, t)
+        w = None if sample_weight is None else self._prepare_w(sample_weight, len(x), "sample_weight")
+        loss = self._step("train", len(x), t.dtype, weighted=w is not None).train_whole(x, t, w)
         return loss, self.grads.copy()
 
     def backpropagate(self, x, output_gradient):
