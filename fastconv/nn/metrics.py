@@ -26,7 +26,8 @@ import numpy as np
 
 from .. import ops
 
-__all__ = ["Metric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
+__all__ = ["identifier", "serialize", "deserialize", "Metric", "Accuracy",
+           "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
            "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "MeanAbsoluteError", "MeanSquaredError",
            "get", "METRICS"]
 
@@ -269,3 +270,25 @@ def get(identifier):
             return cls(name=identifier)
     valid = ", ".join(k for k in METRICS if k[0].islower())
     raise ValueError(f"unknown metric {identifier!r}; valid choices: {valid} or a fastconv.nn.metrics.Metric")
+
+
+def identifier(metric):
+    """A name :func:`get` turns back into ``metric``'s kind: its log name where that is a registry name,
+    else its class's default name (its settings and custom name then live in :func:`serialize`)."""
+    return metric.name if metric.name in METRICS or metric.name.lower() in ("accuracy", "acc") \
+        else metric.default_name
+
+
+def serialize(metric):
+    """``{"class": ..., "config": ...}`` of a metric, for :func:`deserialize`."""
+    return {"class": type(metric).__name__, "config": metric.get_config()}
+
+
+def deserialize(entry):
+    """The metric :func:`serialize` described (ValueError/TypeError for anything else)."""
+    if not isinstance(entry, dict) or entry.get("class") not in METRICS or not isinstance(entry.get("config"), dict):
+        raise ValueError(f"not a serialized fastconv metric: {entry!r}")
+    cls = METRICS[entry["class"]]
+    if not isinstance(cls, type) or cls.__name__ != entry["class"]:
+        raise ValueError(f"not a serialized fastconv metric: {entry!r}")
+    return cls(**entry["config"])

@@ -506,8 +506,12 @@ class Sequential:
                 "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
                 "loss": None if self.loss is None else self.loss.name,
                 "loss_config": None if self.loss is None else self.loss.get_config(),
-                "metrics": [m.name for m in self.metrics],
-                "weighted_metrics": [m.name for m in self.weighted_metrics],
+                # names that metrics.get resolves (what load_model compiles with); the full metrics, with
+                # their log names and settings, in metrics_config
+                "metrics": [metrics_mod.identifier(m) for m in self.metrics],
+                "weighted_metrics": [metrics_mod.identifier(m) for m in self.weighted_metrics],
+                "metrics_config": {"metrics": [metrics_mod.serialize(m) for m in self.metrics],
+                                   "weighted_metrics": [metrics_mod.serialize(m) for m in self.weighted_metrics]},
                 "optimizer": None if self.optimizer is None else {"class": type(self.optimizer).__name__,
                                                                    "config": self.optimizer.get_config()}}
 
