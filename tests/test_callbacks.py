@@ -357,3 +357,28 @@ def test_progbar_logger_given_explicitly(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ") and " - loss: " in lines[1]
     assert "batch_loss" not in lines[1]
+
+
+def test_lr_callbacks_read_a_schedule_but_do_not_set_it():
+    x, y = _data(12)
+    model = _model()
+
+    class Halving:                                   # a learning-rate schedule: a function of the step
+        def __call__(self, step):
+            return 0.1 / (1 + step)
+
+    class FakeOptimizer:
+        learning_rate = Halving()
+        iterations = 3
+
+    model.optimizer = FakeOptimizer()
+    rl = cbs.ReduceLROnPlateau(monitor="loss")
+    rl.set_model(model)
+    logs = {"loss": 1.0}
+    rl.on_train_begin()
+    rl.on_epoch_end(0, logs)
+    assert logs["learning_rate"] == 0.025
+    sched = cbs.LearningRateScheduler(lambda epoch, lr: lr)
+    sched.set_model(model)
+    with pytest.raises(TypeError, match="cannot set it"):
+        sched.on_epoch_begin(0)

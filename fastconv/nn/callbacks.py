@@ -161,7 +161,8 @@ class _Monitor(Callback):
             name = self.monitor.removeprefix("val_")
             if name == "loss":
                 self.monitor_op = np.less
-            runs = self.model._metric_runs() if hasattr(self.model, "_metric_runs") else []
+            known = name != "loss" and getattr(self.model, "built", False) and hasattr(self.model, "_metric_runs")
+            runs = self.model._metric_runs() if known else []
             for metric_name, metric, _ in runs:
                 if metric_name == name:
                     self.monitor_op = np.greater if metric.direction == "up" else np.less
@@ -324,12 +325,17 @@ class ModelCheckpoint(_Monitor):
                 np.savez(f, **arrays)
 
 
-def _learning_rate(optimizer):
-    """The optimizer's current learning rate as a float (a schedule has none to read or set)."""
+def _learning_rate(optimizer, to_set=False):
+    """The optimizer's current learning rate as a float.  A schedule is read at the optimizer's
+    ``iterations`` (for the logs), but a callback cannot set it (TypeError, as Keras)."""
     lr = optimizer.learning_rate
-    if callable(lr) or not isinstance(lr, (int, float, np.integer, np.floating)):
-        raise TypeError(f"the optimizer's learning_rate is {lr!r}, not a number: a callback cannot change a "
-                        f"learning-rate schedule")
+    if callable(lr):
+        if to_set:
+            raise TypeError(f"the optimizer's learning_rate is the schedule {lr!r}: a callback cannot set it; "
+                            f"pass a number as learning_rate to use this callback")
+        return float(lr(getattr(optimizer, "iterations", 0)))
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise TypeError(f"the optimizer's learning_rate is {lr!r}, not a number")
     return float(lr)
 
 
@@ -377,7 +383,7 @@ class ReduceLROnPlateau(_Monitor):
         elif not self.in_cooldown():
             self.wait += 1
             if self.wait >= self.patience:
-                old = _learning_rate(self.model.optimizer)
+                old = _learning_rate(self.model.optimizer, to_set=True)
                 if old > np.float32(self.min_lr):
                     new = max(old * self.factor, self.min_lr)
                     self.model.optimizer.learning_rate = new
@@ -400,7 +406,7 @@ class LearningRateScheduler(Callback):
         self.verbose = _check_int(verbose, "verbose", "LearningRateScheduler")
 
     def on_epoch_begin(self, epoch, logs=None):
-        lr = _learning_rate(self.model.optimizer)
+        lr = _learning_rate(self.model.optimizer, to_set=True)
         try:
             lr = self.schedule(epoch, lr)
         except TypeError:          # the old one-argument form

@@ -317,6 +317,7 @@ class Sequential:
         if not np.isfinite(x).all():
             raise ValueError("x contains NaN or inf; clean the data before fitting")
         t = self._prepare_t(y, len(x))
+        self._metric_runs()                 # a metric the loss cannot feed raises before training starts
         w = None if sample_weight is None else self._prepare_w(sample_weight, len(x), "sample_weight")
         validation = None
         if validation_data is not None:
@@ -380,13 +381,8 @@ class Sequential:
             labels = np.round(t.reshape(n)).astype(np.int64)
         else:
             raise ValueError(f"class_weight needs one class per sample; the targets have shape {t.shape}")
-        table = np.array([weights.get(int(c), 1.0) for c in range(int(labels.max(initial=0)) + 1)])
-        w = np.ones(n, self.dtype)
-        inside = labels >= 0
-        w[inside] = table[labels[inside]]
-        for c in np.unique(labels[~inside]):
-            w[labels == c] = weights.get(int(c), 1.0)
-        return w
+        classes, which = np.unique(labels, return_inverse=True)
+        return np.array([weights.get(int(c), 1.0) for c in classes], self.dtype)[which.reshape(n)]
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
         """One optimizer step on the batch (x, y); returns ``{"loss": ..., <metric>: ...}`` of that batch
