@@ -2,7 +2,12 @@
 
 Every computation of a model runs through one mechanism: a :class:`~fastconv.nn.step.Step` compiled per
 batch size from the layers' bound kernel calls.  ``fit`` (through :func:`fastconv.nn.training.fit_loop`),
-``train_on_batch``, ``compute_gradients``, ``backpropagate``, ``evaluate`` and ``predict`` all run steps.
+``train_on_batch``, ``compute_gradients``, ``backpropagate``, ``evaluate``, ``test_on_batch`` and
+``predict`` all run steps.
+
+Training follows Keras 3 (``fit``'s arguments, sample and class weights, several metrics, callbacks); where
+the core differs it says so: NCHW inputs, weights in one flat buffer, ``train_on_batch`` metrics that do
+not accumulate across calls, and metrics that read ``from_logits`` outputs as logits.
 """
 import contextlib
 import math
@@ -26,6 +31,7 @@ _MAX_STEPS = 16   # compiled steps kept per model (batch sizes x kinds)
 
 
 def _metric_runs(metrics, weighted_metrics, loss, output_shape):
+    """See :meth:`Sequential._metric_runs`."""
     runs, seen = [], {}
     for weighted, group in ((False, metrics), (True, weighted_metrics)):
         for metric in group:
