@@ -111,6 +111,14 @@ def _dot_values(metric, out, t, pre, w):
     return float(np.dot(w, metric.per_sample(out, t, pre)))
 
 
+def _count_binary(out, t, threshold, per_element):
+    return np.count_nonzero((out > threshold) == t) * per_element
+
+
+def _count_argmax(out, t):
+    return np.count_nonzero(out.argmax(axis=1) == t.argmax(axis=1))
+
+
 class BinaryAccuracy(Metric):
     """Keras's ``binary_accuracy``: an element is a hit when ``(out > threshold) == t`` (targets exactly 0 or
     1); a sample's value is the fraction of its elements that hit."""
@@ -124,13 +132,23 @@ class BinaryAccuracy(Metric):
             raise ValueError(f"BinaryAccuracy: threshold must be a finite number, got {threshold!r}")
         self.threshold = float(threshold)
 
-    def per_sample(self, out, t, pre=None):
+    def _threshold(self, pre):
         thr = self.threshold
         if pre == "sigmoid":        # sigmoid(z) > thr  <=>  z > logit(thr)
             thr = math.inf if thr >= 1 else -math.inf if thr <= 0 else math.log(thr / (1 - thr))
-        elif pre is not None:
+        return thr
+
+    def per_sample(self, out, t, pre=None):
+        if pre not in (None, "sigmoid"):
             out = _activate(out, pre)
-        return ((out > thr) == t).mean(axis=1)
+        return ((out > self._threshold(pre)) == t).mean(axis=1)
+
+    def bind(self, out, t, pre, w=None):
+        if w is None and pre in (None, "sigmoid"):      # the hits counted at once: sum of per-sample means
+            n = out.shape[0]
+            out2, t2 = out.reshape(n, -1), t.reshape(n, -1)
+            return _count_binary, (out2, t2, self._threshold(pre), 1.0 / out2.shape[1])
+        return super().bind(out, t, pre, w)
 
     def get_config(self):
         return {"name": self.name, "threshold": self.threshold}
@@ -146,6 +164,12 @@ class CategoricalAccuracy(Metric):
         if pre not in (None, "softmax", "sigmoid"):
             out = _activate(out, pre)
         return (out.argmax(axis=1) == t.argmax(axis=1)).astype(np.float64)
+
+    def bind(self, out, t, pre, w=None):
+        if w is None and pre in (None, "softmax", "sigmoid"):
+            n = out.shape[0]
+            return _count_argmax, (out.reshape(n, -1), t.reshape(n, -1))
+        return super().bind(out, t, pre, w)
 
 
 class SparseCategoricalAccuracy(Metric):

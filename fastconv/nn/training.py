@@ -81,6 +81,7 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
     runs = model._metric_runs()
     names = [name for name, _, _ in runs]
     weighted = [bool(weighted_metric and w is not None) for _, _, weighted_metric in runs]
+    any_weighted = any(weighted)
     begin_hooks = _batch_hooks(callbacks, "on_train_batch_begin", "on_batch_begin")
     end_hooks = _batch_hooks(callbacks, "on_train_batch_end", "on_batch_end")
     update = model._update()
@@ -89,11 +90,12 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         order = model.rng.permutation(n) if shuffle else np.arange(n)
-        total_loss, seen = 0.0, 0
-        totals, counts = [0.0] * len(runs), [0.0] * len(runs)
+        total_loss, seen, weight_total = 0.0, 0, 0.0
+        totals = [0.0] * len(runs)
         for batch, start in enumerate(range(0, n, batch_size)):
-            for hook in begin_hooks:
-                hook(batch, logs={})
+            if begin_hooks:
+                for hook in begin_hooks:
+                    hook(batch, logs={})
             idx = order[start:start + batch_size]
             step = steps.get(len(idx))
             if step is None:
@@ -102,20 +104,20 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
             total_loss += loss * len(idx)
             seen += len(idx)
             if runs:
-                weight_sum = float(np.sum(step.w)) if w is not None and any(weighted) else 0.0
-                for i, value in enumerate(step.metric_sums()):
-                    totals[i] += value
-                    counts[i] += weight_sum if weighted[i] else len(idx)
+                for i, (fn, args) in enumerate(step.metric_calls):
+                    totals[i] += fn(*args)
+                if any_weighted:
+                    weight_total += float(np.sum(step.w))
             update()
             if end_hooks:
-                batch_logs = _logs(total_loss, seen, names, totals, counts)
+                batch_logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
                 batch_logs["batch_loss"] = float(loss)
                 batch_logs["size"] = len(idx)
                 for hook in end_hooks:
                     hook(batch, logs=batch_logs)
             if model.stop_training:
                 break
-        logs = _logs(total_loss, seen, names, totals, counts)
+        logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
         if validation is not None:
             for cb in callbacks:
                 cb.on_test_begin({})
@@ -131,9 +133,11 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
     return logs
 
 
-def _logs(total_loss, seen, names, totals, counts):
-    """Running means: the sample-count-weighted mean of the batch losses and each metric's total / count."""
+def _logs(total_loss, seen, weight_total, names, totals, weighted):
+    """Running means: the sample-count-weighted mean of the batch losses, and each metric's total over the
+    samples seen (over the sum of their weights for a weighted metric; 0 when that is 0, as Keras)."""
     logs = {"loss": total_loss / seen}
-    for name, total, count in zip(names, totals, counts):
+    for name, total, by_weight in zip(names, totals, weighted):
+        count = weight_total if by_weight else seen
         logs[name] = total / count if count else 0.0
     return logs
