@@ -334,3 +334,14 @@ def test_huber_and_mae_models_train():
         model.compile(optimizers.Adam(0.05), loss, ["mae"])
         h = model.fit(x, y, batch_size=16, epochs=40, verbose=0)
         assert h.history["mae"][-1] < 0.3 * h.history["mae"][0], loss
+
+
+def test_new_losses_save_and_load_with_their_settings(tmp_path):
+    from fastconv.nn import losses
+
+    for i, loss in enumerate([losses.Huber(0.3), "mae", "mean_squared_error"]):
+        model = Sequential([layers.Dense(2)], seed=0).build((3,))
+        model.compile("adam", loss)
+        model.save(tmp_path / f"m{i}.npz")
+        loaded = load_model(tmp_path / f"m{i}.npz")
+        assert type(loaded.loss) is type(model.loss) and loaded.loss.get_config() == model.loss.get_config()
