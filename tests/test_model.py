@@ -293,3 +293,55 @@ def test_a_probability_loss_on_a_linear_output_is_refused():
     model.compile("adam", fastconv.nn.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = np.random.default_rng(0).standard_normal((8, 4)), np.arange(8) % 3
     assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
+
+
+def test_several_metrics_are_logged_under_their_names_and_val_prefix():
+    x, y = fastconv.datasets.make_moons(60, noise=0.2, seed=0)
+    model = _moons_model()
+    model.compile(optimizers.Adam(0.01), "binary_crossentropy", ["acc", "mae", fastconv.nn.metrics.MeanSquaredError()])
+    h = model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_split=0.2)
+    assert list(h.history) == ["loss", "acc", "mae", "mean_squared_error", "val_loss", "val_acc", "val_mae",
+                               "val_mean_squared_error"]
+    result = model.evaluate(x, y)
+    p = model.predict(x)[:, 0]
+    assert result["acc"] == pytest.approx(np.mean((p > 0.5) == y))
+    assert result["mae"] == pytest.approx(np.mean(np.abs(p - y)))
+    assert result["mean_squared_error"] == pytest.approx(np.mean((p - y) ** 2))
+    assert set(model.train_on_batch(x, y)) == {"loss", "acc", "mae", "mean_squared_error"}
+
+
+def test_a_model_with_custom_metrics_saves_and_loads(tmp_path):
+    from fastconv.nn import metrics
+
+    model = Sequential([layers.Dense(4, activation="softmax")], dtype="float64", seed=0).build((3,))
+    model.compile("adam", "categorical_crossentropy", [metrics.TopKCategoricalAccuracy(k=2, name="top2"), "acc"],
+                  weighted_metrics=["mae"])
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert [m.name for m in loaded.metrics] == ["top_k_categorical_accuracy", "acc"]   # what the loader reads
+    config = model.get_config()["metrics_config"]
+    restored = [metrics.deserialize(e) for e in config["metrics"]]
+    assert restored[0].name == "top2" and restored[0].k == 2
+    assert [metrics.deserialize(e).name for e in config["weighted_metrics"]] == ["mae"]
+
+
+def test_huber_and_mae_models_train():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.standard_normal((64, 1))
+    for loss in ("huber", "mae", "mean_squared_error"):
+        model = Sequential([layers.Dense(1)], dtype="float64", seed=0)
+        model.compile(optimizers.Adam(0.05), loss, ["mae"])
+        h = model.fit(x, y, batch_size=16, epochs=40, verbose=0)
+        assert h.history["mae"][-1] < 0.3 * h.history["mae"][0], loss
+
+
+def test_new_losses_save_and_load_with_their_settings(tmp_path):
+    from fastconv.nn import losses
+
+    for i, loss in enumerate([losses.Huber(0.3), "mae", "mean_squared_error"]):
+        model = Sequential([layers.Dense(2)], seed=0).build((3,))
+        model.compile("adam", loss)
+        model.save(tmp_path / f"m{i}.npz")
+        loaded = load_model(tmp_path / f"m{i}.npz")
+        assert type(loaded.loss) is type(model.loss) and loaded.loss.get_config() == model.loss.get_config()

@@ -1,12 +1,11 @@
-"""The training loop: one short function that every model's ``fit`` runs, with callback hooks."""
+"""The training loop: one short function that every model's ``fit`` runs, with Keras's callback hooks."""
 import contextlib
 
 import numpy as np
 
-from .callbacks import Callback, History
-from .progress import Progress
+from .callbacks import Callback, History, ProgbarLogger
 
-__all__ = ["fit_loop", "ProgressBar", "single_threaded_blas"]
+__all__ = ["fit_loop", "single_threaded_blas"]
 
 _controller = None   # threadpoolctl's view of the loaded BLAS libraries, made once
 
@@ -31,88 +30,114 @@ def single_threaded_blas():
     return _controller.limit(limits=1, user_api="blas")
 
 
-class ProgressBar(Callback):
-    """The per-epoch progress bar of ``fit(verbose=1)``: samples seen, running loss and accuracy."""
-
-    def __init__(self, n, epochs):
-        self.n, self.epochs, self.bar = n, epochs, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.bar = Progress(self.n, f"Epoch {epoch + 1}/{self.epochs}", True)
-
-    def on_batch_end(self, batch, logs=None):
-        stats = {k: f"{logs[k]:.4f}" for k in ("loss", "accuracy") if k in logs}
-        self.bar.update(logs["size"], stats)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.close()
-
-
 def _overrides(callback, hook):
-    return getattr(type(callback), hook) is not getattr(Callback, hook)
+    """Whether ``callback`` does anything in ``hook`` (a method of its class, or a function set on it)."""
+    fn = getattr(callback, hook)
+    return getattr(fn, "__func__", fn) is not getattr(Callback, hook)
 
 
-def fit_loop(model, x, t, *, batch_size, epochs, shuffle, validation_data, verbose, callbacks, initial_epoch=0):
-    """Train ``model`` on prepared inputs ``x`` and targets ``t``; returns the History.
+def _batch_hooks(callbacks, hook, alias):
+    """The bound ``hook`` of each callback that overrides it or its old name ``alias``."""
+    return [getattr(cb, hook) for cb in callbacks if _overrides(cb, hook) or _overrides(cb, alias)]
 
-    Each epoch draws an order from ``model.rng`` (when ``shuffle``), runs the model's compiled training step
-    on each batch of that order and the optimizer's bound update after it, then evaluates
-    ``validation_data``.  Hooks: ``on_train_begin/end``, ``on_epoch_begin/end``, ``on_batch_end``.
+
+def fit_loop(model, x, t, *, sample_weight=None, batch_size, epochs, shuffle, validation=None, verbose=0,
+             callbacks=(), initial_epoch=0):
+    """Train ``model`` on prepared inputs ``x``, targets ``t`` and optional sample weights; returns the History.
+
+    Each epoch draws an order from ``model.rng`` (when ``shuffle``), runs the model's compiled training
+    step on each batch of that order and the optimizer's bound update after it, then evaluates
+    ``validation`` (prepared ``(x, t, w or None)``).  Callbacks run in Keras's order: the user's, then
+    History (unless one is given), then ProgbarLogger when ``verbose`` (unless one is given).
     """
+    callbacks = list(callbacks)
+    history = next((cb for cb in callbacks if isinstance(cb, History)), None)
+    if history is None:
+        history = History()
+        callbacks.append(history)
+    if verbose and not any(isinstance(cb, ProgbarLogger) for cb in callbacks):
+        callbacks.append(ProgbarLogger())
     n = len(x)
-    history = History()
-    callbacks = [history] + callbacks + ([ProgressBar(n, epochs)] if verbose else [])
+    params = {"verbose": verbose, "epochs": epochs, "steps": -(-n // batch_size)}
     for cb in callbacks:
         cb.set_model(model)
-    batch_hooks = [cb.on_batch_end for cb in callbacks if _overrides(cb, "on_batch_end")]
-    metric = model.metrics[0] if model.metrics else None
-    per_item = metric.per_item(model.loss, model.output_shape) if metric else 0.0
-    update = model._update()
+        cb.set_params(params)
+    model.history = history
     model.stop_training = False
+    logs = {}
     for cb in callbacks:
         cb.on_train_begin({})
     with single_threaded_blas():
-        _epochs(model, x, t, batch_size, epochs, shuffle, validation_data, callbacks, batch_hooks, metric, per_item,
-                update, initial_epoch)
+        logs = _epochs(model, x, t, sample_weight, batch_size, epochs, shuffle, validation, callbacks, initial_epoch)
     for cb in callbacks:
-        cb.on_train_end({})
+        cb.on_train_end(logs)
     return history
 
 
-def _epochs(model, x, t, batch_size, epochs, shuffle, validation_data, callbacks, batch_hooks, metric, per_item,
-            update, initial_epoch):
-    """The epochs of :func:`fit_loop`."""
+def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, initial_epoch):
+    """The epochs of :func:`fit_loop`; returns the last epoch's logs."""
     n = len(x)
     steps = {}
+    runs = model._metric_runs()
+    names = [name for name, _, _ in runs]
+    weighted = [bool(weighted_metric and w is not None) for _, _, weighted_metric in runs]
+    any_weighted = any(weighted)
+    begin_hooks = _batch_hooks(callbacks, "on_train_batch_begin", "on_batch_begin")
+    end_hooks = _batch_hooks(callbacks, "on_train_batch_end", "on_batch_end")
+    update = model._update()
+    logs = {}
     for epoch in range(initial_epoch, epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         order = model.rng.permutation(n) if shuffle else np.arange(n)
-        total_loss = total_correct = 0.0
+        total_loss, seen, weight_total = 0.0, 0, 0.0
+        totals = [0.0] * len(runs)
         for batch, start in enumerate(range(0, n, batch_size)):
+            if begin_hooks:
+                for hook in begin_hooks:
+                    hook(batch, logs={})
             idx = order[start:start + batch_size]
             step = steps.get(len(idx))
             if step is None:
-                step = steps[len(idx)] = model._step("train", len(idx), t.dtype)
-            loss = step.train(x, t, idx)
+                step = steps[len(idx)] = model._step("train", len(idx), t.dtype, weighted=w is not None)
+            loss = step.train(x, t, idx, w)
             total_loss += loss * len(idx)
-            if metric:
-                total_correct += step.correct() * per_item
+            seen += len(idx)
+            if runs:
+                for i, (fn, args) in enumerate(step.metric_calls):
+                    totals[i] += fn(*args)
+                if any_weighted:
+                    weight_total += float(np.sum(step.w))
             update()
-            if batch_hooks:
-                seen = start + len(idx)
-                logs = {"loss": total_loss / seen, "batch_loss": loss, "size": len(idx)}
-                if metric:
-                    logs["accuracy"] = total_correct / seen
-                for hook in batch_hooks:
-                    hook(batch, logs)
-        logs = {"loss": total_loss / n}
-        if metric:
-            logs["accuracy"] = total_correct / n
-        if validation_data is not None:
-            for key, value in model.evaluate(*validation_data, batch_size=max(batch_size, 256)).items():
-                logs["val_" + key] = value
+            if end_hooks:
+                batch_logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
+                batch_logs["batch_loss"] = float(loss)
+                batch_logs["size"] = len(idx)
+                for hook in end_hooks:
+                    hook(batch, logs=batch_logs)
+            if model.stop_training:
+                break
+        logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
+        if validation is not None:
+            for cb in callbacks:
+                cb.on_test_begin({})
+            xv, tv, wv = validation
+            val_logs = model._evaluate_prepared(xv, tv, wv, max(batch_size, 256))
+            for cb in callbacks:
+                cb.on_test_end(dict(val_logs))
+            logs.update(("val_" + key, value) for key, value in val_logs.items())
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
+    return logs
+
+
+def _logs(total_loss, seen, weight_total, names, totals, weighted):
+    """Running means: the sample-count-weighted mean of the batch losses, and each metric's total over the
+    samples seen (over the sum of their weights for a weighted metric; 0 when that is 0, as Keras)."""
+    logs = {"loss": total_loss / seen}
+    for name, total, by_weight in zip(names, totals, weighted):
+        count = weight_total if by_weight else seen
+        logs[name] = total / count if count else 0.0
+    return logs
