@@ -386,7 +386,7 @@ def load_state_dict(model, state_dict, strict=True):
 def _torch():
     try:
         import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
+    except ImportError as exc:
         raise ImportError("fastconv.interop.to_torch/from_torch need PyTorch: pip install torch") from exc
     return torch
 
@@ -576,6 +576,9 @@ def _probe_shapes(torch, children, shape, dtype):
             finally:
                 for m, flag in zip(child.modules(), flags):
                     m.training = flag
+            if not isinstance(x, torch.Tensor):
+                raise NotImplementedError(f"module {name} ({type(child).__name__}) returns a {type(x).__name__}, "
+                                          "not one tensor")
     shapes.append(tuple(x.shape[1:]))
     return shapes
 
