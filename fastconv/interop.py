@@ -518,11 +518,11 @@ def _activation_from_torch(torch, module, shape, where):
 
 def _parametrised(name, cls_name, kwargs, defaults, where):
     """A parametrised activation: the object when the core has the class, else the name at its defaults."""
+    if kwargs == defaults and name in activations.ACTIVATIONS:
+        return name
     cls = getattr(activations, cls_name, None)
     if cls is not None:
         return cls(**kwargs)
-    if kwargs == defaults and name in activations.ACTIVATIONS:
-        return name
     raise NotImplementedError(f"{where}: activation {cls_name}({kwargs}) needs fastconv.nn.activations.{cls_name}, "
                               "which this fastconv does not have")
 

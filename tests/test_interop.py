@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastconv
 from fastconv import Sequential, interop, layers
@@ -288,6 +290,39 @@ def test_load_state_dict_takes_torch_tensors(dtype):
         interop.load_state_dict(model, {k: v.to(half) for k, v in net.state_dict().items()})
         expected = torch.from_numpy(other.params).to(half).double().numpy().astype(dtype)
         np.testing.assert_array_equal(model.params, expected)
+
+
+@st.composite
+def conv_nets(draw):
+    """A random Conv2D -> (MaxPool2D) -> Flatten -> Dense net of today's layers that fits its input."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    H, W = draw(st.integers(kh, 9)), draw(st.integers(kw, 9))
+    act = draw(st.sampled_from(["relu", "sigmoid", "tanh", "linear"]))
+    stack = [layers.Conv2D(draw(st.integers(1, 4)), (kh, kw), strides=(sh, sw), padding=(ph, pw), activation=act,
+                           use_bias=draw(st.booleans()))]
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    if Ho >= 2 and Wo >= 2 and draw(st.booleans()):
+        stack.append(layers.MaxPool2D(2, strides=draw(st.integers(1, 2))))
+    stack += [layers.Flatten(), layers.Dense(draw(st.integers(1, 5)), activation=draw(st.sampled_from(
+        ["softmax", "linear", "relu"])))]
+    dtype = draw(st.sampled_from(DTYPES))
+    return Sequential(stack, dtype=dtype, seed=draw(st.integers(0, 2**16))).build((draw(st.integers(1, 3)), H, W))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_nets())
+def test_random_conv_nets_convert_both_ways(model):
+    torch = pytest.importorskip("torch")
+    _randomise(model)
+    net = interop.to_torch(model)
+    assert list(net.state_dict().keys()) == list(interop.state_dict(model))
+    x = _inputs(model, n=3)
+    assert_close_to_rounding(_torch_predict(torch, net, x), model.predict(x), model, "random net to_torch")
+    back = interop.from_torch(net, input_shape=model.input_shape)
+    np.testing.assert_array_equal(back.params, model.params)
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
 
 
 # ----------------------------------------------------------------------------------------- from_torch
