@@ -561,7 +561,8 @@ def _per_sample(shape, first):
 
 def _probe_shapes(torch, children, shape, dtype):
     """Each child's per-sample input shape, by running zeros through the module in eval mode."""
-    x = torch.zeros((1,) + tuple(shape), dtype=torch.float32 if dtype == np.float32 else torch.float64)
+    # two samples: a module that normalises by batch statistics even in eval mode needs more than one
+    x = torch.zeros((2,) + tuple(shape), dtype=torch.float32 if dtype == np.float32 else torch.float64)
     shapes = []
     with torch.no_grad():
         for name, child in children:
