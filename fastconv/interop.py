@@ -654,6 +654,9 @@ def from_torch(module, input_shape=None, seed=None):
                 raise NotImplementedError(f"{where}: {type(child).__name__}(value={value}) followed by "
                                           f"{type(nxt).__name__}; fastconv pads only inside Conv2D and pooling layers")
             pads = _pad4(child.padding)
+            if min(pads) < 0:
+                raise NotImplementedError(f"{where}: {type(child).__name__} with negative padding {child.padding} "
+                                          "(cropping)")
             i += 1
             name, child = children[i]
             where = f"module {name}"

@@ -393,6 +393,7 @@ def test_from_torch_needs_input_shape_for_convolutions():
     (lambda nn: nn.Sequential(nn.Conv2d(2, 4, 3), nn.Dropout2d(0.5)), "Dropout2d"),
     (lambda nn: nn.Sequential(nn.Conv2d(2, 4, 3), nn.Upsample(scale_factor=2)), "Upsample"),
     (lambda nn: nn.Sequential(nn.ZeroPad2d(1), nn.Flatten()), "ZeroPad2d"),
+    (lambda nn: nn.Sequential(nn.ZeroPad2d(-1), nn.Conv2d(2, 2, 3)), "cropping"),
     (lambda nn: nn.Sequential(nn.ConstantPad2d(1, 2.0), nn.MaxPool2d(2)), "ConstantPad2d"),
     (lambda nn: nn.Sequential(nn.Conv2d(2, 4, 3), nn.Softmax(dim=1)), "Softmax"),
     (lambda nn: nn.Sequential(nn.Conv2d(2, 4, 3), nn.AdaptiveAvgPool2d(2)), "output_size"),
