@@ -421,8 +421,21 @@ def to_torch(model):
 
     Examples
     --------
-    >>> net = to_torch(model).eval()
-    >>> out = net(torch.from_numpy(x)).detach().numpy()     # == model.predict(x) to float rounding
+    >>> import numpy as np, torch
+    >>> from fastconv import Sequential, layers, interop
+    >>> model = Sequential([layers.Conv2D(4, 3, activation="relu"), layers.Flatten(), layers.Dense(2)], seed=0)
+    >>> net = interop.to_torch(model.build((1, 5, 5))).eval()
+    >>> net
+    Sequential(
+      (0): Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1))
+      (1): ReLU()
+      (2): Flatten(start_dim=1, end_dim=-1)
+      (3): Linear(in_features=36, out_features=2, bias=True)
+    )
+    >>> x = np.random.default_rng(0).standard_normal((3, 1, 5, 5)).astype(np.float32)
+    >>> out = net(torch.from_numpy(x)).detach().numpy()
+    >>> bool(np.allclose(out, model.predict(x), rtol=0, atol=1e-6))    # equal to float rounding
+    True
     """
     torch = _torch()
     dtype = getattr(torch, _TORCH_DTYPES[model.dtype])
@@ -619,6 +632,16 @@ def from_torch(module, input_shape=None, seed=None):
     NotImplementedError naming the module and the setting fastconv cannot express (``groups != 1``,
     ``padding_mode != "zeros"``, ``momentum=None``, ``Dropout2d``, ...); ValueError when ``input_shape`` is
     needed and missing, or the module fails on it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastconv import interop
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.Linear(4 * 6 * 6, 3), torch.nn.Softmax(dim=1))
+    >>> model = interop.from_torch(net, input_shape=(1, 6, 6))
+    >>> [(type(layer).__name__, getattr(layer, "activation", None)) for layer in model.layers]
+    [('Conv2D', 'relu'), ('Flatten', None), ('Dense', 'softmax')]
     """
     torch = _torch()
     nn = torch.nn

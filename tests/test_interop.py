@@ -752,3 +752,10 @@ def test_parametrised_activations_keep_their_parameters(make, module, attr, valu
     back = interop.from_torch(net)
     assert getattr(back.layers[0].activation_fn, attr) == value
     assert_close_to_rounding(back.predict(x), model.predict(x), model, module)
+
+
+def test_docstring_examples_run():
+    pytest.importorskip("torch")
+    import doctest
+    result = doctest.testmod(interop, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0, result
