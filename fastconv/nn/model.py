@@ -521,3 +521,17 @@ class Sequential:
         """Weights, config, RNG and optimizer state in one ``.npz``, written atomically and durably
         (:func:`fastconv.nn.saving.save_model`); :func:`load_model` rebuilds the model bit for bit."""
         save_model(self, path)
+
+    def state_dict(self):
+        """The parameters (and batch-norm statistics) under PyTorch's names, as
+        :func:`fastconv.interop.state_dict`: the names of ``to_torch(model).state_dict()``."""
+        from .. import interop  # the face sits above nn; imported only when asked for
+
+        return interop.state_dict(self)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Load PyTorch-named arrays or tensors, checked before anything is written
+        (:func:`fastconv.interop.load_state_dict`)."""
+        from .. import interop
+
+        return interop.load_state_dict(self, state_dict, strict=strict)
