@@ -199,3 +199,115 @@ def softmax_cross_entropy(logits, labels):
         dlogits[n] = e / s
         dlogits[n, labels[n]] -= 1
     return float(losses.mean()), dlogits / logits.dtype.type(N)
+
+
+# ---- activations ----
+# The same formulas and branch conditions as src_cy/fc_activations.h.  Kinds made of +, -, *, /, comparisons
+# (leaky_relu, softsign, relu6, hard_sigmoid; sigmoid's and tanh's backward) compute in x's dtype and are
+# bit-identical to the kernels; the kinds that call exp, expm1, log1p, tanh or erf compute in float64 for
+# either dtype and round once at the end, like the kernels, whose C library may differ from NumPy's
+# routines by an ulp or two before that rounding.  NumPy has no erf: math.erf runs element by element.
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT1_2 = 0.7071067811865476            # 1/sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327       # 1/sqrt(2*pi)
+_SQRT_2_OVER_PI = 0.7978845608028654     # sqrt(2/pi)
+_GELU_KAPPA = 0.044715
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf64(x):
+    return _erf(x).astype(np.float64)
+
+
+def _sigmoid64(x):
+    """1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere (NaN there), in float64."""
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _elu_coefficients(kind, alpha):
+    """(alpha*scale, scale) of the elu kernel: selu is elu with PyTorch's constants."""
+    if kind == "selu":
+        return SELU_ALPHA * SELU_SCALE, SELU_SCALE
+    return alpha * 1.0, 1.0
+
+
+def activation_forward(x, kind, *, negative_slope=0.01, alpha=1.0):
+    """y = f(x) for ``kind`` in sigmoid, tanh, elu, selu, gelu, gelu_tanh, leaky_relu, silu, softplus,
+    softsign, relu6, hard_sigmoid (formulas in src_cy/_activations.pyx)."""
+    t = x.dtype.type
+    if kind == "leaky_relu":
+        return np.where(x > 0, x, x * t(negative_slope))
+    if kind == "softsign":
+        return x / (t(1) + np.abs(x))
+    if kind == "relu6":
+        v = np.where(x < 0, t(0), x)
+        return np.where(v > 6, t(6), v)
+    if kind == "hard_sigmoid":
+        v = x + t(3)
+        v = np.where(v < 0, t(0), v)
+        return np.where(v > 6, t(6), v) / t(6)
+    v = x.astype(np.float64)
+    if kind == "sigmoid":
+        y = _sigmoid64(v)
+    elif kind == "tanh":
+        y = np.tanh(v)
+    elif kind in ("elu", "selu"):
+        c, s = _elu_coefficients(kind, alpha)
+        y = np.where(v <= 0, c * np.expm1(v), s * v)
+    elif kind == "gelu":
+        y = (v * 0.5) * (1.0 + _erf64(v * _SQRT1_2))
+    elif kind == "gelu_tanh":
+        y = (0.5 * v) * (1.0 + np.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (v * v * v))))
+    elif kind == "silu":
+        y = v * _sigmoid64(v)
+    elif kind == "softplus":
+        y = np.where(v > 0, v, 0.0) + np.log1p(np.exp(-np.abs(v)))
+    else:
+        raise ValueError(f"unknown activation kind {kind!r}")
+    return y.astype(x.dtype)
+
+
+def activation_backward(dy, x, y, kind, *, negative_slope=0.01, alpha=1.0):
+    """dx = dy * f'(x); sigmoid and tanh read the output ``y``, every other kind the input ``x``."""
+    t = dy.dtype.type
+    if kind == "sigmoid":
+        return (dy * y) * (t(1) - y)
+    if kind == "tanh":
+        return dy * (t(1) - y * y)
+    if kind == "leaky_relu":
+        return np.where(x > 0, dy, dy * t(negative_slope))
+    if kind == "softsign":
+        den = t(1) + np.abs(x)
+        return dy / (den * den)
+    if kind == "relu6":
+        return np.where((x <= 0) | (x >= 6), t(0), dy)
+    if kind == "hard_sigmoid":
+        return np.where((x > -3) & (x < 3), dy / t(6), t(0))
+    d, v = dy.astype(np.float64), x.astype(np.float64)
+    if kind in ("elu", "selu"):
+        c, s = _elu_coefficients(kind, alpha)
+        dx = np.where(v <= 0, d * (c * np.exp(v)), d * s)
+    elif kind == "gelu":
+        cdf = 0.5 * (1.0 + _erf64(v * _SQRT1_2))
+        pdf = np.exp((-0.5 * v) * v) * _INV_SQRT_2PI
+        dx = d * (cdf + v * pdf)
+    elif kind == "gelu_tanh":
+        x_sq = v * v
+        th = np.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (x_sq * v)))
+        inner_d = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * x_sq)
+        dx = d * (0.5 * (1.0 + th) + (0.5 * v) * (1.0 - th * th) * inner_d)
+    elif kind == "silu":
+        s = _sigmoid64(v)
+        dx = d * s * (1.0 + v * (1.0 - s))
+    elif kind == "softplus":
+        dx = d * _sigmoid64(v)
+    else:
+        raise ValueError(f"unknown activation kind {kind!r}")
+    return dx.astype(dy.dtype)
