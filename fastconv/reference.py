@@ -208,6 +208,8 @@ def softmax_cross_entropy(logits, labels):
 # either dtype and round once at the end, like the kernels, whose C library may differ from NumPy's
 # routines by an ulp or two before that rounding.  NumPy has no erf: math.erf runs element by element.
 
+__all__ += ["activation_forward", "activation_backward"]
+
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 _SQRT1_2 = 0.7071067811865476            # 1/sqrt(2)
@@ -218,7 +220,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def _erf64(x):
-    return _erf(x).astype(np.float64)
+    return np.asarray(_erf(x), dtype=np.float64)
 
 
 def _sigmoid64(x):
@@ -241,6 +243,17 @@ def _elu_coefficients(kind, alpha):
 def activation_forward(x, kind, *, negative_slope=0.01, alpha=1.0):
     """y = f(x) for ``kind`` in sigmoid, tanh, elu, selu, gelu, gelu_tanh, leaky_relu, silu, softplus,
     softsign, relu6, hard_sigmoid (formulas in src_cy/_activations.pyx)."""
+    with np.errstate(all="ignore"):   # exp overflows and inf - inf are part of the formulas, as in C
+        return _activation_forward(x, kind, negative_slope, alpha)
+
+
+def activation_backward(dy, x, y, kind, *, negative_slope=0.01, alpha=1.0):
+    """dx = dy * f'(x); sigmoid and tanh read the output ``y``, every other kind the input ``x``."""
+    with np.errstate(all="ignore"):
+        return _activation_backward(dy, x, y, kind, negative_slope, alpha)
+
+
+def _activation_forward(x, kind, negative_slope, alpha):
     t = x.dtype.type
     if kind == "leaky_relu":
         return np.where(x > 0, x, x * t(negative_slope))
@@ -274,8 +287,7 @@ def activation_forward(x, kind, *, negative_slope=0.01, alpha=1.0):
     return y.astype(x.dtype)
 
 
-def activation_backward(dy, x, y, kind, *, negative_slope=0.01, alpha=1.0):
-    """dx = dy * f'(x); sigmoid and tanh read the output ``y``, every other kind the input ``x``."""
+def _activation_backward(dy, x, y, kind, negative_slope, alpha):
     t = dy.dtype.type
     if kind == "sigmoid":
         return (dy * y) * (t(1) - y)
