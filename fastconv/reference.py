@@ -202,11 +202,12 @@ def softmax_cross_entropy(logits, labels):
 
 
 # ---- activations ----
-# The same formulas and branch conditions as src_cy/fc_activations.h.  Kinds made of +, -, *, /, comparisons
-# (leaky_relu, softsign, relu6, hard_sigmoid; sigmoid's and tanh's backward) compute in x's dtype and are
-# bit-identical to the kernels; the kinds that call exp, expm1, log1p, tanh or erf compute in float64 for
-# either dtype and round once at the end, like the kernels, whose C library may differ from NumPy's
-# routines by an ulp or two before that rounding.  NumPy has no erf: math.erf runs element by element.
+# The same formulas and branch conditions as src_cy/fc_activations.h, operation by operation.  Kinds made of
+# +, -, *, /, comparisons (leaky_relu, softsign, relu6, hard_sigmoid; sigmoid's and tanh's backward) compute
+# in x's dtype; the transcendental kinds compute in float64 for either dtype and round once at the end, with
+# the kernels' own polynomial exp, expm1, tanh and log1p (below), so they too are bit-identical to the
+# kernels.  gelu's erf is math.erf element by element (NumPy has no erf): the C library's erf wherever
+# CPython uses it, and then the same bits.
 
 __all__ += ["activation_forward", "activation_backward"]
 
@@ -223,14 +224,77 @@ def _erf64(x):
     return np.asarray(_erf(x), dtype=np.float64)
 
 
+# exp, expm1 (for x <= 0) and tanh exactly as src_cy/fc_activations.h computes them, operation by operation
+_INV_LN2 = 1.4426950408889634
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+_ROUND_SHIFT = 6755399441055744.0     # 1.5 * 2**52
+_EXPM1_TAYLOR = (1.1470745597729725e-11, 1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08,
+                 2.755731922398589e-07, 2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984,
+                 0.001388888888888889, 0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5)
+
+
+def _pow2i(j):
+    """2**j for int64 j in [-1022, 1023], from the bits."""
+    return np.asarray((j + 1023).astype(np.uint64) << np.uint64(52)).view(np.float64)
+
+
+def _expm1_poly(r):
+    """expm1(r) for |r| <= 0.35: r + r*r*(1/2! + r/3! + ... + r**11/13!), Horner from the top."""
+    q = np.full_like(r, _EXPM1_TAYLOR[0])
+    for c in _EXPM1_TAYLOR[1:]:
+        q = q * r + c
+    return r + (r * r) * q
+
+
+def _reduce(xc):
+    """k = rint(x/ln2) as a float and r = x - k*ln2 with ln2 in two parts."""
+    kd = (xc * _INV_LN2 + _ROUND_SHIFT) - _ROUND_SHIFT
+    return kd, (xc - kd * _LN2_HI) - kd * _LN2_LO
+
+
+def _exp64(x):
+    """exp(x) = 2**k * (1 + expm1(r)), 2**k applied in two halves (overflow and subnormals round once)."""
+    xc = np.where(np.isnan(x), 0.0, np.where(x < -746.0, -746.0, np.where(x > 710.0, 710.0, x)))
+    kd, r = _reduce(xc)
+    k = kd.astype(np.int64)
+    k1 = np.right_shift(k, 1)
+    y = (1.0 + _expm1_poly(r)) * _pow2i(k1) * _pow2i(k - k1)
+    return np.where(np.isnan(x), x, y)
+
+
+def _expm1_neg64(x):
+    """expm1(x) for x <= 0: 2**k * expm1(r) + (2**k - 1); below -40 it is -1; NaN and zeros pass."""
+    xc = np.where(np.isnan(x), 0.0, np.where(x < -40.0, -40.0, x))
+    kd, r = _reduce(xc)
+    p = _pow2i(kd.astype(np.int64))
+    y = p * _expm1_poly(r) + (p - 1.0)
+    return np.where(np.isnan(x) | (x == 0), x, y)
+
+
+def _tanh64(x):
+    """tanh(x) = sign(x) * -e/(e + 2), e = expm1(-2|x|)."""
+    e = _expm1_neg64(-2.0 * np.abs(x))
+    return np.where(np.isnan(x), x, np.copysign(-e / (e + 2.0), x))
+
+
+_ATANH_SERIES = tuple(1 / (2 * n + 1) for n in range(17, -1, -1))   # 1/35, 1/33, ..., 1/3, 1
+
+
+def _log1p_unit64(e):
+    """log1p(e) for 0 <= e <= 1 as 2*atanh(s), s = e/(2 + e), by the series to s**35."""
+    s = e / (2.0 + e)
+    s2 = s * s
+    p = np.full_like(s, _ATANH_SERIES[0])
+    for c in _ATANH_SERIES[1:]:
+        p = p * s2 + c
+    return (2.0 * s) * p
+
+
 def _sigmoid64(x):
     """1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere (NaN there), in float64."""
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    e = np.exp(x[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
+    e = _exp64(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _elu_coefficients(kind, alpha):
@@ -270,18 +334,18 @@ def _activation_forward(x, kind, negative_slope, alpha):
     if kind == "sigmoid":
         y = _sigmoid64(v)
     elif kind == "tanh":
-        y = np.tanh(v)
+        y = _tanh64(v)
     elif kind in ("elu", "selu"):
         c, s = _elu_coefficients(kind, alpha)
-        y = np.where(v <= 0, c * np.expm1(v), s * v)
+        y = np.where(v <= 0, c * _expm1_neg64(np.where(v <= 0, v, 0.0)), s * v)
     elif kind == "gelu":
         y = (v * 0.5) * (1.0 + _erf64(v * _SQRT1_2))
     elif kind == "gelu_tanh":
-        y = (0.5 * v) * (1.0 + np.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (v * v * v))))
+        y = (0.5 * v) * (1.0 + _tanh64(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (v * v * v))))
     elif kind == "silu":
         y = v * _sigmoid64(v)
     elif kind == "softplus":
-        y = np.where(v > 0, v, 0.0) + np.log1p(np.exp(-np.abs(v)))
+        y = np.where(v > 0, v, 0.0) + _log1p_unit64(_exp64(-np.abs(v)))
     else:
         raise ValueError(f"unknown activation kind {kind!r}")
     return y.astype(x.dtype)
@@ -305,14 +369,14 @@ def _activation_backward(dy, x, y, kind, negative_slope, alpha):
     d, v = dy.astype(np.float64), x.astype(np.float64)
     if kind in ("elu", "selu"):
         c, s = _elu_coefficients(kind, alpha)
-        dx = np.where(v <= 0, d * (c * np.exp(v)), d * s)
+        dx = np.where(v <= 0, d * (c * _exp64(v)), d * s)
     elif kind == "gelu":
         cdf = 0.5 * (1.0 + _erf64(v * _SQRT1_2))
-        pdf = np.exp((-0.5 * v) * v) * _INV_SQRT_2PI
+        pdf = _exp64((-0.5 * v) * v) * _INV_SQRT_2PI
         dx = d * (cdf + v * pdf)
     elif kind == "gelu_tanh":
         x_sq = v * v
-        th = np.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (x_sq * v)))
+        th = _tanh64(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (x_sq * v)))
         inner_d = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * x_sq)
         dx = d * (0.5 * (1.0 + th) + (0.5 * v) * (1.0 - th * th) * inner_d)
     elif kind == "silu":

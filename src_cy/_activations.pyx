@@ -14,7 +14,8 @@
     relu6         clamp(x, 0, 6)                        dx = 0 < x < 6 ? dy : 0 (NaN: dy)
     hard_sigmoid  clamp(x+3, 0, 6)/6                    dx = -3 < x < 3 ? dy/6 : 0
 
-Every backward but sigmoid's and tanh's reads the input x.  Arrays arrive C-contiguous and native from
+Every backward but sigmoid's and tanh's reads the input x.  Precision rules and the polynomial exp, expm1,
+tanh and log1p are described in fc_activations.h.  Arrays arrive C-contiguous and native from
 ``fastconv.ops`` (any shape, one size, outputs not overlapping inputs).  ``a`` and ``b`` carry the
 parameters: leaky_relu's slope in ``a``; elu's ``alpha*scale`` in ``a`` and ``scale`` in ``b``.
 """
@@ -25,10 +26,10 @@ from fastconv._arrays cimport is_double, view
 
 cnp.import_array()
 
-# Below these many elements one thread is faster than waking the others; loops that call the C library
-# cost several times more per element, so they split smaller inputs.
+# Below these many elements one thread is faster than waking the others; the transcendental loops cost
+# several times more per element, so they split smaller inputs.
 PARALLEL_MIN = 1 << 15
-PARALLEL_MIN_LIBM = 1 << 12
+PARALLEL_MIN_COSTLY = 1 << 12
 
 # Elements per parallel work item.
 cdef enum:
@@ -41,7 +42,7 @@ cdef extern from "fc_activations.h" nogil:
                       double a, double b)
     void fc_act_bwd_s(int kind, const float *dy, const float *x, const float *y, float *dx, long n,
                       double a, double b)
-    int fc_act_calls_libm(int kind, int backward)
+    int fc_act_is_costly(int kind, int backward)
     int FC_NUM_KINDS
 
 # The kernels' kind numbers, and which array each backward reads besides dy.
@@ -59,7 +60,7 @@ cdef int _check_kind(int kind) except -1:
 cdef inline bint _parallel(int kind, bint backward, Py_ssize_t n, int nthreads) noexcept:
     if nthreads <= 1:
         return False
-    return n >= (PARALLEL_MIN_LIBM if fc_act_calls_libm(kind, backward) else PARALLEL_MIN)
+    return n >= (PARALLEL_MIN_COSTLY if fc_act_is_costly(kind, backward) else PARALLEL_MIN)
 
 
 def activation_forward(int kind, x_in, y_in, double a, double b, int nthreads):
