@@ -101,37 +101,32 @@ def activation_backward(int kind, dy_in, x_in, y_in, dx_in, double a, double b, 
     cdef char *dyd
     cdef char *rd
     cdef char *dxd
-    cdef char *xd = NULL
-    cdef char *yd = NULL
     cdef bint reads_y = kind == 0 or kind == 1
     view(dy_in, T, -1, False, &n, &dyd, "activation: dy")
     if reads_y:
         view(y_in, T, -1, False, &nr, &rd, "activation: y")
-        yd = rd
     else:
         view(x_in, T, -1, False, &nr, &rd, "activation: x")
-        xd = rd
     view(dx_in, T, -1, True, &nx, &dxd, "activation: dx")
     if nr != n or nx != n:
         raise ValueError("activation_backward: buffers do not match dy")
     nb = (n + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t xo = BLOCK if xd != NULL else 0   # a missing array stays NULL in every block
-    cdef Py_ssize_t yo = BLOCK if yd != NULL else 0
+    # the array the kind reads goes in both the x and the y slot: each loop uses only its own one
     if T == cnp.NPY_DOUBLE:
         if not _parallel(kind, True, n, nthreads):
             with nogil:
-                fc_act_bwd_d(kind, <const double *>dyd, <const double *>xd, <const double *>yd, <double *>dxd,
+                fc_act_bwd_d(kind, <const double *>dyd, <const double *>rd, <const double *>rd, <double *>dxd,
                              n, a, b)
             return
         for i in prange(nb, schedule='static', num_threads=nthreads, nogil=True):
-            fc_act_bwd_d(kind, <const double *>dyd + i * BLOCK, <const double *>xd + i * xo,
-                         <const double *>yd + i * yo, <double *>dxd + i * BLOCK, min(BLOCK, n - i * BLOCK), a, b)
+            fc_act_bwd_d(kind, <const double *>dyd + i * BLOCK, <const double *>rd + i * BLOCK,
+                         <const double *>rd + i * BLOCK, <double *>dxd + i * BLOCK, min(BLOCK, n - i * BLOCK), a, b)
     else:
         if not _parallel(kind, True, n, nthreads):
             with nogil:
-                fc_act_bwd_s(kind, <const float *>dyd, <const float *>xd, <const float *>yd, <float *>dxd,
+                fc_act_bwd_s(kind, <const float *>dyd, <const float *>rd, <const float *>rd, <float *>dxd,
                              n, a, b)
             return
         for i in prange(nb, schedule='static', num_threads=nthreads, nogil=True):
-            fc_act_bwd_s(kind, <const float *>dyd + i * BLOCK, <const float *>xd + i * xo,
-                         <const float *>yd + i * yo, <float *>dxd + i * BLOCK, min(BLOCK, n - i * BLOCK), a, b)
+            fc_act_bwd_s(kind, <const float *>dyd + i * BLOCK, <const float *>rd + i * BLOCK,
+                         <const float *>rd + i * BLOCK, <float *>dxd + i * BLOCK, min(BLOCK, n - i * BLOCK), a, b)
