@@ -205,9 +205,8 @@ def softmax_cross_entropy(logits, labels):
 # The same formulas and branch conditions as src_cy/fc_activations.h, operation by operation.  Kinds made of
 # +, -, *, /, comparisons (leaky_relu, softsign, relu6, hard_sigmoid; sigmoid's and tanh's backward) compute
 # in x's dtype; the transcendental kinds compute in float64 for either dtype and round once at the end, with
-# the kernels' own polynomial exp, expm1, tanh and log1p (below), so they too are bit-identical to the
-# kernels.  gelu's erf is math.erf element by element (NumPy has no erf): the C library's erf wherever
-# CPython uses it, and then the same bits.
+# the kernels' own polynomial exp, expm1, tanh, log1p and erf (below), so they too are bit-identical to the
+# kernels.
 
 __all__ += ["activation_forward", "activation_backward"]
 
@@ -217,13 +216,6 @@ _SQRT1_2 = 0.7071067811865476            # 1/sqrt(2)
 _INV_SQRT_2PI = 0.3989422804014327       # 1/sqrt(2*pi)
 _SQRT_2_OVER_PI = 0.7978845608028654     # sqrt(2/pi)
 _GELU_KAPPA = 0.044715
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def _erf64(x):
-    return np.asarray(_erf(x), dtype=np.float64)
-
-
 # exp, expm1 (for x <= 0) and tanh exactly as src_cy/fc_activations.h computes them, operation by operation
 _INV_LN2 = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -291,6 +283,48 @@ def _log1p_unit64(e):
     return (2.0 * s) * p
 
 
+_ERF_SERIES = (
+    2.9639949605423333e-50, 2.04515652277421e-48, 1.3702548702587206e-46, 8.906656656681684e-45,
+    5.611193693709461e-43, 3.4228281531627713e-41, 2.019468610366035e-39, 1.1510971079086399e-37,
+    6.33103409349752e-36, 3.3554480695536855e-34, 1.7112785154723796e-32, 8.38526472581466e-31,
+    3.9410744211328905e-29, 1.7734834895098008e-27, 7.625979004892143e-26, 3.1266513920057783e-24,
+    1.2193940428822536e-22, 4.5117579586643385e-21, 1.5791152855325184e-19, 5.211080442257311e-18,
+    1.6154349370997664e-16, 4.684761317589322e-15, 1.264885555749117e-13, 3.1622138893727926e-12,
+    7.273091945557423e-11, 1.5273493085670588e-09, 2.901963686277412e-08, 4.9333382666716e-07,
+    7.4000074000074e-06, 9.62000962000962e-05, 0.0010582010582010583, 0.009523809523809525,
+    0.06666666666666667, 0.3333333333333333, 1.0,
+)   # 1/(1*3*...*(2n+1)) for n = 34 down to 0
+_ERFC_CHEB = (
+    0.9437577877413555, -0.04046746751498493, 0.0022272841794086454, -0.0001798304565882841,
+    1.8237456085205022e-05, -2.1633926012034807e-06, 2.883902205669503e-07, -4.2123605876837426e-08,
+    6.626798598831511e-09, -1.1090608817287364e-09, 1.9564887847435717e-10, -3.6121772751619165e-11,
+    6.94294084805008e-12, -1.3817718119482507e-12, 2.8443859862953186e-13, -6.017734384978825e-14,
+    1.1904082817483132e-14, -2.9646942213045906e-15, -2.2653773889426596e-15,
+)   # g(u) = x*exp(x*x)*erfc(x)*sqrt(pi), u = 1/x**2, as Chebyshev coefficients on [1/36, 1/4]
+_TWO_OVER_SQRTPI = 1.1283791670955126
+_SQRTPI = 1.7724538509055159
+
+
+def _erf_poly64(x):
+    """erf(x) as fc_erf computes it: a positive series below |x| = 2, 1 - erfc by a Chebyshev fit above."""
+    a = np.abs(x)
+    z = 2.0 * a * a
+    e = _exp64(-0.5 * z)
+    s = np.full_like(a, _ERF_SERIES[0])
+    for c in _ERF_SERIES[1:]:
+        s = s * z + c
+    small = (_TWO_OVER_SQRTPI * a) * e * s
+    ac = np.where(a < 2.0, 2.0, np.where(a > 6.0, 6.0, a))
+    t = (1.0 / (ac * ac)) * 9.0 + -1.2500000000000002
+    t2 = 2.0 * t
+    b1, b2 = np.zeros_like(a), np.zeros_like(a)
+    for c in _ERFC_CHEB[:0:-1]:
+        b1, b2 = (t2 * b1 - b2) + c, b1
+    g = (t * b1 - b2) + _ERFC_CHEB[0]
+    big = 1.0 - (e * g) / (a * _SQRTPI)
+    return np.where(np.isnan(x), x, np.copysign(np.where(a < 2.0, small, big), x))
+
+
 def _sigmoid64(x):
     """1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere (NaN there), in float64."""
     e = _exp64(-np.abs(x))
@@ -339,7 +373,7 @@ def _activation_forward(x, kind, negative_slope, alpha):
         c, s = _elu_coefficients(kind, alpha)
         y = np.where(v <= 0, c * _expm1_neg64(np.where(v <= 0, v, 0.0)), s * v)
     elif kind == "gelu":
-        y = (v * 0.5) * (1.0 + _erf64(v * _SQRT1_2))
+        y = (v * 0.5) * (1.0 + _erf_poly64(v * _SQRT1_2))
     elif kind == "gelu_tanh":
         y = (0.5 * v) * (1.0 + _tanh64(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (v * v * v))))
     elif kind == "silu":
@@ -371,7 +405,7 @@ def _activation_backward(dy, x, y, kind, negative_slope, alpha):
         c, s = _elu_coefficients(kind, alpha)
         dx = np.where(v <= 0, d * (c * _exp64(v)), d * s)
     elif kind == "gelu":
-        cdf = 0.5 * (1.0 + _erf64(v * _SQRT1_2))
+        cdf = 0.5 * (1.0 + _erf_poly64(v * _SQRT1_2))
         pdf = _exp64((-0.5 * v) * v) * _INV_SQRT_2PI
         dx = d * (cdf + v * pdf)
     elif kind == "gelu_tanh":
