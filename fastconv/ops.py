@@ -911,7 +911,10 @@ def activation_backward(dy, x, y, kind, **params):
     (``dy*(1-y*y)``) reads ``y``, every other kind reads ``x`` (:func:`activation_backward_reads`), and the
     array it does not read may be None.  At the kinks the gradient is PyTorch's: leaky_relu takes the slope
     where ``x <= 0``; elu/selu the exponential branch where ``x <= 0``; relu6 passes dy only where
-    ``0 < x < 6`` (and at NaN); hard_sigmoid gives ``dy/6`` where ``-3 < x < 3``, else 0.
+    ``0 < x < 6`` (and at NaN); hard_sigmoid gives ``dy/6`` where ``-3 < x < 3``, else 0.  Where PyTorch
+    differs: its softplus returns x itself above x = 20 (here the formula holds everywhere), its
+    hardsigmoid backward multiplies by the float32 1/6 even in float64, and its softsign gradient is NaN
+    at +-inf (here 0, the limit).
 
     Returns
     -------

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastconv
-from fastconv import ops, reference
+from fastconv import benchmarks, ops, reference
 from fastconv.nn import activations, layers
 from fastconv.nn.model import Sequential
 from fastconv.nn.saving import load_model, save_model
@@ -370,3 +370,10 @@ def test_model_gradients_through_compiled_activations(name, rng):
     # central differences with h = 1e-6: truncation h**2*|f'''| and rounding eps*|loss|/h, far below 1e-7
     np.testing.assert_allclose(grads.reshape(-1)[idx], num, rtol=1e-6, atol=1e-8 + 1e-9 * abs(float(loss)))
     assert math.isfinite(float(loss))
+
+
+def test_bench_activations_rows(capsys):
+    rows = benchmarks.bench_activations(None, np.float32, shapes=[(1, 2, 3, 3)], kinds=["elu", "relu6"])
+    assert [r["kernel"] for r in rows] == ["elu fwd", "elu bwd", "relu6 fwd", "relu6 bwd"]
+    assert all(r["shape"] == "1x2x3x3" and r["fast_us"] > 0 and r["ref_us"] > 0 for r in rows)
+    assert "elu fwd" in capsys.readouterr().out
