@@ -190,6 +190,73 @@ def bench_elementwise(torch, dtype):
     return rows
 
 
+ACTIVATION_SHAPES = [(1, 32, 26, 26), (32, 32, 26, 26)]
+
+
+def _torch_activation(torch, kind):
+    """PyTorch's forward ``f(t)`` and backward ``b(g, t, y)`` (the ATen backward op, as autograd runs it;
+    softsign has none and goes through autograd) for ``kind``, with the defaults of fastconv.ops."""
+    F, aten = torch.nn.functional, torch.ops.aten
+    forward = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "elu": F.elu, "selu": F.selu, "gelu": F.gelu,
+               "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "leaky_relu": F.leaky_relu,
+               "silu": F.silu, "softplus": F.softplus, "softsign": F.softsign, "relu6": F.relu6,
+               "hard_sigmoid": F.hardsigmoid}[kind]
+
+    def softsign_backward(g, t, y):
+        tt = t.detach().requires_grad_(True)
+        return torch.autograd.grad(F.softsign(tt), tt, g)[0]
+
+    backward = {"sigmoid": lambda g, t, y: aten.sigmoid_backward(g, y),
+                "tanh": lambda g, t, y: aten.tanh_backward(g, y),
+                "elu": lambda g, t, y: aten.elu_backward(g, 1.0, 1.0, 1.0, False, t),
+                "selu": lambda g, t, y: aten.elu_backward(g, ops.SELU_ALPHA, ops.SELU_SCALE, 1.0, False, t),
+                "gelu": lambda g, t, y: aten.gelu_backward(g, t),
+                "gelu_tanh": lambda g, t, y: aten.gelu_backward(g, t, approximate="tanh"),
+                "leaky_relu": lambda g, t, y: aten.leaky_relu_backward(g, t, 0.01, False),
+                "silu": lambda g, t, y: aten.silu_backward(g, t),
+                "softplus": lambda g, t, y: aten.softplus_backward(g, t, 1.0, 20.0),
+                "softsign": softsign_backward,
+                "relu6": lambda g, t, y: aten.hardtanh_backward(g, t, 0.0, 6.0),
+                "hard_sigmoid": lambda g, t, y: aten.hardsigmoid_backward(g, t)}[kind]
+    return forward, backward
+
+
+def bench_activations(torch, dtype, shapes=None, kinds=None):
+    """Each compiled activation (ops.activation_forward / activation_backward, allocating their outputs)
+    against its NumPy twin and PyTorch's forward and ATen backward, at batch 1 and batch 32."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for shape in shapes or ACTIVATION_SHAPES:
+        x = (rng.standard_normal(shape) * 2).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        label = "x".join(map(str, shape))
+        for kind in kinds or ops.ACTIVATION_KINDS:
+            y = ops.activation_forward(x, kind)
+            cases = [(f"{kind} fwd", lambda: ops.activation_forward(x, kind),
+                      lambda: reference.activation_forward(x, kind)),
+                     (f"{kind} bwd", lambda: ops.activation_backward(dy, x, y, kind),
+                      lambda: reference.activation_backward(dy, x, y, kind))]
+            torch_calls = [None, None]
+            if torch is not None:
+                tf, tb = _torch_activation(torch, kind)
+                tx, tdy = torch.tensor(x), torch.tensor(dy)
+                ty = tf(tx)
+                torch_calls = [lambda: tf(tx), lambda: tb(tdy, tx, ty)]
+            for (name, fast, ref), tcall in zip(cases, torch_calls):
+                t_ref = timeit(ref, min_time=0.05, max_reps=5)
+                if tcall is None:
+                    t_fast, t_torch = timeit(fast), None
+                else:
+                    t_fast, t_torch = timeit_interleaved([fast, tcall])
+                row = {"kernel": name, "shape": label, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
+                       "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
+                if t_torch is not None:
+                    row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+                rows.append(row)
+                _print_row(row)
+    return rows
+
+
 def naive_adam(p, g, m, v, step, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     """The textbook NumPy update (temporaries per line), as seeds write it."""
     m[...] = b1 * m + (1 - b1) * g
@@ -305,7 +372,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="threads for fastconv and PyTorch (default 2)")
     parser.add_argument("--out", default="bench/results", help="directory for kernels.json and kernels.md")
-    parser.add_argument("--only", choices=["conv", "elementwise", "adam"], action="append",
+    parser.add_argument("--only", choices=["conv", "elementwise", "activations", "adam"], action="append",
                         help="run only these groups (repeatable)")
     parser.add_argument("--quick", action="store_true", help="skip the slowest reference timings")
     parser.add_argument("--openblas-coretype", metavar="NAME",
@@ -326,13 +393,15 @@ def main(argv=None):
     facts = machine_facts()
     facts["torch"] = torch.__version__ if torch is not None else "not installed"
     print(json.dumps(facts, indent=1), flush=True)
-    groups = args.only or ["conv", "elementwise", "adam"]
+    groups = args.only or ["conv", "elementwise", "activations", "adam"]
     rows = []
     for dtype in (np.float32, np.float64):
         if "conv" in groups:
             rows += bench_conv(torch, dtype, args.quick)
         if "elementwise" in groups:
             rows += bench_elementwise(torch, dtype)
+        if "activations" in groups:
+            rows += bench_activations(torch, dtype)
     if "adam" in groups:
         rows += bench_adam(torch, np.float32, [100_000, 10_000_000])
     os.makedirs(args.out, exist_ok=True)

@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from . import _adam, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
+from . import _activations, _adam, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
 from .runtime import get_num_threads, max_threads, openmp_enabled, set_num_threads
 
 __all__ = [
@@ -815,3 +815,142 @@ def as_pair(value, name, minimum):
     """``value`` (an int or an (h, w) pair of ints, each >= ``minimum``) as a tuple of two ints; raises
     naming ``name`` otherwise.  The layers check their sizes with it."""
     return _pair(value, name, minimum)
+
+
+# ---- activations ----
+__all__ += ["ACTIVATION_KINDS", "activation_forward", "activation_backward", "activation_backward_reads",
+            "bind_activation_forward", "bind_activation_backward"]
+
+# PyTorch's SELU constants (torch.nn.SELU, Keras's selu): selu(x) = scale * elu(x, alpha).
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+# The kernel's kinds; selu runs the elu kernel with the constants above.
+ACTIVATION_KINDS = ("sigmoid", "tanh", "elu", "selu", "gelu", "gelu_tanh", "leaky_relu", "silu", "softplus",
+                    "softsign", "relu6", "hard_sigmoid")
+_ACTIVATION_PARAMS = {"leaky_relu": {"negative_slope": 0.01}, "elu": {"alpha": 1.0}}
+
+
+def _activation_call(kind, params):
+    """The kernel number and its two scalars for ``kind`` with ``params``, all checked."""
+    if not isinstance(kind, str) or kind not in ACTIVATION_KINDS:
+        raise ValueError(f"unknown activation kind {kind!r}; valid kinds: {', '.join(ACTIVATION_KINDS)}")
+    allowed = _ACTIVATION_PARAMS.get(kind, {})
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        takes = f"takes only {', '.join(allowed)}" if allowed else "takes no parameters"
+        raise TypeError(f"activation {kind!r} {takes}; got {', '.join(unknown)}")
+    values = dict(allowed)
+    for name, value in params.items():
+        value = _check_scalar(value, name)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite real number, got {value}")
+        values[name] = value
+    if kind == "leaky_relu":
+        return _activations.KINDS[kind], values["negative_slope"], 0.0
+    if kind == "elu":
+        return _activations.KINDS[kind], values["alpha"] * 1.0, 1.0   # (alpha*scale, scale)
+    if kind == "selu":
+        return _activations.KINDS["elu"], SELU_ALPHA * SELU_SCALE, SELU_SCALE
+    return _activations.KINDS[kind], 0.0, 0.0
+
+
+def activation_backward_reads(kind):
+    """"y" for the kinds whose backward reads the forward's output (sigmoid, tanh), "x" for the others."""
+    _activation_call(kind, {})
+    return "y" if kind in ("sigmoid", "tanh") else "x"
+
+
+def activation_forward(x, kind, **params):
+    """An elementwise activation ``y = f(x)``, compiled, with PyTorch's formulas.
+
+    Parameters
+    ----------
+    x : ndarray of any shape, float32 or float64 (non-contiguous and byte-swapped inputs are copied)
+    kind : one of :data:`ACTIVATION_KINDS`:
+
+        ==============  ==========================================================
+        sigmoid         ``1/(1+exp(-x))``
+        tanh            ``tanh(x)``
+        elu             ``x if x > 0 else alpha*expm1(x)``  (param ``alpha=1.0``)
+        selu            ``scale*x if x > 0 else alpha*scale*expm1(x)``, PyTorch's alpha, scale
+        gelu            ``0.5*x*(1 + erf(x/sqrt(2)))``
+        gelu_tanh       ``0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x**3)))``
+        leaky_relu      ``x if x > 0 else negative_slope*x``  (param ``negative_slope=0.01``)
+        silu            ``x*sigmoid(x)`` (swish)
+        softplus        ``max(x, 0) + log1p(exp(-|x|))``
+        softsign        ``x/(1 + |x|)``
+        relu6           ``min(max(x, 0), 6)``
+        hard_sigmoid    ``relu6(x + 3)/6``
+        ==============  ==========================================================
+
+    params : ``negative_slope`` (leaky_relu), ``alpha`` (elu): finite reals.
+
+    Returns
+    -------
+    y : ndarray of x's shape and dtype.  NaN stays NaN.  The transcendental kinds compute in double for
+    float32 too and round once, with vectorised exp, expm1, tanh, log1p and erf polynomials (within 1, 1,
+    3, 3 ulp and 3 eps of the C library's); the others compute in x's dtype.  Every kind is bit-identical
+    to :func:`fastconv.reference.activation_forward` (NaN payloads aside).
+
+    Examples
+    --------
+    >>> activation_forward(np.array([-1.0, 0.0, 2.0]), "leaky_relu", negative_slope=0.5)
+    array([-0.5,  0. ,  2. ])
+    """
+    k, a, b = _activation_call(kind, params)
+    x = _float_array(x, "x")
+    y = np.empty(x.shape, x.dtype)
+    _activations.activation_forward(k, x.reshape(-1), y.reshape(-1), a, b, get_num_threads())
+    return y
+
+
+def activation_backward(dy, x, y, kind, **params):
+    """The gradient ``dx = dy * f'(x)`` of :func:`activation_forward`.
+
+    ``x`` is the forward's input and ``y`` its output; the backward of sigmoid (``(dy*y)*(1-y)``) and tanh
+    (``dy*(1-y*y)``) reads ``y``, every other kind reads ``x`` (:func:`activation_backward_reads`), and the
+    array it does not read may be None.  At the kinks the gradient is PyTorch's: leaky_relu takes the slope
+    where ``x <= 0``; elu/selu the exponential branch where ``x <= 0``; relu6 passes dy only where
+    ``0 < x < 6`` (and at NaN); hard_sigmoid gives ``dy/6`` where ``-3 < x < 3``, else 0.  Where PyTorch
+    differs: its softplus returns x itself above x = 20 (here the formula holds everywhere), its
+    hardsigmoid backward multiplies by the float32 1/6 even in float64, and its softsign gradient is NaN
+    at +-inf (here 0, the limit).
+
+    Returns
+    -------
+    dx : ndarray of dy's shape and dtype.
+    """
+    k, a, b = _activation_call(kind, params)
+    reads = "y" if kind in ("sigmoid", "tanh") else "x"
+    dy = _float_array(dy, "dy")
+    src = _float_array(y if reads == "y" else x, reads)
+    _same_dtype(dy, "dy", **{reads: src})
+    if src.shape != dy.shape:
+        raise ValueError(f"{reads} has shape {src.shape} but dy has shape {dy.shape}")
+    dx = np.empty(dy.shape, dy.dtype)
+    flat_x, flat_y = (None, src.reshape(-1)) if reads == "y" else (src.reshape(-1), None)
+    _activations.activation_backward(k, dy.reshape(-1), flat_x, flat_y, dx.reshape(-1), a, b, get_num_threads())
+    return dx
+
+
+def bind_activation_forward(x, y, kind, **params):
+    """``y = activation_forward(x, kind, **params)`` into ``y`` (not overlapping x), as a bound call."""
+    k, a, b = _activation_call(kind, params)
+    _buffer(x, "x", x.shape, x.dtype)
+    _buffer(y, "y", x.shape, x.dtype, write=True)
+    _check_disjoint(("x", x), ("y", y))
+    return _activations.activation_forward, (k, x, y, a, b, get_num_threads())
+
+
+def bind_activation_backward(dy, x, y, dx, kind, **params):
+    """``dx = activation_backward(dy, x, y, kind, **params)`` into ``dx`` (not overlapping the inputs), as
+    a bound call; the array the kind does not read may be None."""
+    k, a, b = _activation_call(kind, params)
+    reads = "y" if kind in ("sigmoid", "tanh") else "x"
+    src = _buffer(y if reads == "y" else x, reads, dy.shape, dy.dtype)
+    _buffer(dy, "dy", dy.shape, dy.dtype)
+    _buffer(dx, "dx", dy.shape, dy.dtype, write=True)
+    _check_disjoint(("dy", dy), ("dx", dx))
+    _check_disjoint((reads, src), ("dx", dx))
+    flat_x, flat_y = (None, src) if reads == "y" else (src, None)
+    return _activations.activation_backward, (k, dy, flat_x, flat_y, dx, a, b, get_num_threads())

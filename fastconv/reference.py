@@ -199,3 +199,225 @@ def softmax_cross_entropy(logits, labels):
         dlogits[n] = e / s
         dlogits[n, labels[n]] -= 1
     return float(losses.mean()), dlogits / logits.dtype.type(N)
+
+
+# ---- activations ----
+# The same formulas and branch conditions as src_cy/fc_activations.h, operation by operation.  Kinds made of
+# +, -, *, /, comparisons (leaky_relu, softsign, relu6, hard_sigmoid; sigmoid's and tanh's backward) compute
+# in x's dtype; the transcendental kinds compute in float64 for either dtype and round once at the end, with
+# the kernels' own polynomial exp, expm1, tanh, log1p and erf (below), so they too are bit-identical to the
+# kernels.
+
+__all__ += ["activation_forward", "activation_backward"]
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT1_2 = 0.7071067811865476            # 1/sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327       # 1/sqrt(2*pi)
+_SQRT_2_OVER_PI = 0.7978845608028654     # sqrt(2/pi)
+_GELU_KAPPA = 0.044715
+# exp, expm1 (for x <= 0) and tanh exactly as src_cy/fc_activations.h computes them, operation by operation
+_INV_LN2 = 1.4426950408889634
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+_ROUND_SHIFT = 6755399441055744.0     # 1.5 * 2**52
+_EXPM1_TAYLOR = (1.1470745597729725e-11, 1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08,
+                 2.755731922398589e-07, 2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984,
+                 0.001388888888888889, 0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5)
+
+
+def _pow2i(j):
+    """2**j for int64 j in [-1022, 1023], from the bits."""
+    return np.asarray((j + 1023).astype(np.uint64) << np.uint64(52)).view(np.float64)
+
+
+def _expm1_poly(r):
+    """expm1(r) for |r| <= 0.35: r + r*r*(1/2! + r/3! + ... + r**11/13!), Horner from the top."""
+    q = np.full_like(r, _EXPM1_TAYLOR[0])
+    for c in _EXPM1_TAYLOR[1:]:
+        q = q * r + c
+    return r + (r * r) * q
+
+
+def _reduce(xc):
+    """k = rint(x/ln2) as a float and r = x - k*ln2 with ln2 in two parts."""
+    kd = (xc * _INV_LN2 + _ROUND_SHIFT) - _ROUND_SHIFT
+    return kd, (xc - kd * _LN2_HI) - kd * _LN2_LO
+
+
+def _exp64(x):
+    """exp(x) = 2**k * (1 + expm1(r)), 2**k applied in two halves (overflow and subnormals round once)."""
+    xc = np.where(np.isnan(x), 0.0, np.where(x < -746.0, -746.0, np.where(x > 710.0, 710.0, x)))
+    kd, r = _reduce(xc)
+    k = kd.astype(np.int64)
+    k1 = np.right_shift(k, 1)
+    y = (1.0 + _expm1_poly(r)) * _pow2i(k1) * _pow2i(k - k1)
+    return np.where(np.isnan(x), x, y)
+
+
+def _expm1_neg64(x):
+    """expm1(x) for x <= 0: 2**k * expm1(r) + (2**k - 1); below -40 it is -1; NaN and zeros pass."""
+    xc = np.where(np.isnan(x), 0.0, np.where(x < -40.0, -40.0, x))
+    kd, r = _reduce(xc)
+    p = _pow2i(kd.astype(np.int64))
+    y = p * _expm1_poly(r) + (p - 1.0)
+    return np.where(np.isnan(x) | (x == 0), x, y)
+
+
+def _tanh64(x):
+    """tanh(x) = sign(x) * -e/(e + 2), e = expm1(-2|x|)."""
+    e = _expm1_neg64(-2.0 * np.abs(x))
+    return np.where(np.isnan(x), x, np.copysign(-e / (e + 2.0), x))
+
+
+_ATANH_SERIES = tuple(1 / (2 * n + 1) for n in range(17, -1, -1))   # 1/35, 1/33, ..., 1/3, 1
+
+
+def _log1p_unit64(e):
+    """log1p(e) for 0 <= e <= 1 as 2*atanh(s), s = e/(2 + e), by the series to s**35."""
+    s = e / (2.0 + e)
+    s2 = s * s
+    p = np.full_like(s, _ATANH_SERIES[0])
+    for c in _ATANH_SERIES[1:]:
+        p = p * s2 + c
+    return (2.0 * s) * p
+
+
+_ERF_SERIES = (
+    2.9639949605423333e-50, 2.04515652277421e-48, 1.3702548702587206e-46, 8.906656656681684e-45,
+    5.611193693709461e-43, 3.4228281531627713e-41, 2.019468610366035e-39, 1.1510971079086399e-37,
+    6.33103409349752e-36, 3.3554480695536855e-34, 1.7112785154723796e-32, 8.38526472581466e-31,
+    3.9410744211328905e-29, 1.7734834895098008e-27, 7.625979004892143e-26, 3.1266513920057783e-24,
+    1.2193940428822536e-22, 4.5117579586643385e-21, 1.5791152855325184e-19, 5.211080442257311e-18,
+    1.6154349370997664e-16, 4.684761317589322e-15, 1.264885555749117e-13, 3.1622138893727926e-12,
+    7.273091945557423e-11, 1.5273493085670588e-09, 2.901963686277412e-08, 4.9333382666716e-07,
+    7.4000074000074e-06, 9.62000962000962e-05, 0.0010582010582010583, 0.009523809523809525,
+    0.06666666666666667, 0.3333333333333333, 1.0,
+)   # 1/(1*3*...*(2n+1)) for n = 34 down to 0
+_ERFC_CHEB = (
+    0.9437577877413555, -0.04046746751498493, 0.0022272841794086454, -0.0001798304565882841,
+    1.8237456085205022e-05, -2.1633926012034807e-06, 2.883902205669503e-07, -4.2123605876837426e-08,
+    6.626798598831511e-09, -1.1090608817287364e-09, 1.9564887847435717e-10, -3.6121772751619165e-11,
+    6.94294084805008e-12, -1.3817718119482507e-12, 2.8443859862953186e-13, -6.017734384978825e-14,
+    1.1904082817483132e-14, -2.9646942213045906e-15, -2.2653773889426596e-15,
+)   # g(u) = x*exp(x*x)*erfc(x)*sqrt(pi), u = 1/x**2, as Chebyshev coefficients on [1/36, 1/4]
+_TWO_OVER_SQRTPI = 1.1283791670955126
+_SQRTPI = 1.7724538509055159
+
+
+def _erf_poly64(x):
+    """erf(x) as fc_erf computes it: a positive series below |x| = 2, 1 - erfc by a Chebyshev fit above."""
+    a = np.abs(x)
+    z = 2.0 * a * a
+    e = _exp64(-0.5 * z)
+    s = np.full_like(a, _ERF_SERIES[0])
+    for c in _ERF_SERIES[1:]:
+        s = s * z + c
+    small = (_TWO_OVER_SQRTPI * a) * e * s
+    ac = np.where(a < 2.0, 2.0, np.where(a > 6.0, 6.0, a))
+    t = (1.0 / (ac * ac)) * 9.0 + -1.2500000000000002
+    t2 = 2.0 * t
+    b1, b2 = np.zeros_like(a), np.zeros_like(a)
+    for c in _ERFC_CHEB[:0:-1]:
+        b1, b2 = (t2 * b1 - b2) + c, b1
+    g = (t * b1 - b2) + _ERFC_CHEB[0]
+    big = 1.0 - (e * g) / (a * _SQRTPI)
+    return np.where(np.isnan(x), x, np.copysign(np.where(a < 2.0, small, big), x))
+
+
+def _sigmoid64(x):
+    """1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere (NaN there), in float64."""
+    e = _exp64(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _elu_coefficients(kind, alpha):
+    """(alpha*scale, scale) of the elu kernel: selu is elu with PyTorch's constants."""
+    if kind == "selu":
+        return SELU_ALPHA * SELU_SCALE, SELU_SCALE
+    return alpha * 1.0, 1.0
+
+
+def activation_forward(x, kind, *, negative_slope=0.01, alpha=1.0):
+    """y = f(x) for ``kind`` in sigmoid, tanh, elu, selu, gelu, gelu_tanh, leaky_relu, silu, softplus,
+    softsign, relu6, hard_sigmoid (formulas in src_cy/_activations.pyx)."""
+    with np.errstate(all="ignore"):   # exp overflows and inf - inf are part of the formulas, as in C
+        return _activation_forward(x, kind, negative_slope, alpha)
+
+
+def activation_backward(dy, x, y, kind, *, negative_slope=0.01, alpha=1.0):
+    """dx = dy * f'(x); sigmoid and tanh read the output ``y``, every other kind the input ``x``."""
+    with np.errstate(all="ignore"):
+        return _activation_backward(dy, x, y, kind, negative_slope, alpha)
+
+
+def _activation_forward(x, kind, negative_slope, alpha):
+    t = x.dtype.type
+    if kind == "leaky_relu":
+        return np.where(x > 0, x, x * t(negative_slope))
+    if kind == "softsign":
+        return x / (t(1) + np.abs(x))
+    if kind == "relu6":
+        v = np.where(x < 0, t(0), x)
+        return np.where(v > 6, t(6), v)
+    if kind == "hard_sigmoid":
+        v = x + t(3)
+        v = np.where(v < 0, t(0), v)
+        return np.where(v > 6, t(6), v) / t(6)
+    v = x.astype(np.float64)
+    if kind == "sigmoid":
+        y = _sigmoid64(v)
+    elif kind == "tanh":
+        y = _tanh64(v)
+    elif kind in ("elu", "selu"):
+        c, s = _elu_coefficients(kind, alpha)
+        y = np.where(v <= 0, c * _expm1_neg64(np.where(v <= 0, v, 0.0)), s * v)
+    elif kind == "gelu":
+        y = (v * 0.5) * (1.0 + _erf_poly64(v * _SQRT1_2))
+    elif kind == "gelu_tanh":
+        y = (0.5 * v) * (1.0 + _tanh64(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (v * v * v))))
+    elif kind == "silu":
+        y = v * _sigmoid64(v)
+    elif kind == "softplus":
+        y = np.where(v > 0, v, 0.0) + _log1p_unit64(_exp64(-np.abs(v)))
+    else:
+        raise ValueError(f"unknown activation kind {kind!r}")
+    return y.astype(x.dtype)
+
+
+def _activation_backward(dy, x, y, kind, negative_slope, alpha):
+    t = dy.dtype.type
+    if kind == "sigmoid":
+        return (dy * y) * (t(1) - y)
+    if kind == "tanh":
+        return dy * (t(1) - y * y)
+    if kind == "leaky_relu":
+        return np.where(x > 0, dy, dy * t(negative_slope))
+    if kind == "softsign":
+        den = t(1) + np.abs(x)
+        return dy / (den * den)
+    if kind == "relu6":
+        return np.where((x <= 0) | (x >= 6), t(0), dy)
+    if kind == "hard_sigmoid":
+        return np.where((x > -3) & (x < 3), dy / t(6), t(0))
+    d, v = dy.astype(np.float64), x.astype(np.float64)
+    if kind in ("elu", "selu"):
+        c, s = _elu_coefficients(kind, alpha)
+        dx = np.where(v <= 0, d * (c * _exp64(v)), d * s)
+    elif kind == "gelu":
+        cdf = 0.5 * (1.0 + _erf_poly64(v * _SQRT1_2))
+        pdf = _exp64((-0.5 * v) * v) * _INV_SQRT_2PI
+        dx = d * (cdf + v * pdf)
+    elif kind == "gelu_tanh":
+        x_sq = v * v
+        th = _tanh64(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * (x_sq * v)))
+        inner_d = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * x_sq)
+        dx = d * (0.5 * (1.0 + th) + (0.5 * v) * (1.0 - th * th) * inner_d)
+    elif kind == "silu":
+        s = _sigmoid64(v)
+        dx = d * s * (1.0 + v * (1.0 - s))
+    elif kind == "softplus":
+        dx = d * _sigmoid64(v)
+    else:
+        raise ValueError(f"unknown activation kind {kind!r}")
+    return dx.astype(dy.dtype)

@@ -23,9 +23,11 @@ __all__ = ["Layer", "Conv2D", "Dense", "Flatten", "MaxPool2D", "Dropout", "Activ
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
 
 
-def get_activation(name):
-    """Validate an activation name (None means linear) and return it in lower case."""
-    return activations.get(name).name
+def get_activation(identifier):
+    """Validate an activation -- a name (case-insensitive; None means linear), an
+    :class:`fastconv.nn.activations.Activation` instance or a saved activation config -- and return its
+    name in lower case (``activations.get`` gives the object); an unknown name lists the valid ones."""
+    return activations.get(identifier).name
 
 
 class Layer:
@@ -76,7 +78,8 @@ class _WeightedLayer(Layer):
     """A layer with a kernel, an optional bias and an activation (Conv2D, Dense)."""
 
     def _init_weights(self, activation, kernel_initializer, bias_initializer, use_bias):
-        self.activation = get_activation(activation)
+        self.activation_fn = activations.get(activation)
+        self.activation = self.activation_fn.name   # the name: losses pair with it
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         if not isinstance(use_bias, (bool, np.bool_)):
@@ -91,7 +94,7 @@ class _WeightedLayer(Layer):
     def _plan_weighted(self, x, gx, training, logits, z, forward, backward):
         """Add the activation around the linear part: ``forward`` writes ``z``; ``backward(gz, gw, gb)`` is
         the bound call that takes dL/dz from ``gz`` and writes the parameter gradients and ``gx``."""
-        act = activations.get("linear" if logits else self.activation)
+        act = activations.get("linear" if logits else self.activation_fn)
         if not training:
             y, _, after, _ = act.plan(z, None)
             return y, None, [forward] + after, []
@@ -103,7 +106,7 @@ class _WeightedLayer(Layer):
         return y, gy, [forward] + after, before + [backward(gz, self.grads["kernel"], gb)]
 
     def _weights_config(self):
-        return {"activation": self.activation, "use_bias": self.use_bias,
+        return {"activation": activations.serialize(self.activation_fn), "use_bias": self.use_bias,
                 "kernel_initializer": _init_config(self.kernel_initializer),
                 "bias_initializer": _init_config(self.bias_initializer)}
 
@@ -271,18 +274,19 @@ class Dropout(Layer):
 
 
 class Activation(Layer):
-    """An activation as a layer: ``Activation("relu")``."""
+    """An activation as a layer: ``Activation("relu")``, ``Activation(LeakyReLU(0.2))``."""
 
     def __init__(self, activation, name=None):
         super().__init__(name)
-        self.activation = get_activation(activation)
+        self.activation_fn = activations.get(activation)
+        self.activation = self.activation_fn.name
 
     def plan(self, x, gx, training, logits=False):
-        act = activations.get("linear" if logits else self.activation)
+        act = activations.get("linear" if logits else self.activation_fn)
         return act.plan(x, gx if training else None)
 
     def get_config(self):
-        return {"name": self.name, "activation": self.activation}
+        return {"name": self.name, "activation": activations.serialize(self.activation_fn)}
 
 
 def _init_config(init):
