@@ -846,7 +846,7 @@ BATCHNORM_CONVENTIONS = ("torch", "keras")
 
 def _bn_view(a):
     """``a`` (N, C, ...) as the kernel's (N, C, S) view."""
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
 
 
 def _bn_channels(x, name="x"):
@@ -1189,7 +1189,7 @@ def _planes(x, name):
     """(N, C, H, W) as the kernels' (N, C, H*W), refusing empty planes."""
     if x.shape[2] * x.shape[3] == 0:
         raise ValueError(f"{name} must have non-empty (H, W) planes, got shape {x.shape}")
-    return x.reshape(x.shape[0], x.shape[1], -1)
+    return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
 
 
 def global_avgpool2d_forward(x):
