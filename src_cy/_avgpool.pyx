@@ -31,43 +31,88 @@ cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a > b else b
 
 
+cdef inline void _interior_columns(Py_ssize_t W, Py_ssize_t Wo, Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pl,
+                                   Py_ssize_t *owa, Py_ssize_t *owb) noexcept nogil:
+    """[owa, owb): the output columns whose windows lie inside the input's columns."""
+    cdef Py_ssize_t a = (pl + sw - 1) // sw, b = 0
+    if W + pl - kw >= 0:
+        b = _imin(Wo, (W + pl - kw) // sw + 1)
+    owa[0] = _imin(a, Wo)
+    owb[0] = _imax(b, owa[0])
+
+
 cdef void _avg_plane(const floating *xp, floating *yp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho,
                      Py_ssize_t Wo, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                      Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr,
                      bint count_include_pad) noexcept nogil:
-    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, ph, pw, i, j, divisor
-    cdef floating s
+    """One plane, output row by output row.  The windows inside the input's columns are summed a whole
+    row at a time (each window offset (i, j) in row-major order added to every window of the row: the
+    same additions in the same order as one window at a time, in a loop the compiler vectorises); the
+    windows that overhang the left or right edge are summed one by one."""
+    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, ph, pw, i, j, divisor, owa, owb
+    cdef floating s, d
+    cdef floating *yr
+    cdef const floating *rp
+    _interior_columns(W, Wo, kw, sw, pl, &owa, &owb)
     for oh in range(Ho):
         h0 = oh * sh - pt
         h1 = _imin(h0 + kh, H + pb)
         ph = h1 - h0
         h0 = _imax(h0, 0)
         h1 = _imin(h1, H)
+        yr = yp + oh * Wo
         for ow in range(Wo):
+            if owa <= ow < owb:
+                continue
             w0 = ow * sw - pl
             w1 = _imin(w0 + kw, W + pr)
             pw = w1 - w0
             w0 = _imax(w0, 0)
             w1 = _imin(w1, W)
             if h0 >= h1 or w0 >= w1:
-                yp[oh * Wo + ow] = 0
+                yr[ow] = 0
                 continue
             divisor = ph * pw if count_include_pad else (h1 - h0) * (w1 - w0)
             s = 0
             for i in range(h0, h1):
                 for j in range(w0, w1):
                     s = s + xp[i * W + j]
-            yp[oh * Wo + ow] = s / <floating>divisor
+            yr[ow] = s / <floating>divisor
+        if owa == owb:
+            continue
+        if h0 >= h1:
+            for ow in range(owa, owb):
+                yr[ow] = 0
+            continue
+        for ow in range(owa, owb):
+            yr[ow] = 0
+        for i in range(h0, h1):
+            for j in range(kw):
+                rp = xp + i * W - pl + j
+                for ow in range(owa, owb):
+                    yr[ow] = yr[ow] + rp[ow * sw]
+        d = <floating>(ph * kw if count_include_pad else (h1 - h0) * kw)
+        for ow in range(owa, owb):
+            yr[ow] = yr[ow] / d
 
 
 cdef void _avg_plane_backward(const floating *dyp, floating *dxp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho,
                               Py_ssize_t Wo, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                               Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr,
                               bint count_include_pad) noexcept nogil:
-    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, ph, pw, i, j, divisor
-    cdef floating g
+    """One plane, outputs in row-major order.  When windows do not overlap along a row (kw <= sw) the
+    interior windows of a row are spread a whole row at a time: each input element then gets at most one
+    addition per output row, so the order of additions is that of one window at a time."""
+    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, ph, pw, i, j, divisor, owa, owb
+    cdef floating g, d
+    cdef const floating *gr
+    cdef floating *rp
     for i in range(H * W):
         dxp[i] = 0
+    if kw <= sw:
+        _interior_columns(W, Wo, kw, sw, pl, &owa, &owb)
+    else:
+        owa = owb = 0
     for oh in range(Ho):
         h0 = oh * sh - pt
         h1 = _imin(h0 + kh, H + pb)
@@ -75,6 +120,8 @@ cdef void _avg_plane_backward(const floating *dyp, floating *dxp, Py_ssize_t H, 
         h0 = _imax(h0, 0)
         h1 = _imin(h1, H)
         for ow in range(Wo):
+            if owa <= ow < owb:
+                continue
             w0 = ow * sw - pl
             w1 = _imin(w0 + kw, W + pr)
             pw = w1 - w0
@@ -87,6 +134,15 @@ cdef void _avg_plane_backward(const floating *dyp, floating *dxp, Py_ssize_t H, 
             for i in range(h0, h1):
                 for j in range(w0, w1):
                     dxp[i * W + j] += g
+        if owa == owb or h0 >= h1:
+            continue
+        d = <floating>(ph * kw if count_include_pad else (h1 - h0) * kw)
+        gr = dyp + oh * Wo
+        for i in range(h0, h1):
+            for j in range(kw):
+                rp = dxp + i * W - pl + j
+                for ow in range(owa, owb):
+                    rp[ow * sw] += gr[ow] / d
 
 
 def avgpool2d_forward(const floating[:, :, :, ::1] x,  # IN  (N, C, H, W)
