@@ -15,7 +15,7 @@ Inference uses the running statistics for ``mean`` and ``var``.  Backward (xhat 
     dx        = gamma*invstd * dy                                  (inference: frozen statistics)
 
 Statistics are accumulated in double precision.  Every reduction runs in a fixed order that does not
-depend on the thread count: each (n, c) plane is summed by one thread (four interleaved accumulators),
+depend on the thread count: each (n, c) plane is summed by one thread (eight interleaved accumulators),
 then the N plane sums of a channel are added in order of n, so results are bit-identical on any number
 of threads.  The running statistics are updated in double and rounded once:
 
@@ -35,64 +35,68 @@ cdef enum:
     CONVENTION_KERAS = 1
 
 
+# Plane sums run over LANES interleaved accumulators (element i goes to accumulator i % LANES), added
+# pairwise at the end: a fixed order, lane-wise independent, which the compiler vectorises.
+cdef enum:
+    LANES = 8
+
+
+cdef inline double _combine(double *a) noexcept nogil:
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+
+
 cdef inline double _sum(const floating *p, Py_ssize_t n) noexcept nogil:
-    """sum(p[:n]) in double through four interleaved accumulators, added in a fixed order."""
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0
-    cdef Py_ssize_t i = 0
-    while i + 4 <= n:
-        a0 += p[i]
-        a1 += p[i + 1]
-        a2 += p[i + 2]
-        a3 += p[i + 3]
-        i += 4
-    while i < n:
-        a0 += p[i]
-        i += 1
-    return (a0 + a1) + (a2 + a3)
+    """sum(p[:n]) in double through LANES interleaved accumulators, added in a fixed order."""
+    cdef double a[LANES]
+    cdef Py_ssize_t i = 0, k
+    for k in range(LANES):
+        a[k] = 0
+    while i + LANES <= n:
+        for k in range(LANES):
+            a[k] += p[i + k]
+        i += LANES
+    for k in range(n - i):
+        a[k] += p[i + k]
+    return _combine(a)
 
 
 cdef inline double _centered_squares(const floating *p, Py_ssize_t n, double m) noexcept nogil:
     """sum((p[:n] - m)**2) in double, in the order of _sum."""
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, d0, d1, d2, d3
-    cdef Py_ssize_t i = 0
-    while i + 4 <= n:
-        d0 = p[i] - m
-        d1 = p[i + 1] - m
-        d2 = p[i + 2] - m
-        d3 = p[i + 3] - m
-        a0 += d0 * d0
-        a1 += d1 * d1
-        a2 += d2 * d2
-        a3 += d3 * d3
-        i += 4
-    while i < n:
-        d0 = p[i] - m
-        a0 += d0 * d0
-        i += 1
-    return (a0 + a1) + (a2 + a3)
+    cdef double a[LANES]
+    cdef double d
+    cdef Py_ssize_t i = 0, k
+    for k in range(LANES):
+        a[k] = 0
+    while i + LANES <= n:
+        for k in range(LANES):
+            d = p[i + k] - m
+            a[k] += d * d
+        i += LANES
+    for k in range(n - i):
+        d = p[i + k] - m
+        a[k] += d * d
+    return _combine(a)
 
 
 cdef inline void _grad_sums(const floating *dy, const floating *x, Py_ssize_t n, double m,
                             double *sdy, double *sdyx) noexcept nogil:
     """sdy = sum(dy[:n]), sdyx = sum(dy[:n] * (x[:n] - m)) in double, in the order of _sum."""
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0
-    cdef Py_ssize_t i = 0
-    while i + 4 <= n:
-        a0 += dy[i]
-        a1 += dy[i + 1]
-        a2 += dy[i + 2]
-        a3 += dy[i + 3]
-        b0 += dy[i] * (x[i] - m)
-        b1 += dy[i + 1] * (x[i + 1] - m)
-        b2 += dy[i + 2] * (x[i + 2] - m)
-        b3 += dy[i + 3] * (x[i + 3] - m)
-        i += 4
-    while i < n:
-        a0 += dy[i]
-        b0 += dy[i] * (x[i] - m)
-        i += 1
-    sdy[0] = (a0 + a1) + (a2 + a3)
-    sdyx[0] = (b0 + b1) + (b2 + b3)
+    cdef double a[LANES]
+    cdef double b[LANES]
+    cdef Py_ssize_t i = 0, k
+    for k in range(LANES):
+        a[k] = 0
+        b[k] = 0
+    while i + LANES <= n:
+        for k in range(LANES):
+            a[k] += dy[i + k]
+            b[k] += dy[i + k] * (x[i + k] - m)
+        i += LANES
+    for k in range(n - i):
+        a[k] += dy[i + k]
+        b[k] += dy[i + k] * (x[i + k] - m)
+    sdy[0] = _combine(a)
+    sdyx[0] = _combine(b)
 
 
 cdef inline void _normalize(const floating *x, floating *y, Py_ssize_t n, double m, double a,
