@@ -897,7 +897,8 @@ def batchnorm_forward(x, gamma=None, beta=None, running_mean=None, running_var=N
         ``convention="torch"``: ``r = (1 - momentum)*r + momentum*stat`` with the unbiased batch variance
         ``var*M/(M - 1)`` (M = N*H*W values per channel; M = 1 raises, as PyTorch);
         ``convention="keras"``: ``r = momentum*r + (1 - momentum)*stat`` with the biased batch variance,
-        as Keras 3's ``BatchNormalization`` (momentum 0.99 there).
+        as Keras 3's ``BatchNormalization`` (momentum 0.99 there).  Both are computed in double and rounded
+        once to x's dtype (Keras computes in the variable's precision: the two agree to its rounding).
     training : bool -- batch statistics (True) or running statistics (False).
     momentum : float in [0, 1];  eps : float > 0, added to the variance inside the square root.
 

@@ -322,3 +322,48 @@ def test_layer_bad_arguments(kwargs, exc, match):
 def test_layer_bad_input_shape():
     with pytest.raises(ValueError, match="BatchNormalization expects"):
         Sequential([layers.BatchNormalization()]).build((2, 3))
+
+
+def test_torch_convention_refuses_a_training_batch_of_one_value_per_channel():
+    model = Sequential([layers.Dense(3), layers.BatchNormalization(), layers.Dense(2)], seed=0)
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="BatchNormalization.*at least 2 samples"):
+        model.train_on_batch(np.ones((1, 4)), np.zeros((1, 2)))
+    assert model.predict(np.ones((1, 4))).shape == (1, 2)   # inference takes one sample
+
+
+def test_layer_gradients_and_running_statistics_match_pytorch(rng):
+    """Conv -> BatchNormalization -> Flatten -> Dense against the same torch modules: outputs, every
+    parameter gradient, the running statistics after two training steps, and inference."""
+    torch = pytest.importorskip("torch")
+    model = Sequential([layers.Conv2D(3, 3), layers.BatchNormalization(momentum=0.2), layers.Flatten(),
+                        layers.Dense(2)], dtype="float64", seed=0).build((2, 6, 6))
+    conv, bn, _, dense = model.layers
+    bn.params["gamma"][...] = rng.standard_normal(3)
+    bn.params["beta"][...] = rng.standard_normal(3)
+    tconv, tbn, tdense = torch.nn.Conv2d(2, 3, 3).double(), torch.nn.BatchNorm2d(3, momentum=0.2).double(), \
+        torch.nn.Linear(48, 2).double()
+    with torch.no_grad():
+        tconv.weight[...] = torch.tensor(conv.params["kernel"])
+        tconv.bias[...] = torch.tensor(conv.params["bias"])
+        tbn.weight[...] = torch.tensor(bn.params["gamma"])
+        tbn.bias[...] = torch.tensor(bn.params["beta"])
+        tdense.weight[...] = torch.tensor(dense.params["kernel"])
+        tdense.bias[...] = torch.tensor(dense.params["bias"])
+    tmodel = torch.nn.Sequential(tconv, tbn, torch.nn.Flatten(), tdense)
+    for _ in range(2):
+        x, g = rng.standard_normal((4, 2, 6, 6)), rng.standard_normal((4, 2))
+        outs = model.backpropagate(x, g)
+        tmodel.zero_grad()
+        out = tmodel(torch.tensor(x))
+        out.backward(torch.tensor(g))
+        np.testing.assert_allclose(outs[-1], out.detach().numpy(), rtol=1e-12, atol=1e-12)
+        for ours, theirs in ((conv.grads["kernel"], tconv.weight), (conv.grads["bias"], tconv.bias),
+                             (bn.grads["gamma"], tbn.weight), (bn.grads["beta"], tbn.bias),
+                             (dense.grads["kernel"], tdense.weight)):
+            np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.state["moving_mean"], tbn.running_mean.numpy(), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(bn.state["moving_variance"], tbn.running_var.numpy(), rtol=1e-13)
+    tmodel.eval()
+    x = rng.standard_normal((3, 2, 6, 6))
+    np.testing.assert_allclose(model.predict(x), tmodel(torch.tensor(x)).detach().numpy(), rtol=1e-12, atol=1e-12)

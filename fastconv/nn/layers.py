@@ -356,6 +356,10 @@ class BatchNormalization(Layer):
 
     def plan(self, x, gx, training, logits=False):
         n, C, dtype = x.shape[0], x.shape[1], x.dtype
+        if training and self.convention == "torch" and x.size // C < 2:
+            raise ValueError(f"BatchNormalization(convention='torch') needs more than one value per channel in "
+                             f"training (the unbiased running variance), got a batch of shape {x.shape}: train with "
+                             "batches of at least 2 samples (as torch.nn.BatchNorm1d requires)")
         gamma = self.params["gamma"] if self.scale else np.ones(C, dtype)
         beta = self.params["beta"] if self.center else np.zeros(C, dtype)
         y = np.empty_like(x)
