@@ -928,7 +928,9 @@ def batchnorm_forward(x, gamma=None, beta=None, running_mean=None, running_var=N
     if running_mean is not None:
         for name, a in stats:
             _bn_stat(a, name, x, C)
-        _check_disjoint(("running_mean", running_mean), ("running_var", running_var))
+        # the kernel updates them between reading x's statistics and normalising x
+        _check_disjoint(("running_mean", running_mean), ("running_var", running_var), ("x", x), ("gamma", gamma),
+                        ("beta", beta))
         flats = _flat_views([running_mean, running_var])
     else:
         flats = [np.zeros(C, x.dtype), np.ones(C, x.dtype)]

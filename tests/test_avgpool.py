@@ -126,6 +126,33 @@ def test_finite_difference_gradients(rng):
                                atol=1e-8)
 
 
+def test_noncontiguous_and_byteswapped_inputs(rng):
+    x = rng.standard_normal((4, 6, 12, 10))[::2, 1::2, :, ::-1]
+    xc = np.ascontiguousarray(x)
+    kw = dict(size=3, stride=2, padding=1, ceil_mode=True)
+    for a in (x, xc.astype(">f8")):
+        assert ops.avgpool2d_forward(a, **kw).tobytes() == reference.avgpool2d_forward(xc, **kw).tobytes()
+        assert ops.global_avgpool2d_forward(a).tobytes() == ops.global_avgpool2d_forward(xc).tobytes()
+        assert ops.global_maxpool2d_forward(a)[0].tobytes() == reference.global_maxpool2d_forward(xc)[0].tobytes()
+    dy = rng.standard_normal((2, 3, 7, 6))[:, :, ::-1]
+    assert (ops.avgpool2d_backward(dy, x.shape, **kw).tobytes()
+            == reference.avgpool2d_backward(np.ascontiguousarray(dy), x.shape, **kw).tobytes())
+
+
+def test_bound_calls_check_their_buffers(rng):
+    x = rng.standard_normal((2, 3, 6, 6))
+    with pytest.raises(ValueError, match="y has shape"):
+        ops.bind_avgpool2d_forward(x, np.empty((2, 3, 2, 2)), size=2, stride=2, padding=0)
+    with pytest.raises(TypeError, match="dtype"):
+        ops.bind_global_avgpool2d_forward(x, np.empty((2, 3), np.float32))
+    with pytest.raises(ValueError, match="idx has shape"):
+        ops.bind_global_maxpool2d_forward(x, np.empty((2, 3)), np.empty((2, 2), np.int64))
+    y = np.empty((2, 3, 3, 3))
+    fn, args = ops.bind_avgpool2d_forward(x, y, size=2, stride=2, padding=0)
+    fn(*args)
+    assert y.tobytes() == reference.avgpool2d_forward(x).tobytes()
+
+
 # --------------------------------------------------------------------------------------------- global
 
 @settings(max_examples=60, deadline=None)

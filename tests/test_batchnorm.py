@@ -243,6 +243,26 @@ def test_bad_input(call, exc, match):
         call()
 
 
+def test_aliased_running_statistics_are_refused():
+    x = np.ones((4, 3))
+    stats = np.zeros(6)
+    with pytest.raises(ValueError, match="running_mean and running_var share memory"):
+        ops.batchnorm_forward(x, None, None, stats[:3], stats[2:5])
+    with pytest.raises(ValueError, match="running_mean and x share memory"):
+        ops.batchnorm_forward(x, None, None, x[0], np.ones(3))
+
+
+def test_bound_calls_check_their_buffers():
+    x = np.ones((4, 3))
+    c, d = np.ones(3), np.empty(3)
+    with pytest.raises(TypeError, match="mean has dtype"):
+        ops.bind_batchnorm_forward(x, c, c, np.zeros(3), np.ones(3), np.empty_like(x), np.empty(3, np.float32),
+                                   np.empty(3), np.empty(12), training=True, momentum=0.1, eps=1e-5,
+                                   convention="torch")
+    with pytest.raises(ValueError, match="work has shape"):
+        ops.bind_batchnorm_backward(x, x, c, np.empty(3), np.empty(3), None, d, d, np.empty(12))
+
+
 def test_keras_convention_takes_a_batch_of_one():
     rm, rv = np.zeros(3), np.ones(3)
     y, _, _ = ops.batchnorm_forward(np.ones((1, 3)), None, None, rm, rv, momentum=0.99, convention="keras")
