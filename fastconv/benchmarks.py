@@ -254,6 +254,64 @@ def bench_activations(torch, dtype, shapes=None, kinds=None):
                     row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
                 rows.append(row)
                 _print_row(row)
+def bench_norm_pool(torch, dtype, batches=(1, 32)):
+    """Batch norm (training forward + backward, running statistics updated) and 2x2 average pooling
+    (forward + backward) on (N, 32, 26, 26), through the bound calls a training step runs."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in batches:
+        shape = (n, 32, 26, 26)
+        x = rng.standard_normal(shape).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        gamma, beta = rng.standard_normal(32).astype(dtype), rng.standard_normal(32).astype(dtype)
+        rm, rv = np.zeros(32, dtype), np.ones(32, dtype)
+        y, dx = np.empty_like(x), np.empty_like(x)
+        mean, invstd = np.empty(32), np.empty(32)
+        dgamma, dbeta = np.empty(32, dtype), np.empty(32, dtype)
+        bn_calls = [ops.bind_batchnorm_forward(x, gamma, beta, rm, rv, y, mean, invstd, np.empty(n * 32),
+                                               training=True, momentum=0.1, eps=1e-5, convention="torch"),
+                    ops.bind_batchnorm_backward(dy, x, gamma, mean, invstd, dx, dgamma, dbeta, np.empty(2 * n * 32))]
+        yp = np.empty((n, 32, 13, 13), dtype)
+        dyp = rng.standard_normal(yp.shape).astype(dtype)
+        pool_calls = [ops.bind_avgpool2d_forward(x, yp, size=2, stride=2, padding=0),
+                      ops.bind_avgpool2d_backward(dyp, dx, size=2, stride=2, padding=0)]
+
+        def run(calls):
+            def go():
+                for kernel, args in calls:
+                    kernel(*args)
+            return go
+
+        def bn_ref():
+            _, m, s = reference.batchnorm_forward(x, gamma, beta, rm.copy(), rv.copy())
+            reference.batchnorm_backward(dy, x, gamma, m, s)
+
+        def pool_ref():
+            reference.avgpool2d_forward(x, size=2)
+            reference.avgpool2d_backward(dyp, x.shape, size=2)
+
+        def bn_torch():
+            t, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+            trm, trv, tdy = torch.tensor(rm), torch.tensor(rv), torch.tensor(dy)
+            return lambda: torch.nn.functional.batch_norm(t, trm, trv, tg, tb, training=True).backward(tdy)
+
+        def pool_torch():
+            t, tdy = torch.tensor(x, requires_grad=True), torch.tensor(dyp)
+            return lambda: torch.nn.functional.avg_pool2d(t, 2).backward(tdy)
+
+        label = "x".join(map(str, shape))
+        for name, fast, ref, tmaker in (("batchnorm2d fwd+bwd", run(bn_calls), bn_ref, bn_torch),
+                                        ("avgpool2d fwd+bwd", run(pool_calls), pool_ref, pool_torch)):
+            t_fast = timeit(fast)
+            t_ref = timeit(ref, min_time=0.05, max_reps=5)
+            row = {"kernel": name, "shape": label + (" k2" if "pool" in name else ""), "dtype": np.dtype(dtype).name,
+                   "fast_us": t_fast * 1e6, "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
+            if torch is not None:
+                t_fast, t_torch = timeit_interleaved([fast, tmaker()])
+                row.update(fast_us=t_fast * 1e6, speedup_vs_ref=t_ref / t_fast, torch_us=t_torch * 1e6,
+                           torch_over_fast=t_torch / t_fast)
+            rows.append(row)
+            _print_row(row)
     return rows
 
 
@@ -372,7 +430,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="threads for fastconv and PyTorch (default 2)")
     parser.add_argument("--out", default="bench/results", help="directory for kernels.json and kernels.md")
-    parser.add_argument("--only", choices=["conv", "elementwise", "activations", "adam"], action="append",
+    parser.add_argument("--only", choices=["conv", "elementwise", "activations", "norm_pool", "adam"], action="append",
                         help="run only these groups (repeatable)")
     parser.add_argument("--quick", action="store_true", help="skip the slowest reference timings")
     parser.add_argument("--openblas-coretype", metavar="NAME",
@@ -393,7 +451,7 @@ def main(argv=None):
     facts = machine_facts()
     facts["torch"] = torch.__version__ if torch is not None else "not installed"
     print(json.dumps(facts, indent=1), flush=True)
-    groups = args.only or ["conv", "elementwise", "activations", "adam"]
+    groups = args.only or ["conv", "elementwise", "activations", "norm_pool", "adam"]
     rows = []
     for dtype in (np.float32, np.float64):
         if "conv" in groups:
@@ -402,6 +460,8 @@ def main(argv=None):
             rows += bench_elementwise(torch, dtype)
         if "activations" in groups:
             rows += bench_activations(torch, dtype)
+        if "norm_pool" in groups:
+            rows += bench_norm_pool(torch, dtype)
     if "adam" in groups:
         rows += bench_adam(torch, np.float32, [100_000, 10_000_000])
     os.makedirs(args.out, exist_ok=True)

@@ -21,13 +21,15 @@ import numbers
 
 import numpy as np
 
-from . import _activations, _adam, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
+from . import _activations, _adam, _avgpool, _batchnorm, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
 from .runtime import get_num_threads, max_threads, openmp_enabled, set_num_threads
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward",
     "maxpool2d_forward",
-    "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
+    "maxpool2d_backward", "batchnorm_forward", "batchnorm_backward", "avgpool2d_forward", "avgpool2d_backward",
+    "global_avgpool2d_forward", "global_avgpool2d_backward", "global_maxpool2d_forward", "global_maxpool2d_backward",
+    "pool_padding", "pool_output_shape", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
     "set_num_threads", "get_num_threads", "openmp_enabled", "max_threads",
 ]
 
@@ -339,16 +341,26 @@ def relu_backward(dy, mask):
 
 # -------------------------------------------------------------------------------------------- maxpool
 
-def maxpool2d_forward(x, *, size=2, stride=None):
-    """Max-pooling over ``size`` windows (int or pair) moved by ``stride`` (default: ``size``), no padding.
+def maxpool2d_forward(x, *, size=2, stride=None, padding=0):
+    """Max-pooling over ``size`` windows (int or pair) moved by ``stride`` (default: ``size``).
 
-    Returns ``(y, idx)``: y (N, C, Ho, Wo) with ``Ho = (H - kh)//sh + 1``; idx int64, the flat position
-    ``h*W + w`` of each window's first maximum in its plane (a NaN in the window wins, so NaN propagates).
+    ``padding``: an int, (h, w) pair, (top, bottom, left, right), "valid" or "same" (TensorFlow's rule);
+    pads act as -inf (never selected) and each is at most half the window, as PyTorch requires.
+    Returns ``(y, idx)``: y (N, C, Ho, Wo) with ``Ho = (H + top + bottom - kh)//sh + 1``; idx int64, the
+    flat position ``h*W + w`` of each window's first maximum in its plane (a NaN in the window wins, so
+    NaN propagates).
     """
     x = _float_array(x, "x", 4)
     kh, kw = _pair(size, "size", 1)
     sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", 1)
     N, C, H, W = x.shape
+    if padding != 0:
+        (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, (kh, kw), (sh, sw), padding)
+        if pads != (0, 0, 0, 0):
+            y = np.empty(shape, dtype=x.dtype)
+            idx = np.empty(shape, dtype=np.int64)
+            _maxpool.maxpool2d_forward_padded(x, y, idx, kh, kw, sh, sw, pads[0], pads[2], get_num_threads())
+            return y, idx
     if kh > H or kw > W:
         raise ValueError(f"pool size {kh}x{kw} is larger than the input {H}x{W}")
     y = np.empty((N, C, (H - kh) // sh + 1, (W - kw) // sw + 1), dtype=x.dtype)
@@ -730,11 +742,19 @@ def bind_relu_backward(dy, mask, dx):
     return _relu.relu_backward, (_buffer(dy, "dy", dy.shape, dy.dtype), mask, dx, get_num_threads())
 
 
-def bind_maxpool2d_forward(x, y, idx, *, size, stride):
-    """``y, idx = maxpool2d_forward(x, size=size, stride=stride)`` into ``y`` and ``idx``, as a bound call."""
+def bind_maxpool2d_forward(x, y, idx, *, size, stride, padding=0):
+    """``y, idx = maxpool2d_forward(x, size=size, stride=stride, padding=padding)`` into ``y`` and ``idx``,
+    as a bound call (no padding: the unpadded kernel)."""
     kh, kw = _pair(size, "size", 1)
     sh, sw = _pair(stride, "stride", 1)
     N, C, H, W = x.shape
+    pads = (0, 0, 0, 0) if padding == 0 else pool_padding(padding, (kh, kw), (sh, sw), (H, W))
+    if pads != (0, 0, 0, 0):
+        shape = _pool_geometry(x.shape, (kh, kw), (sh, sw), pads)[3]
+        _buffer(x, "x", x.shape, x.dtype)
+        _buffer(y, "y", shape, x.dtype, write=True)
+        _buffer(idx, "idx", shape, np.int64, write=True)
+        return _maxpool.maxpool2d_forward_padded, (x, y, idx, kh, kw, sh, sw, pads[0], pads[2], get_num_threads())
     shape = (N, C, (H - kh) // sh + 1, (W - kw) // sw + 1)
     _buffer(x, "x", x.shape, x.dtype)
     _buffer(y, "y", shape, x.dtype, write=True)
@@ -954,3 +974,436 @@ def bind_activation_backward(dy, x, y, dx, kind, **params):
     _check_disjoint((reads, src), ("dx", dx))
     flat_x, flat_y = (None, src) if reads == "y" else (src, None)
     return _activations.activation_backward, (k, dy, flat_x, flat_y, dx, a, b, get_num_threads())
+# ---- batch norm ----
+# Batch normalization over axis 1: the channels of (N, C, H, W) or the features of (N, D).  The kernel
+# sees x as (N, C, S) with S = H*W (or 1); statistics are accumulated in double and kept in double.
+
+BATCHNORM_CONVENTIONS = ("torch", "keras")
+
+
+def _bn_view(a):
+    """``a`` (N, C, ...) as the kernel's (N, C, S) view."""
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
+
+
+def _bn_channels(x, name="x"):
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{name} must be (N, C, H, W) or (N, D), got shape {x.shape}")
+    return x.shape[1]
+
+
+def _bn_settings(momentum, eps, convention):
+    momentum = _check_scalar(momentum, "momentum", 0.0, 1.0)
+    eps = _check_scalar(eps, "eps", 0.0, low_open=True)
+    if convention not in BATCHNORM_CONVENTIONS:
+        raise ValueError(f"convention must be one of {BATCHNORM_CONVENTIONS}, got {convention!r}")
+    return momentum, eps, BATCHNORM_CONVENTIONS.index(convention)
+
+
+def _bn_vector(a, name, x, C):
+    a = _float_array(a, name, 1)
+    if a.dtype != x.dtype:
+        _same_dtype(x, "x", **{name: a})
+    if a.shape != (C,):
+        raise ValueError(f"{name} must have shape ({C},) (one value per channel of x {x.shape}), got {a.shape}")
+    return a
+
+
+def _bn_stat(a, name, x, C):
+    """A running statistic: a writable float array of x's dtype and shape (C,), in either byte order."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array updated in place, got {type(a).__name__}")
+    _writable_float(a, name)
+    if _native_float(a.dtype) is not x.dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}; they must match")
+    if a.shape != (C,):
+        raise ValueError(f"{name} must have shape ({C},) (one value per channel of x {x.shape}), got {a.shape}")
+    return a
+
+
+def batchnorm_forward(x, gamma=None, beta=None, running_mean=None, running_var=None, *, training=True,
+                      momentum=0.1, eps=1e-5, convention="torch"):
+    """Batch normalization over axis 1 (channels of NCHW, features of (N, D)), as ``F.batch_norm``.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W) or (N, D), float32 or float64
+    gamma, beta : ndarrays (C,) of x's dtype, or None (scale 1, shift 0)
+    running_mean, running_var : ndarrays (C,) of x's dtype, or None.  Inference reads them (required);
+        training updates them in place when given:
+        ``convention="torch"``: ``r = (1 - momentum)*r + momentum*stat`` with the unbiased batch variance
+        ``var*M/(M - 1)`` (M = N*H*W values per channel; M = 1 raises, as PyTorch);
+        ``convention="keras"``: ``r = momentum*r + (1 - momentum)*stat`` with the biased batch variance,
+        as Keras 3's ``BatchNormalization`` (momentum 0.99 there).  Both are computed in double and rounded
+        once to x's dtype (Keras computes in the variable's precision: the two agree to its rounding).
+    training : bool -- batch statistics (True) or running statistics (False).
+    momentum : float in [0, 1];  eps : float > 0, added to the variance inside the square root.
+
+    Returns
+    -------
+    y : ndarray of x's shape, ``y = (x - mean)*gamma/sqrt(var + eps) + beta`` (var biased);
+    mean, invstd : float64 (C,) -- the mean and ``1/sqrt(var + eps)`` used, for :func:`batchnorm_backward`.
+
+    Examples
+    --------
+    >>> x = np.arange(8.0).reshape(4, 2)
+    >>> y, mean, invstd = batchnorm_forward(x)
+    >>> mean
+    array([3., 4.])
+    """
+    x = _float_array(x, "x")
+    C = _bn_channels(x)
+    momentum, eps, code = _bn_settings(momentum, eps, convention)
+    gamma = np.ones(C, x.dtype) if gamma is None else _bn_vector(gamma, "gamma", x, C)
+    beta = np.zeros(C, x.dtype) if beta is None else _bn_vector(beta, "beta", x, C)
+    stats = [("running_mean", running_mean), ("running_var", running_var)]
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("inference (training=False) needs running_mean and running_var")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("pass both running_mean and running_var, or neither")
+    update = bool(training) and running_mean is not None
+    if running_mean is not None:
+        for name, a in stats:
+            _bn_stat(a, name, x, C)
+        # the kernel updates them between reading x's statistics and normalising x
+        _check_disjoint(("running_mean", running_mean), ("running_var", running_var), ("x", x), ("gamma", gamma),
+                        ("beta", beta))
+        flats = _flat_views([running_mean, running_var])
+    else:
+        flats = [np.zeros(C, x.dtype), np.ones(C, x.dtype)]
+    if training and x.size // max(C, 1) == 0:
+        raise ValueError(f"training needs at least one value per channel, got x of shape {x.shape}")
+    if update and code == 0 and x.size // C < 2:
+        raise ValueError(f"convention='torch' needs more than one value per channel in training (the unbiased "
+                         f"running variance), got x of shape {x.shape}")
+    y = np.empty_like(x)
+    mean, invstd = np.empty(C, np.float64), np.empty(C, np.float64)
+    if x.size:
+        _batchnorm.batchnorm_forward(_bn_view(x), gamma, beta, flats[0], flats[1], _bn_view(y), mean, invstd,
+                                     np.empty(x.shape[0] * C, np.float64), bool(training), update, eps,
+                                     momentum, code, get_num_threads())
+        if update:
+            _write_back([running_mean, running_var], flats)
+    else:
+        mean[...] = flats[0]
+        invstd[...] = 1.0 / np.sqrt(flats[1].astype(np.float64) + eps)
+    return y, mean, invstd
+
+
+def batchnorm_backward(dy, x, gamma, mean, invstd, *, training=True, need_dx=True):
+    """Gradients of :func:`batchnorm_forward`: ``(dx, dgamma, dbeta)`` (``dx`` None if not ``need_dx``).
+
+    ``mean`` and ``invstd`` are the float64 (C,) arrays the forward returned; ``gamma`` None means 1.
+    With ``xhat = (x - mean)*invstd`` and M values per channel::
+
+        dbeta = sum(dy),  dgamma = sum(dy*xhat),
+        dx = gamma*invstd/M * (M*dy - sum(dy) - xhat*sum(dy*xhat))     (training: batch statistics)
+        dx = gamma*invstd * dy                                         (training=False: fixed statistics)
+    """
+    x = _float_array(x, "x")
+    dy = _float_array(dy, "dy")
+    _same_dtype(x, "x", dy=dy)
+    C = _bn_channels(x)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy has shape {dy.shape} but x has shape {x.shape}")
+    gamma = np.ones(C, x.dtype) if gamma is None else _bn_vector(gamma, "gamma", x, C)
+    saved = []
+    for name, a in (("mean", mean), ("invstd", invstd)):
+        a = np.asarray(a)
+        if a.dtype.kind != "f" or a.shape != (C,):
+            raise ValueError(f"{name} must be the float64 ({C},) array batchnorm_forward returned, got "
+                             f"{a.dtype} of shape {a.shape}")
+        saved.append(np.ascontiguousarray(a, dtype=np.float64))
+    dgamma, dbeta = np.empty(C, x.dtype), np.empty(C, x.dtype)
+    dx = np.empty_like(x) if need_dx else None
+    if x.size:
+        _batchnorm.batchnorm_backward(_bn_view(dy), _bn_view(x), gamma, saved[0], saved[1],
+                                      None if dx is None else _bn_view(dx), dgamma, dbeta,
+                                      np.empty(2 * x.shape[0] * C, np.float64), bool(training), get_num_threads())
+    else:
+        dgamma.fill(0)
+        dbeta.fill(0)
+    return dx, dgamma, dbeta
+
+
+def bind_batchnorm_forward(x, gamma, beta, running_mean, running_var, y, mean, invstd, work, *, training,
+                           momentum, eps, convention, update=True):
+    """:func:`batchnorm_forward` into ``y``, ``mean``, ``invstd`` (float64 (C,)), as a bound call; training
+    updates ``running_mean``/``running_var`` in place when ``update``.  ``work``: float64 (N*C,) scratch."""
+    momentum, eps, code = _bn_settings(momentum, eps, convention)
+    C = _bn_channels(x)
+    _buffer(x, "x", x.shape, x.dtype)
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        _buffer(a, name, (C,), x.dtype)
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        _buffer(a, name, (C,), x.dtype, write=True)
+    _buffer(y, "y", x.shape, x.dtype, write=True)
+    for name, a in (("mean", mean), ("invstd", invstd)):
+        _buffer(a, name, (C,), np.float64, write=True)
+    _buffer(work, "work", (x.shape[0] * C,), np.float64, write=True)
+    if x.size == 0:
+        raise ValueError(f"a step needs at least one value per channel, got x of shape {x.shape}")
+    if training and update and code == 0 and x.size // C < 2:
+        raise ValueError(f"convention='torch' needs more than one value per channel in training (the unbiased "
+                         f"running variance), got a batch of shape {x.shape}")
+    return _batchnorm.batchnorm_forward, (_bn_view(x), gamma, beta, running_mean, running_var, _bn_view(y), mean,
+                                          invstd, work, bool(training), bool(update), eps, momentum, code,
+                                          get_num_threads())
+
+
+def bind_batchnorm_backward(dy, x, gamma, mean, invstd, dx, dgamma, dbeta, work, *, training=True):
+    """:func:`batchnorm_backward` into ``dx`` (None: not needed), ``dgamma``, ``dbeta``, as a bound call.
+    ``work``: float64 (2*N*C,) scratch."""
+    C = _bn_channels(x)
+    _buffer(x, "x", x.shape, x.dtype)
+    _buffer(dy, "dy", x.shape, x.dtype)
+    _buffer(gamma, "gamma", (C,), x.dtype)
+    for name, a in (("mean", mean), ("invstd", invstd)):
+        _buffer(a, name, (C,), np.float64)
+    if dx is not None:
+        _buffer(dx, "dx", x.shape, x.dtype, write=True)
+    for name, a in (("dgamma", dgamma), ("dbeta", dbeta)):
+        _buffer(a, name, (C,), x.dtype, write=True)
+    _buffer(work, "work", (2 * x.shape[0] * C,), np.float64, write=True)
+    if x.size == 0:
+        raise ValueError(f"a step needs at least one value per channel, got x of shape {x.shape}")
+    return _batchnorm.batchnorm_backward, (_bn_view(dy), _bn_view(x), gamma, mean, invstd,
+                                           None if dx is None else _bn_view(dx), dgamma, dbeta, work,
+                                           bool(training), get_num_threads())
+
+
+# ---- pooling ----
+# Average pooling (PyTorch's AvgPool2d semantics, with asymmetric padding), global average and global max
+# pooling, and the geometry they share with max-pooling's padding.
+
+def pool_padding(padding, size, stride=None, input_hw=None):
+    """Pooling pads ``(top, bottom, left, right)`` from an int, an (h, w) pair, a 4-tuple, ``"valid"`` or
+    ``"same"``.
+
+    ``"same"`` is TensorFlow's rule (needs ``input_hw``): per axis ``total = max((ceil(H/s) - 1)*s + k - H, 0)``,
+    ``top = total//2`` and the extra row (column) at the bottom (right), so the output has ``ceil(H/s)`` rows.
+
+    Examples
+    --------
+    >>> pool_padding("same", 2, 2, (5, 4))
+    (0, 1, 0, 0)
+    """
+    kh, kw = _pair(size, "size", 1)
+    sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", 1)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode != "same":
+            raise ValueError(f"padding must be an int, a pair, a 4-tuple, 'valid' or 'same', got {padding!r}")
+        if input_hw is None:
+            raise ValueError("padding='same' needs the input's (H, W)")
+        H, W = _pair(input_hw, "input_hw", 0)
+        th = max((-(-H // sh) - 1) * sh + kh - H, 0)
+        tw = max((-(-W // sw) - 1) * sw + kw - W, 0)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        out = []
+        for v in padding:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"padding must hold ints, got {padding!r}")
+            if v < 0:
+                raise ValueError(f"padding must be >= 0, got {padding!r}")
+            out.append(int(v))
+        return tuple(out)
+    ph, pw = _pair(padding, "padding", 0)
+    return (ph, ph, pw, pw)
+
+
+def _pool_axis(n, k, s, lo, hi, ceil_mode, axis):
+    """Output length along one axis, PyTorch's ``pooling_output_shape_pad_lr``: in ceil mode the last
+    window must start inside the input or its leading padding."""
+    if lo > k // 2 or hi > k // 2:
+        raise ValueError(f"padding ({lo}, {hi}) along the {axis} must be at most half the pool size {k} "
+                         "(as PyTorch), so that no window is padding only")
+    span = n + lo + hi - k
+    if span < 0:
+        raise ValueError(f"pool size {k} is larger than the padded input {n + lo + hi} along the {axis}")
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + lo:
+        out -= 1
+    return out
+
+
+def _pool_geometry(x_shape, size, stride, padding, ceil_mode=False):
+    """(kh, kw), (sh, sw), pads and the output shape (N, C, Ho, Wo) of a pooling on ``x_shape``."""
+    kh, kw = _pair(size, "size", 1)
+    sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", 1)
+    N, C, H, W = x_shape
+    pads = pool_padding(padding, (kh, kw), (sh, sw), (H, W))
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
+    Ho = _pool_axis(H, kh, sh, pads[0], pads[1], ceil_mode, "height")
+    Wo = _pool_axis(W, kw, sw, pads[2], pads[3], ceil_mode, "width")
+    return (kh, kw), (sh, sw), pads, (N, C, Ho, Wo)
+
+
+def pool_output_shape(input_shape, size, stride=None, padding=0, ceil_mode=False):
+    """(N, C, Ho, Wo) of a 2-D pooling (average or max) on ``input_shape`` (N, C, H, W), as PyTorch:
+    ``Ho = (H + top + bottom - kh + (sh - 1 if ceil_mode else 0))//sh + 1``, less one in ceil mode when
+    the last window would start past the input and its top padding.
+
+    >>> pool_output_shape((1, 3, 5, 5), 2, 2, 0, ceil_mode=True)
+    (1, 3, 3, 3)
+    """
+    return _pool_geometry(_shape4(input_shape, "input_shape", "(N, C, H, W)"), size, stride, padding,
+                          ceil_mode)[3]
+
+
+def _bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def avgpool2d_forward(x, *, size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """2-D average pooling with PyTorch's ``avg_pool2d`` semantics.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W), float32 or float64
+    size, stride : int or (h, w) pair (stride defaults to size)
+    padding : int, (h, w) pair, (top, bottom, left, right), "valid" or "same" (TensorFlow's rule; use it
+        with ``count_include_pad=False`` for TensorFlow's result); each pad at most half the window.
+    ceil_mode : output size rounded up, the last window starting inside the input or its top/left padding.
+    count_include_pad : divide by the window's size within the padded input (True) or by its number of
+        input elements (False).
+
+    Returns
+    -------
+    y : ndarray (N, C, Ho, Wo) (see :func:`pool_output_shape`);
+        ``y = sum(x in window) / divisor``, the sum in x's precision in row-major order, as PyTorch.
+
+    Examples
+    --------
+    >>> avgpool2d_forward(np.arange(16.0).reshape(1, 1, 4, 4))[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    """
+    x = _float_array(x, "x", 4)
+    (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, size, stride, padding, ceil_mode)
+    y = np.empty(shape, x.dtype)
+    _avgpool.avgpool2d_forward(x, y, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+                               get_num_threads())
+    return y
+
+
+def avgpool2d_backward(dy, x_shape, *, size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Gradient of :func:`avgpool2d_forward`: dx of ``x_shape``, each window's ``dy/divisor`` added to its
+    input elements."""
+    dy = _float_array(dy, "dy", 4)
+    x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
+    (kh, kw), (sh, sw), pads, shape = _pool_geometry(x_shape, size, stride, padding, ceil_mode)
+    if dy.shape != shape:
+        raise ValueError(f"dy has shape {dy.shape} but the pooling output has shape {shape}")
+    dx = np.empty(x_shape, dy.dtype)
+    _avgpool.avgpool2d_backward(dy, dx, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+                                get_num_threads())
+    return dx
+
+
+def bind_avgpool2d_forward(x, y, *, size, stride, padding, ceil_mode=False, count_include_pad=True):
+    """``y = avgpool2d_forward(x, ...)`` into ``y``, as a bound call."""
+    (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, size, stride, padding, ceil_mode)
+    _buffer(x, "x", x.shape, x.dtype)
+    _buffer(y, "y", shape, x.dtype, write=True)
+    return _avgpool.avgpool2d_forward, (x, y, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+                                        get_num_threads())
+
+
+def bind_avgpool2d_backward(dy, dx, *, size, stride, padding, ceil_mode=False, count_include_pad=True):
+    """``dx = avgpool2d_backward(dy, dx.shape, ...)`` into ``dx``, as a bound call."""
+    (kh, kw), (sh, sw), pads, shape = _pool_geometry(dx.shape, size, stride, padding, ceil_mode)
+    _buffer(dy, "dy", shape, dx.dtype)
+    _buffer(dx, "dx", dx.shape, dx.dtype, write=True)
+    return _avgpool.avgpool2d_backward, (dy, dx, kh, kw, sh, sw, *pads,
+                                         _bool(count_include_pad, "count_include_pad"), get_num_threads())
+
+
+def _planes(x, name):
+    """(N, C, H, W) as the kernels' (N, C, H*W), refusing empty planes."""
+    if x.shape[2] * x.shape[3] == 0:
+        raise ValueError(f"{name} must have non-empty (H, W) planes, got shape {x.shape}")
+    return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+
+
+def global_avgpool2d_forward(x):
+    """Global average pooling: ``y[n, c] = mean(x[n, c])`` (summed in double), (N, C, H, W) -> (N, C),
+    as ``adaptive_avg_pool2d(x, 1)`` flattened."""
+    x = _float_array(x, "x", 4)
+    y = np.empty(x.shape[:2], x.dtype)
+    _avgpool.global_avgpool2d_forward(_planes(x, "x"), y, get_num_threads())
+    return y
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    """Gradient of :func:`global_avgpool2d_forward`: ``dx[n, c, :, :] = dy[n, c] / (H*W)``."""
+    dy = _float_array(dy, "dy", 2)
+    x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
+    if dy.shape != x_shape[:2]:
+        raise ValueError(f"dy has shape {dy.shape} but x_shape {x_shape} pools to {x_shape[:2]}")
+    dx = np.empty(x_shape, dy.dtype)
+    _avgpool.global_avgpool2d_backward(dy, _planes(dx, "x_shape"), get_num_threads())
+    return dx
+
+
+def global_maxpool2d_forward(x):
+    """Global max pooling, (N, C, H, W) -> (N, C): ``(y, idx)`` with idx int64 the flat position
+    ``h*W + w`` of each plane's first maximum (a NaN wins, so NaN propagates), as MaxPool2D."""
+    x = _float_array(x, "x", 4)
+    y = np.empty(x.shape[:2], x.dtype)
+    idx = np.empty(x.shape[:2], np.int64)
+    _avgpool.global_maxpool2d_forward(_planes(x, "x"), y, idx, get_num_threads())
+    return y, idx
+
+
+def global_maxpool2d_backward(dy, idx, x_shape):
+    """Gradient of :func:`global_maxpool2d_forward`: dx zero except ``dy`` at each plane's idx."""
+    dy = _float_array(dy, "dy", 2)
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"idx must be the integer array returned by global_maxpool2d_forward, got dtype {idx.dtype}")
+    if idx.shape != dy.shape:
+        raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
+    x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
+    if dy.shape != x_shape[:2]:
+        raise ValueError(f"dy has shape {dy.shape} but x_shape {x_shape} pools to {x_shape[:2]}")
+    dx = np.empty(x_shape, dy.dtype)
+    _avgpool.global_maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), _planes(dx, "x_shape"),
+                                       get_num_threads())
+    return dx
+
+
+def bind_global_avgpool2d_forward(x, y):
+    """``y = global_avgpool2d_forward(x)`` into ``y``, as a bound call."""
+    _buffer(x, "x", x.shape, x.dtype)
+    _buffer(y, "y", x.shape[:2], x.dtype, write=True)
+    return _avgpool.global_avgpool2d_forward, (_planes(x, "x"), y, get_num_threads())
+
+
+def bind_global_avgpool2d_backward(dy, dx):
+    """``dx = global_avgpool2d_backward(dy, dx.shape)`` into ``dx``, as a bound call."""
+    _buffer(dx, "dx", dx.shape, dx.dtype, write=True)
+    _buffer(dy, "dy", dx.shape[:2], dx.dtype)
+    return _avgpool.global_avgpool2d_backward, (dy, _planes(dx, "dx"), get_num_threads())
+
+
+def bind_global_maxpool2d_forward(x, y, idx):
+    """``y, idx = global_maxpool2d_forward(x)`` into ``y`` and ``idx``, as a bound call."""
+    _buffer(x, "x", x.shape, x.dtype)
+    _buffer(y, "y", x.shape[:2], x.dtype, write=True)
+    _buffer(idx, "idx", x.shape[:2], np.int64, write=True)
+    return _avgpool.global_maxpool2d_forward, (_planes(x, "x"), y, idx, get_num_threads())
+
+
+def bind_global_maxpool2d_backward(dy, idx, dx):
+    """``dx = global_maxpool2d_backward(dy, idx, dx.shape)`` into ``dx``, as a bound call."""
+    _buffer(dx, "dx", dx.shape, dx.dtype, write=True)
+    _buffer(dy, "dy", dx.shape[:2], dx.dtype)
+    _buffer(idx, "idx", dx.shape[:2], np.int64)
+    return _avgpool.global_maxpool2d_backward, (dy, idx, _planes(dx, "dx"), get_num_threads())

@@ -15,6 +15,8 @@ import numpy as np
 __all__ = [
     "conv2d_forward", "conv2d_backward", "dense_forward", "dense_backward", "relu_forward", "relu_backward",
     "maxpool2d_forward", "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy",
+    "batchnorm_forward", "batchnorm_backward", "pool_padding", "avgpool2d_forward", "avgpool2d_backward",
+    "global_avgpool2d_forward", "global_avgpool2d_backward", "global_maxpool2d_forward", "global_maxpool2d_backward",
 ]
 
 
@@ -104,24 +106,30 @@ def relu_backward(dy, mask):
     return np.where(mask, dy, np.zeros((), dtype=dy.dtype))
 
 
-def maxpool2d_forward(x, *, size=2, stride=None):
-    """Max over each window; the first maximum wins ties, a NaN wins over numbers; idx = h*W + w."""
+def maxpool2d_forward(x, *, size=2, stride=None, padding=0):
+    """Max over each window; the first maximum wins ties, a NaN wins over numbers; idx = h*W + w.
+    Pads (int, pair, (top, bottom, left, right), "valid", "same") are -inf: never selected."""
     kh, kw = _pair(size)
     sh, sw = _pair(stride if stride is not None else (kh, kw))
     N, C, H, W = x.shape
-    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    pt, pb, pl, pr = pool_padding(padding, (kh, kw), (sh, sw), (H, W))
+    Ho, Wo = (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N, C, Ho, Wo), dtype=np.int64)
     for n in range(N):
         for c in range(C):
             for i in range(Ho):
                 for j in range(Wo):
-                    best, best_k = x[n, c, i * sh, j * sw], (i * sh) * W + j * sw
+                    h0, w0 = max(i * sh - pt, 0), max(j * sw - pl, 0)   # the window's first input element
+                    best, best_k = x[n, c, h0, w0], h0 * W + w0
                     for a in range(kh):
                         for e in range(kw):
-                            v = x[n, c, i * sh + a, j * sw + e]
+                            h, w = i * sh - pt + a, j * sw - pl + e
+                            if not (0 <= h < H and 0 <= w < W):
+                                continue  # padding: -inf
+                            v = x[n, c, h, w]
                             if v > best or (np.isnan(v) and not np.isnan(best)):
-                                best, best_k = v, (i * sh + a) * W + j * sw + e
+                                best, best_k = v, h * W + w
                     y[n, c, i, j] = best
                     idx[n, c, i, j] = best_k
     return y, idx
@@ -421,3 +429,171 @@ def _activation_backward(dy, x, y, kind, negative_slope, alpha):
     else:
         raise ValueError(f"unknown activation kind {kind!r}")
     return dx.astype(dy.dtype)
+# ---- batch norm ----
+
+def batchnorm_forward(x, gamma=None, beta=None, running_mean=None, running_var=None, *, training=True,
+                      momentum=0.1, eps=1e-5, convention="torch"):
+    """y = (x - mean)*gamma/sqrt(var + eps) + beta over axis 1, statistics in float64; returns
+    (y, mean, invstd).  Training updates the running statistics in place (torch: (1-m)*r + m*stat with the
+    unbiased variance; keras: m*r + (1-m)*stat with the biased variance)."""
+    C = x.shape[1]
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    xd = x.astype(np.float64)
+    gamma = np.ones(C) if gamma is None else gamma.astype(np.float64)
+    beta = np.zeros(C) if beta is None else beta.astype(np.float64)
+    if training:
+        M = x.size // C
+        mean = xd.sum(axis=axes) / M
+        var = ((xd - mean.reshape(shape)) ** 2).sum(axis=axes) / M
+        if running_mean is not None:
+            if convention == "torch":
+                running_mean[...] = (1.0 - momentum) * running_mean.astype(np.float64) + momentum * mean
+                running_var[...] = (1.0 - momentum) * running_var.astype(np.float64) + momentum * (var * M / (M - 1))
+            else:
+                running_mean[...] = momentum * running_mean.astype(np.float64) + (1.0 - momentum) * mean
+                running_var[...] = momentum * running_var.astype(np.float64) + (1.0 - momentum) * var
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    invstd = 1.0 / np.sqrt(var + eps)
+    y = (xd - mean.reshape(shape)) * (gamma * invstd).reshape(shape) + beta.reshape(shape)
+    return y.astype(x.dtype), mean, invstd
+
+
+def batchnorm_backward(dy, x, gamma, mean, invstd, *, training=True, need_dx=True):
+    """dbeta = sum(dy); dgamma = sum(dy*xhat); dx = gamma*invstd/M*(M*dy - sum(dy) - xhat*sum(dy*xhat))
+    (training) or gamma*invstd*dy, with xhat = (x - mean)*invstd, in float64."""
+    C = x.shape[1]
+    M = x.size // C
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    gamma = np.ones(C) if gamma is None else gamma.astype(np.float64)
+    dyd = dy.astype(np.float64)
+    xhat = (x.astype(np.float64) - mean.reshape(shape)) * invstd.reshape(shape)
+    dbeta = dyd.sum(axis=axes)
+    dgamma = (dyd * xhat).sum(axis=axes)
+    k = (gamma * invstd).reshape(shape)
+    dx = None
+    if need_dx:
+        if training:
+            dx = k / M * (M * dyd - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
+        else:
+            dx = k * dyd
+        dx = dx.astype(x.dtype)
+    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# ---- pooling ----
+
+def pool_padding(padding, size, stride=None, input_hw=None):
+    """(top, bottom, left, right) of an int, (h, w) pair, 4-tuple, "valid" or "same" (TensorFlow: total =
+    max((ceil(H/s) - 1)*s + k - H, 0), top = total//2, the rest at the bottom)."""
+    kh, kw = _pair(size)
+    sh, sw = _pair(stride if stride is not None else (kh, kw))
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        H, W = input_hw
+        th = max((math.ceil(H / sh) - 1) * sh + kh - H, 0)
+        tw = max((math.ceil(W / sw) - 1) * sw + kw - W, 0)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    if np.ndim(padding) == 1 and len(padding) == 4:
+        return tuple(int(p) for p in padding)
+    ph, pw = _pair(padding)
+    return (ph, ph, pw, pw)
+
+
+def _pool_out(n, k, s, lo, hi, ceil_mode):
+    """PyTorch's pooling_output_shape_pad_lr: in ceil mode the last window starts inside input or left pad."""
+    out = (n + lo + hi - k + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + lo:
+        out -= 1
+    return out
+
+
+def _avg_windows(x_shape, size, stride, padding, ceil_mode, count_include_pad):
+    """Yield (i, j, rows, cols, divisor) of every output position: the window's input slices and divisor."""
+    kh, kw = _pair(size)
+    sh, sw = _pair(stride if stride is not None else (kh, kw))
+    H, W = x_shape[2], x_shape[3]
+    pt, pb, pl, pr = pool_padding(padding, (kh, kw), (sh, sw), (H, W))
+    Ho, Wo = _pool_out(H, kh, sh, pt, pb, ceil_mode), _pool_out(W, kw, sw, pl, pr, ceil_mode)
+    for i in range(Ho):
+        for j in range(Wo):
+            h0, w0 = i * sh - pt, j * sw - pl
+            h1, w1 = min(h0 + kh, H + pb), min(w0 + kw, W + pr)   # the window within the padded input
+            pool_size = (h1 - h0) * (w1 - w0)
+            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, H), min(w1, W)
+            divisor = pool_size if count_include_pad else (h1 - h0) * (w1 - w0)
+            yield i, j, Ho, Wo, range(h0, h1), range(w0, w1), divisor
+
+
+def avgpool2d_forward(x, *, size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """PyTorch's avg_pool2d: the sum over the window's input elements (x's precision, row-major) / divisor."""
+    N, C = x.shape[:2]
+    out = {}
+    for i, j, Ho, Wo, rows, cols, divisor in _avg_windows(x.shape, size, stride, padding, ceil_mode,
+                                                          count_include_pad):
+        s = np.zeros((N, C), x.dtype)
+        for h in rows:
+            for w in cols:
+                s = s + x[:, :, h, w]
+        out[i, j] = s / x.dtype.type(divisor) if len(rows) and len(cols) else s
+        shape = (N, C, Ho, Wo)
+    y = np.zeros(shape, x.dtype)
+    for (i, j), v in out.items():
+        y[:, :, i, j] = v
+    return y
+
+
+def avgpool2d_backward(dy, x_shape, *, size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """dx: each output's dy/divisor added to its window's input elements, outputs in row-major order."""
+    dx = np.zeros(x_shape, dy.dtype)
+    for i, j, _, _, rows, cols, divisor in _avg_windows(x_shape, size, stride, padding, ceil_mode,
+                                                        count_include_pad):
+        if not (len(rows) and len(cols)):
+            continue
+        g = dy[:, :, i, j] / dy.dtype.type(divisor)
+        for h in rows:
+            for w in cols:
+                dx[:, :, h, w] += g
+    return dx
+
+
+def global_avgpool2d_forward(x):
+    """y[n, c] = mean of x[n, c] (float64 sum / (H*W))."""
+    return (x.astype(np.float64).sum(axis=(2, 3)) / (x.shape[2] * x.shape[3])).astype(x.dtype)
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    """dx[n, c, :, :] = dy[n, c] / (H*W)."""
+    g = dy / dy.dtype.type(x_shape[2] * x_shape[3])
+    return np.broadcast_to(g[:, :, None, None], x_shape).copy()
+
+
+def global_maxpool2d_forward(x):
+    """The first maximum of each plane (NaN wins) and its flat position h*W + w."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C), x.dtype)
+    idx = np.empty((N, C), np.int64)
+    for n in range(N):
+        for c in range(C):
+            plane = x[n, c].reshape(-1)
+            best, k = plane[0], 0
+            for i in range(1, plane.size):
+                v = plane[i]
+                if v > best or (np.isnan(v) and not np.isnan(best)):
+                    best, k = v, i
+            y[n, c], idx[n, c] = best, k
+    return y, idx
+
+
+def global_maxpool2d_backward(dy, idx, x_shape):
+    """dx zero except dx[n, c, idx[n, c]] = dy[n, c]."""
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H * W), dy.dtype)
+    for n in range(N):
+        for c in range(C):
+            dx[n, c, idx[n, c]] = dy[n, c]
+    return dx.reshape(x_shape)

@@ -1,13 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""2-D max-pooling forward and backward (NCHW, no padding).
+"""2-D max-pooling forward and backward (NCHW), unpadded or padded.
 
 Forward keeps, per window, the first maximum in row-major order; a NaN, once met, wins (NaN propagates).
 ``idx`` holds the flat position ``h*W + w`` of the winner inside its (H, W) plane, as PyTorch's
-``return_indices``.  Backward scatter-adds ``dy`` at ``idx`` plane by plane in output order, so
+``return_indices``.  With padding the pads act as -inf: a window is clipped to the input and the first
+maximum of its input elements wins (fastconv.ops keeps each pad below the window size, so no window is
+padding only).  Backward scatter-adds ``dy`` at ``idx`` plane by plane in output order, so
 overlapping windows (stride < size) accumulate in the same order as the reference.
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport INFINITY
 
 from fastconv._arrays cimport one_window_stride
 
@@ -63,6 +66,59 @@ cdef void _pool_plane(const floating *xp, floating *yp, long long *ip, Py_ssize_
                     take = v > b or (v != v and b == b)
                     yr[ow] = v if take else b
                     ir[ow] = off + ow * sw if take else ir[ow]
+
+
+def maxpool2d_forward_padded(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
+                             floating[:, :, :, ::1] y,          # OUT (N, C, Ho, Wo)
+                             long long[:, :, :, ::1] idx,       # OUT (N, C, Ho, Wo)
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                             Py_ssize_t pt, Py_ssize_t pl, int nthreads):
+    """y, idx = max-pool of x padded with -inf (top ``pt``, left ``pl``; bottom and right follow from
+    y's shape): each window clipped to the input; a window with no input element gets -inf and idx -1."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t Ho = y.shape[2], Wo = y.shape[3]
+    if (kh < 1 or kw < 1 or sh < 1 or sw < 1 or pt < 0 or pl < 0 or y.shape[0] != N or y.shape[1] != C
+            or idx.shape[0] != N or idx.shape[1] != C or idx.shape[2] != Ho or idx.shape[3] != Wo):
+        raise ValueError("maxpool2d_forward_padded: inconsistent shapes reached the compiled kernel")
+    if N * C * Ho * Wo == 0 or H * W == 0:
+        return
+    cdef Py_ssize_t r
+    for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
+        _pool_plane_padded(&x[0, 0, 0, 0] + r * H * W, &y[0, 0, 0, 0] + r * Ho * Wo,
+                           &idx[0, 0, 0, 0] + r * Ho * Wo, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl)
+
+
+cdef void _pool_plane_padded(const floating *xp, floating *yp, long long *ip, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                             Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
+    """One plane, window by window over the window's input elements in row-major order."""
+    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, i, j
+    cdef floating v, b
+    cdef long long k
+    for oh in range(Ho):
+        h0 = oh * sh - pt
+        h1 = h0 + kh
+        h0 = h0 if h0 > 0 else 0
+        h1 = h1 if h1 < H else H
+        for ow in range(Wo):
+            w0 = ow * sw - pl
+            w1 = w0 + kw
+            w0 = w0 if w0 > 0 else 0
+            w1 = w1 if w1 < W else W
+            if h0 >= h1 or w0 >= w1:
+                yp[oh * Wo + ow] = -INFINITY
+                ip[oh * Wo + ow] = -1
+                continue
+            b = xp[h0 * W + w0]
+            k = h0 * W + w0
+            for i in range(h0, h1):
+                for j in range(w0, w1):
+                    v = xp[i * W + j]
+                    if v > b or (v != v and b == b):
+                        b = v
+                        k = i * W + j
+            yp[oh * Wo + ow] = b
+            ip[oh * Wo + ow] = k
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy, const long long[:, :, :, ::1] idx,

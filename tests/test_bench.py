@@ -19,3 +19,10 @@ def test_bench_adam_row(capsys):
 
 def test_naive_update_warm_skips_what_glibc_cannot_keep():
     assert benchmarks.naive_adam_allocator_warm(5_000_000, np.float64) is None   # 40 MB temporaries
+
+
+def test_bench_norm_pool_rows(capsys):
+    rows = benchmarks.bench_norm_pool(None, np.float64, batches=(1,))
+    assert [r["kernel"] for r in rows] == ["batchnorm2d fwd+bwd", "avgpool2d fwd+bwd"]
+    assert all(r["fast_us"] > 0 and r["ref_us"] > 0 for r in rows)
+    assert "batchnorm2d fwd+bwd" in capsys.readouterr().out

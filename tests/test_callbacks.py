@@ -161,17 +161,21 @@ def test_early_stopping_stops_at_the_expected_epoch_and_restores_the_best_weight
 
 def test_early_stopping_restores_the_state_buffer_too():
     x, y = _data(12)
-    model = _model()
-    model.state = np.zeros(3)                     # the non-trainable buffers a model may have
+    model = Sequential([layers.Dense(6, activation="tanh"), layers.BatchNormalization(),
+                        layers.Dense(3, activation="softmax")], dtype="float64", seed=0)
+    model.compile(optimizers.SGD(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    states = []
 
     class Bump(Script):
         def on_epoch_end(self, epoch, logs=None):
-            self.model.state += 1.0
+            self.model.state += 1.0                   # the running statistics move at each epoch
+            states.append(self.model.state.copy())
             super().on_epoch_end(epoch, logs)
 
     es = cbs.EarlyStopping(monitor="val_score", mode="min", patience=1, restore_best_weights=True)
     model.fit(x, y, epochs=5, callbacks=[Bump("val_score", [3, 1, 2, 2, 2]), es], verbose=0)
-    assert es.best_epoch == 1 and np.array_equal(model.state, [2.0, 2.0, 2.0])
+    assert model.state.size == 12 and es.best_epoch == 1
+    assert np.array_equal(model.state, states[1]) and not np.array_equal(model.state, states[-1])
 
 
 def test_early_stopping_on_real_loss_and_start_from_epoch():

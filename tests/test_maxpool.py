@@ -91,3 +91,69 @@ def test_stride_that_yields_one_window_is_taken_at_any_size(stride, rng):
     dy = rng.standard_normal(y.shape)
     dx_ref = reference.maxpool2d_backward(dy, idx_ref, x.shape)
     assert ops.maxpool2d_backward(dy, idx, x.shape).tobytes() == dx_ref.tobytes()
+
+
+# ------------------------------------------------------------------------------------------- padding
+
+@st.composite
+def padded_cases(draw):
+    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kh, kw = draw(st.integers(1, min(H + 2, 5))), draw(st.integers(1, min(W + 2, 5)))
+    pads = tuple(draw(st.integers(0, k // 2)) for k in (kh, kh, kw, kw))
+    if kh > H + pads[0] + pads[1] or kw > W + pads[2] + pads[3]:
+        pads = (kh // 2, kh // 2, kw // 2, kw // 2)
+        H, W = max(H, kh), max(W, kw)
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return ((draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W), (kh, kw), stride, pads,
+            draw(st.sampled_from(DTYPES)), draw(st.integers(0, 2**31)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(padded_cases())
+def test_padded_bit_identical_to_reference(case):
+    shape, size, stride, pads, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 3, shape).astype(dtype)
+    x[x == -3] = -np.inf   # an input -inf still wins over the pads (the first input element starts a window)
+    y, idx = ops.maxpool2d_forward(x, size=size, stride=stride, padding=pads)
+    y_ref, idx_ref = reference.maxpool2d_forward(x, size=size, stride=stride, padding=pads)
+    assert y.tobytes() == y_ref.tobytes()
+    np.testing.assert_array_equal(idx, idx_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    assert (ops.maxpool2d_backward(dy, idx, x.shape).tobytes()
+            == reference.maxpool2d_backward(dy, idx_ref, x.shape).tobytes())
+
+
+def test_padded_matches_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    for dtype in DTYPES:
+        x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+        for k, s, p in [(3, 2, 1), (2, 1, 1), ((3, 2), (2, 1), (1, 0)), (3, 3, 1)]:
+            y, idx = ops.maxpool2d_forward(x, size=k, stride=s, padding=p)
+            ty, tidx = torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, return_indices=True)
+            assert y.tobytes() == ty.numpy().tobytes()
+            np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+def test_same_padding_and_zero_padding_keep_the_unpadded_path(rng):
+    x = rng.standard_normal((2, 2, 5, 6))
+    y, idx = ops.maxpool2d_forward(x, size=2, stride=2, padding="same")
+    assert y.shape == (2, 2, 3, 3)   # TensorFlow: ceil(5/2) x ceil(6/2); the pad row at the bottom
+    np.testing.assert_array_equal(y[:, :, 2, :], np.maximum(x[:, :, 4, 0::2], x[:, :, 4, 1::2]))
+    for padding in (0, (0, 0), (0, 0, 0, 0), "valid"):
+        yv, iv = ops.maxpool2d_forward(x, size=2, padding=padding)
+        y0, i0 = ops.maxpool2d_forward(x, size=2)
+        assert yv.tobytes() == y0.tobytes() and (iv == i0).all()
+    with pytest.raises(ValueError, match="at most half"):
+        ops.maxpool2d_forward(x, size=2, padding=2)
+
+
+def test_padded_layer_trains_and_round_trips(rng):
+    from fastconv import Sequential, layers
+    model = Sequential([layers.Conv2D(2, 3), layers.MaxPool2D(3, strides=2, padding=1), layers.Flatten(),
+                        layers.Dense(2)], dtype="float64", seed=0)
+    model.build((1, 8, 8))
+    assert model.layers[1].pads == (1, 1, 1, 1) and model.layers[1].output_shape == (2, 3, 3)
+    clone = layers.layer_from_config("MaxPool2D", model.layers[1].get_config())
+    assert clone.get_config() == {"name": None, "pool_size": (3, 3), "strides": (2, 2), "padding": 1}
+    assert "padding" not in layers.MaxPool2D(2).get_config()   # unpadded configs stay as they were

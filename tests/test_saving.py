@@ -403,3 +403,65 @@ def test_concurrent_saves_of_one_path_each_write_a_whole_file(tmp_path):
     assert not errors
     assert _names(tmp_path) == ["m.npz"]
     assert load_model(target).params.tobytes() in {m.params.tobytes() for m in models}
+
+
+# ------------------------------------------------------------------------------------ non-trainable state
+
+def _bn_model(seed=0, dtype="float64"):
+    """Conv -> batch norm -> pools -> dense, trained a few steps: the running statistics have moved."""
+    model = Sequential([layers.Conv2D(3, 3), layers.BatchNormalization(), layers.Activation("relu"),
+                        layers.AveragePooling2D(2, padding="same"), layers.MaxPool2D(2, padding=(0, 1, 0, 1)),
+                        layers.GlobalAveragePooling2D(), layers.Reshape((3,)),
+                        layers.BatchNormalization(momentum=0.9, center=False, convention="keras"),
+                        layers.Dense(3, activation="softmax")], dtype=dtype, seed=seed)
+    model.compile(optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
+    rng = np.random.default_rng(seed)
+    model.fit(rng.random((8, 1, 9, 9)), rng.integers(0, 3, 8), batch_size=4, epochs=2, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_state_round_trip_is_bit_exact(tmp_path, dtype):
+    model = _bn_model(dtype=dtype)
+    assert model.state.size == 12 and not np.array_equal(model.state[:3], np.zeros(3))
+    path = tmp_path / "bn.npz"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert loaded.state.tobytes() == model.state.tobytes() and loaded.state.dtype == model.state.dtype
+    assert loaded.layers[1].state["moving_mean"].tobytes() == model.layers[1].state["moving_mean"].tobytes()
+    x = np.random.default_rng(1).random((5, 1, 9, 9))
+    assert loaded.predict(x).tobytes() == model.predict(x).tobytes()
+    y = np.array([0, 1, 2, 0, 1])
+    model.train_on_batch(x, y)
+    loaded.train_on_batch(x, y)
+    assert loaded.state.tobytes() == model.state.tobytes() and loaded.params.tobytes() == model.params.tobytes()
+    assert [layer.get_config() for layer in loaded.layers] == [layer.get_config() for layer in model.layers]
+
+
+def test_models_without_state_have_no_state_member(saved):
+    model, path = saved
+    assert model.state.size == 0 and "state" not in _members(path)
+
+
+def test_bad_state_members_are_refused(tmp_path):
+    path = tmp_path / "bn.npz"
+    save_model(_bn_model(), path)
+    members = _members(path)
+    n = members["state"].size
+    members["state"] = np.zeros(n + 1)
+    _refused(_write_members(tmp_path / "s.npz", members), f"state has shape \\({n + 1},\\); the config's layers "
+                                                          f"have {n} state values")
+    members["state"] = np.zeros(n, np.float32)
+    _refused(_write_members(tmp_path / "s.npz", members), "state has dtype float32")
+    members["state"] = np.arange(n)
+    _refused(_write_members(tmp_path / "s.npz", members), "state has dtype int64")
+    del members["state"]
+    _refused(_write_members(tmp_path / "s.npz", members), "no 'state' member")
+    members = _members(path)
+    members["state"] = members["state"].astype(">f8")   # the other byte order holds the same values
+    assert load_model(_write_members(tmp_path / "s.npz", members)).state.tobytes() == _members(path)["state"].tobytes()
+    plain = tmp_path / "plain.npz"
+    save_model(_small_model(), plain)
+    stray = _members(plain)
+    stray["state"] = np.zeros(3)
+    _refused(_write_members(tmp_path / "x.npz", stray), "does not have")

@@ -17,7 +17,8 @@ import numpy as np
 from .. import ops
 from . import activations, initializers
 
-__all__ = ["Layer", "Conv2D", "Dense", "Flatten", "MaxPool2D", "Dropout", "Activation", "get_activation",
+__all__ = ["Layer", "Conv2D", "Dense", "Flatten", "MaxPool2D", "Dropout", "Activation", "BatchNormalization",
+           "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Reshape", "get_activation",
            "layer_from_config"]
 
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
@@ -42,6 +43,8 @@ class Layer:
         self.param_specs = []  # (name, shape, initializer)
         self.params = {}       # name -> view into the model's flat parameter buffer
         self.grads = {}        # name -> view into the model's flat gradient buffer
+        self.state_specs = []  # (name, shape, initial value): non-trainable state (BatchNormalization's statistics)
+        self.state = {}        # name -> view into the model's flat state buffer
         self.input_shape = self.output_shape = None
 
     def build(self, input_shape):
@@ -208,19 +211,25 @@ class Flatten(Layer):
 
 
 class MaxPool2D(Layer):
-    """Max-pooling over ``pool_size`` windows moved by ``strides`` (default: ``pool_size``), no padding;
-    the first maximum of a window wins ties and NaN propagates."""
+    """Max-pooling over ``pool_size`` windows moved by ``strides`` (default: ``pool_size``); the first maximum
+    of a window wins ties and NaN propagates.  ``padding``: an int, (h, w) pair, (top, bottom, left,
+    right), "valid" or "same" (TensorFlow's rule); pads act as -inf, each at most half the window."""
 
-    def __init__(self, pool_size=2, strides=None, name=None):
+    def __init__(self, pool_size=2, strides=None, padding=0, name=None):
         super().__init__(name)
         self.pool_size = ops.as_pair(pool_size, "pool_size", 1)
         self.strides = self.pool_size if strides is None else ops.as_pair(strides, "strides", 1)
+        self.padding_arg = _pool_padding_arg(padding)
+        self.pads = (0, 0, 0, 0)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"MaxPool2D expects (N, C, H, W) inputs, got per-sample shape {tuple(input_shape)}")
         C, H, W = input_shape
         (kh, kw), (sh, sw) = self.pool_size, self.strides
+        self.pads = ops.pool_padding(self.padding_arg, self.pool_size, self.strides, (H, W))
+        if self.pads != (0, 0, 0, 0):
+            return ops.pool_output_shape((1,) + tuple(input_shape), self.pool_size, self.strides, self.pads)[1:]
         if kh > H or kw > W:
             raise ValueError(f"pool size {kh}x{kw} is larger than the input {H}x{W}")
         return (C, (H - kh) // sh + 1, (W - kw) // sw + 1)
@@ -228,14 +237,17 @@ class MaxPool2D(Layer):
     def plan(self, x, gx, training, logits=False):
         y = np.empty((x.shape[0],) + self.output_shape, x.dtype)
         idx = np.empty(y.shape, np.int64)
-        forward = [ops.bind_maxpool2d_forward(x, y, idx, size=self.pool_size, stride=self.strides)]
+        forward = [ops.bind_maxpool2d_forward(x, y, idx, size=self.pool_size, stride=self.strides, padding=self.pads)]
         if not training or gx is None:
             return y, None, forward, []
         gy = np.empty_like(y)
         return y, gy, forward, [ops.bind_maxpool2d_backward(gy, idx, gx)]
 
     def get_config(self):
-        return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides}
+        config = {"name": self.name, "pool_size": self.pool_size, "strides": self.strides}
+        if self.padding_arg != 0:   # an unpadded layer's config stays as it was
+            config["padding"] = self.padding_arg
+        return config
 
 
 class Dropout(Layer):
@@ -289,6 +301,213 @@ class Activation(Layer):
         return {"name": self.name, "activation": activations.serialize(self.activation_fn)}
 
 
+def _pool_padding_arg(padding):
+    """A pooling layer's ``padding`` argument, checked (the pads themselves are set at build)."""
+    if isinstance(padding, str):
+        if padding.lower() not in ("valid", "same"):
+            raise ValueError(f"padding must be an int, a pair, a 4-tuple, 'valid' or 'same', got {padding!r}")
+        return padding.lower()
+    if isinstance(padding, (tuple, list)):
+        padding = tuple(padding)
+        if len(padding) not in (2, 4):
+            raise ValueError(f"padding must be an int, a pair, a 4-tuple, 'valid' or 'same', got {padding!r}")
+    ops.pool_padding(padding, 1)   # checks the ints
+    return padding
+
+
+class BatchNormalization(Layer):
+    """Batch normalization over axis 1: the channels of (N, C, H, W), the features of (N, D).
+
+    Training steps normalise with the batch's mean and biased variance and update the running statistics
+    in the forward; inference (predict, evaluate) uses the running statistics::
+
+        y = (x - mean) / sqrt(var + epsilon) * gamma + beta
+
+    ``convention="torch"`` (``torch.nn.BatchNorm2d``; momentum 0.1): ``running = (1 - momentum)*running +
+    momentum*stat`` with the unbiased batch variance.  ``convention="keras"`` (Keras 3; pass momentum=0.99,
+    epsilon=1e-3 for Keras's defaults): ``running = momentum*running + (1 - momentum)*stat`` with the biased
+    variance.  Parameters ``gamma`` (ones; if ``scale``) and ``beta`` (zeros; if ``center``); state
+    ``moving_mean`` (zeros) and ``moving_variance`` (ones), saved with the model, never touched by the
+    optimizer.
+    """
+
+    def __init__(self, momentum=0.1, epsilon=1e-5, center=True, scale=True, convention="torch", name=None):
+        super().__init__(name)
+        for arg, value in (("momentum", momentum), ("epsilon", epsilon)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{arg} must be a number, got {value!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        for arg, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{arg} must be True or False, got {value!r}")
+        if convention not in ops.BATCHNORM_CONVENTIONS:
+            raise ValueError(f"convention must be one of {ops.BATCHNORM_CONVENTIONS}, got {convention!r}")
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale, self.convention = bool(center), bool(scale), convention
+
+    def build(self, input_shape):
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"BatchNormalization expects (N, C, H, W) or (N, D) inputs, got per-sample shape "
+                             f"{tuple(input_shape)}")
+        C = int(input_shape[0])
+        self.param_specs = ([("gamma", (C,), initializers.get("ones"))] if self.scale else []) + \
+                           ([("beta", (C,), initializers.get("zeros"))] if self.center else [])
+        self.state_specs = [("moving_mean", (C,), 0.0), ("moving_variance", (C,), 1.0)]
+        return super().build(input_shape)
+
+    def plan(self, x, gx, training, logits=False):
+        n, C, dtype = x.shape[0], x.shape[1], x.dtype
+        if training and self.convention == "torch" and x.size // C < 2:
+            raise ValueError(f"BatchNormalization(convention='torch') needs more than one value per channel in "
+                             f"training (the unbiased running variance), got a batch of shape {x.shape}: train with "
+                             "batches of at least 2 samples (as torch.nn.BatchNorm1d requires)")
+        gamma = self.params["gamma"] if self.scale else np.ones(C, dtype)
+        beta = self.params["beta"] if self.center else np.zeros(C, dtype)
+        y = np.empty_like(x)
+        mean, invstd = np.empty(C, np.float64), np.empty(C, np.float64)
+        forward = [ops.bind_batchnorm_forward(
+            x, gamma, beta, self.state["moving_mean"], self.state["moving_variance"], y, mean, invstd,
+            np.empty(n * C, np.float64), training=training, momentum=self.momentum, eps=self.epsilon,
+            convention=self.convention)]
+        if not training:
+            return y, None, forward, []
+        gy = np.empty_like(y)
+        # without gamma or beta the kernel still writes their gradients: into scratch
+        dgamma = self.grads["gamma"] if self.scale else np.empty(C, dtype)
+        dbeta = self.grads["beta"] if self.center else np.empty(C, dtype)
+        backward = [ops.bind_batchnorm_backward(gy, x, gamma, mean, invstd, gx, dgamma, dbeta,
+                                                np.empty(2 * n * C, np.float64), training=True)]
+        return y, gy, forward, backward
+
+    def get_config(self):
+        return {"name": self.name, "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "convention": self.convention}
+
+
+class AveragePooling2D(Layer):
+    """Average pooling with PyTorch's ``AvgPool2d`` semantics on (N, C, H, W).
+
+    ``padding``: an int, (h, w) pair, (top, bottom, left, right), "valid" or "same" (TensorFlow's rule,
+    which implies ``count_include_pad=False`` as TensorFlow divides by the input elements only);
+    ``count_include_pad`` and ``ceil_mode`` as PyTorch (see :func:`fastconv.ops.avgpool2d_forward`).
+    """
+
+    def __init__(self, pool_size=2, strides=None, padding=0, count_include_pad=True, ceil_mode=False, name=None):
+        super().__init__(name)
+        self.pool_size = ops.as_pair(pool_size, "pool_size", 1)
+        self.strides = self.pool_size if strides is None else ops.as_pair(strides, "strides", 1)
+        self.padding_arg = _pool_padding_arg(padding)
+        for arg, value in (("count_include_pad", count_include_pad), ("ceil_mode", ceil_mode)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{arg} must be True or False, got {value!r}")
+        self.count_include_pad = bool(count_include_pad) and self.padding_arg != "same"
+        self.ceil_mode = bool(ceil_mode)
+        self.pads = (0, 0, 0, 0)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"AveragePooling2D expects (N, C, H, W) inputs, got per-sample shape "
+                             f"{tuple(input_shape)}")
+        self.pads = ops.pool_padding(self.padding_arg, self.pool_size, self.strides, tuple(input_shape[1:]))
+        return ops.pool_output_shape((1,) + tuple(input_shape), self.pool_size, self.strides, self.pads,
+                                     self.ceil_mode)[1:]
+
+    def _geometry(self):
+        return dict(size=self.pool_size, stride=self.strides, padding=self.pads, ceil_mode=self.ceil_mode,
+                    count_include_pad=self.count_include_pad)
+
+    def plan(self, x, gx, training, logits=False):
+        y = np.empty((x.shape[0],) + self.output_shape, x.dtype)
+        forward = [ops.bind_avgpool2d_forward(x, y, **self._geometry())]
+        if not training or gx is None:
+            return y, None, forward, []
+        gy = np.empty_like(y)
+        return y, gy, forward, [ops.bind_avgpool2d_backward(gy, gx, **self._geometry())]
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding_arg,
+                "count_include_pad": self.count_include_pad, "ceil_mode": self.ceil_mode}
+
+
+class _GlobalPooling2D(Layer):
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} expects (N, C, H, W) inputs, got per-sample shape "
+                             f"{tuple(input_shape)}")
+        if input_shape[1] * input_shape[2] == 0:
+            raise ValueError(f"{type(self).__name__} needs non-empty (H, W) planes, got {tuple(input_shape)}")
+        return (input_shape[0],)
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """(N, C, H, W) -> (N, C): the mean of each plane (summed in double)."""
+
+    def plan(self, x, gx, training, logits=False):
+        y = np.empty(x.shape[:2], x.dtype)
+        forward = [ops.bind_global_avgpool2d_forward(x, y)]
+        if not training or gx is None:
+            return y, None, forward, []
+        gy = np.empty_like(y)
+        return y, gy, forward, [ops.bind_global_avgpool2d_backward(gy, gx)]
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """(N, C, H, W) -> (N, C): the maximum of each plane; the first maximum wins ties, NaN propagates."""
+
+    def plan(self, x, gx, training, logits=False):
+        y = np.empty(x.shape[:2], x.dtype)
+        idx = np.empty(x.shape[:2], np.int64)
+        forward = [ops.bind_global_maxpool2d_forward(x, y, idx)]
+        if not training or gx is None:
+            return y, None, forward, []
+        gy = np.empty_like(y)
+        return y, gy, forward, [ops.bind_global_maxpool2d_backward(gy, idx, gx)]
+
+
+class Reshape(Layer):
+    """(N, *in) -> (N, *target_shape), a C-order view (as ``x.reshape``); one entry may be -1."""
+
+    def __init__(self, target_shape, name=None):
+        super().__init__(name)
+        try:
+            target = tuple(target_shape)
+        except TypeError:
+            raise TypeError(f"target_shape must be a tuple of ints, got {target_shape!r}") from None
+        for v in target:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"target_shape must hold ints, got {target_shape!r}")
+            if v < 1 and v != -1:
+                raise ValueError(f"target_shape must hold positive sizes (or one -1), got {target_shape!r}")
+        if list(target).count(-1) > 1:
+            raise ValueError(f"target_shape may hold -1 once, got {target_shape!r}")
+        if not target:
+            raise ValueError("target_shape must not be empty")
+        self.target_shape = tuple(int(v) for v in target)
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(input_shape)
+        known = math.prod(v for v in self.target_shape if v != -1)
+        if -1 in self.target_shape:
+            if size % known:
+                raise ValueError(f"cannot reshape per-sample shape {tuple(input_shape)} ({size} values) to "
+                                 f"{self.target_shape}")
+            return tuple(size // known if v == -1 else v for v in self.target_shape)
+        if known != size:
+            raise ValueError(f"cannot reshape per-sample shape {tuple(input_shape)} ({size} values) to "
+                             f"{self.target_shape} ({known} values)")
+        return self.target_shape
+
+    def plan(self, x, gx, training, logits=False):
+        shape = (x.shape[0],) + self.output_shape
+        return x.reshape(shape), None if gx is None else gx.reshape(shape), [], []
+
+    def get_config(self):
+        return {"name": self.name, "target_shape": self.target_shape}
+
+
 def _init_config(init):
     if isinstance(init, initializers.Initializer):
         return {"class": type(init).__name__, "config": init.get_config()}
@@ -299,7 +518,9 @@ def _init_from_config(cfg):
     return getattr(initializers, cfg["class"])(**cfg["config"])
 
 
-LAYER_CLASSES = {cls.__name__: cls for cls in (Conv2D, Dense, Flatten, MaxPool2D, Dropout, Activation)}
+LAYER_CLASSES = {cls.__name__: cls for cls in (Conv2D, Dense, Flatten, MaxPool2D, Dropout, Activation,
+                                               BatchNormalization, AveragePooling2D, GlobalAveragePooling2D,
+                                               GlobalMaxPooling2D, Reshape)}
 
 
 def layer_from_config(class_name, config):

@@ -153,6 +153,16 @@ class Sequential:
             layer.params[name] = view
             layer.grads[name] = self.grads[offset:offset + size].reshape(pshape)
             offset += size
+        # non-trainable state (BatchNormalization's running statistics): one flat buffer the optimizer never sees
+        states = [(layer, name, sshape, value) for layer in self.layers for name, sshape, value in layer.state_specs]
+        state_sizes = [math.prod(s) for _, _, s, _ in states]
+        self.state = np.zeros(int(sum(state_sizes)), self.dtype)
+        offset = 0
+        for (layer, name, sshape, value), size in zip(states, state_sizes):
+            view = self.state[offset:offset + size].reshape(sshape)
+            view[...] = value
+            layer.state[name] = view
+            offset += size
         for layer in self.layers:
             if isinstance(layer, layers_mod.Dropout):
                 layer.rng = np.random.default_rng(self.rng.integers(2**63))

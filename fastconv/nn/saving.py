@@ -4,6 +4,9 @@ The file is an uncompressed NumPy ``.npz`` (a zip of ``.npy`` members), read wit
 
 - ``config``: the model's ``get_config()`` as JSON (a 0-d unicode array);
 - ``params``: the flat parameter buffer, 1-D, of the model's dtype;
+- ``state``: the flat non-trainable state buffer (BatchNormalization's running statistics), 1-D, of the
+  model's dtype; only when the model has state (files of models without state, older ones included,
+  have none);
 - ``rng_state``: the model RNG's bit-generator state as JSON; ``layer_rng/I`` the same for layer I's RNG
   (Dropout);
 - ``optimizer/KEY``: the optimizer's ``state()`` (``iterations`` and its buffers).
@@ -15,6 +18,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import stat
 import zipfile
@@ -87,6 +91,8 @@ def _model_arrays(model):
     """The members of a model file, by key."""
     arrays = {"config": _json_array(model.get_config()), "params": np.ascontiguousarray(model.params),
               "rng_state": _json_array(model.rng.bit_generator.state)}
+    if model.state.size:
+        arrays["state"] = np.ascontiguousarray(model.state)
     for i in _layers_with_rng(model):
         arrays[f"layer_rng/{i}"] = _json_array(model.layers[i].rng.bit_generator.state)
     if model.optimizer is not None:
@@ -230,11 +236,20 @@ def load_model(path):
         except (ValueError, TypeError) as exc:
             raise reader.error(f"its config holds an invalid layer: {exc}") from exc
         expected = _count_params(reader, model_layers, config["input_shape"])
+        expected_state = sum(math.prod(shape) for layer in model_layers for _, shape, _ in layer.state_specs)
         params = reader.array("params")
         if params.dtype.kind != "f" or params.dtype.itemsize != np.dtype(config["dtype"]).itemsize:
             raise reader.error(f"params has dtype {params.dtype}; the config says {config['dtype']}")
         if params.shape != (expected,):
             raise reader.error(f"params has shape {params.shape}; the config's layers have {expected:,} parameters")
+        state = None
+        if expected_state:  # read before the model is built: the file's own size bounds what it allocates
+            state = reader.array("state")
+            if state.dtype.kind != "f" or state.dtype.itemsize != np.dtype(config["dtype"]).itemsize:
+                raise reader.error(f"state has dtype {state.dtype}; the config says {config['dtype']}")
+            if state.shape != (expected_state,):
+                raise reader.error(f"state has shape {state.shape}; the config's layers have {expected_state:,} "
+                                   "state values")
         opt = config["optimizer"]
         optimizer_class = None if opt is None else _optimizer_class(reader, opt["class"])
         loss = None if optimizer_class is None else _loss(reader, config)
@@ -249,6 +264,11 @@ def load_model(path):
             raise reader.error(f"the model built from its config has {model.count_params():,} parameters, "
                                f"not the {expected:,} its layers describe")
         model.params[...] = params
+        if expected_state:
+            if model.state.size != expected_state:
+                raise reader.error(f"the model built from its config has {model.state.size:,} state values, "
+                                   f"not the {expected_state:,} its layers describe")
+            model.state[...] = state
         _restore_rng(reader, "rng_state", model.rng)
         rng_layers = _layers_with_rng(model)
         reader.expect_keys("layer_rng/", [str(i) for i in rng_layers])
