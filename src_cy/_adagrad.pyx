@@ -15,7 +15,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
 from fastconv._arrays cimport is_double, typenum, view
-from fastconv._clip cimport CLIP_NORM, clip_grad, read_pieces
+from fastconv._clip cimport CLIP_NONE, CLIP_NORM, CLIP_SCALE, CLIP_VALUE, clip_grad, read_pieces
 
 cnp.import_array()
 
@@ -70,6 +70,29 @@ cdef int _update(floating tag, p_in, g_in, acc_in, pieces, denoms, int mode, dou
 
 cdef void _block(floating *p, const floating *g_in, floating *acc, Py_ssize_t n, int mode, floating ca,
                  floating cb, floating lr, floating eps, floating wd, bint decay) noexcept nogil:
+    # one loop per clip mode and decay flag, each with its constants folded in (so each vectorises)
+    if decay:
+        if mode == CLIP_NONE:
+            _loop(p, g_in, acc, n, CLIP_NONE, ca, cb, lr, eps, wd, True)
+        elif mode == CLIP_VALUE:
+            _loop(p, g_in, acc, n, CLIP_VALUE, ca, cb, lr, eps, wd, True)
+        elif mode == CLIP_SCALE:
+            _loop(p, g_in, acc, n, CLIP_SCALE, ca, cb, lr, eps, wd, True)
+        else:
+            _loop(p, g_in, acc, n, CLIP_NORM, ca, cb, lr, eps, wd, True)
+    else:
+        if mode == CLIP_NONE:
+            _loop(p, g_in, acc, n, CLIP_NONE, ca, cb, lr, eps, wd, False)
+        elif mode == CLIP_VALUE:
+            _loop(p, g_in, acc, n, CLIP_VALUE, ca, cb, lr, eps, wd, False)
+        elif mode == CLIP_SCALE:
+            _loop(p, g_in, acc, n, CLIP_SCALE, ca, cb, lr, eps, wd, False)
+        else:
+            _loop(p, g_in, acc, n, CLIP_NORM, ca, cb, lr, eps, wd, False)
+
+
+cdef inline void _loop(floating *p, const floating *g_in, floating *acc, Py_ssize_t n, int mode, floating ca,
+                       floating cb, floating lr, floating eps, floating wd, bint decay) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating g, pi, ai
     for i in range(n):

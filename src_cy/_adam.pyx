@@ -21,7 +21,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
 from fastconv._arrays cimport even_block, is_double, plain_like, plain_param, typenum, view
-from fastconv._clip cimport CLIP_NORM, clip_grad, read_pieces
+from fastconv._clip cimport CLIP_NONE, CLIP_NORM, CLIP_SCALE, CLIP_VALUE, clip_grad, read_pieces
 from fastconv._runtime cimport Trials, trials_for
 
 cnp.import_array()
@@ -238,6 +238,29 @@ cdef int _keras_update(floating tag, p_in, g_in, m_in, v_in, vhat_in, pieces, de
 
 cdef void _keras_block(floating *p, const floating *g_in, floating *m, floating *v, floating *vh,
                        Py_ssize_t n, int mode, floating ca, floating cb, _KCoef k) noexcept nogil:
+    # one loop per clip mode and AMSGrad flag, each folded in as a constant (so that each loop vectorises)
+    if vh == NULL:
+        if mode == CLIP_NONE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NONE, ca, cb, k, False)
+        elif mode == CLIP_VALUE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_VALUE, ca, cb, k, False)
+        elif mode == CLIP_SCALE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_SCALE, ca, cb, k, False)
+        else:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NORM, ca, cb, k, False)
+    else:
+        if mode == CLIP_NONE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NONE, ca, cb, k, True)
+        elif mode == CLIP_VALUE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_VALUE, ca, cb, k, True)
+        elif mode == CLIP_SCALE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_SCALE, ca, cb, k, True)
+        else:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NORM, ca, cb, k, True)
+
+
+cdef inline void _keras_loop(floating *p, const floating *g_in, floating *m, floating *v, floating *vh,
+                             Py_ssize_t n, int mode, floating ca, floating cb, _KCoef k, bint ams) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating lr = <floating>k.lr, c1 = <floating>k.c1, c2 = <floating>k.c2
     cdef floating alpha = <floating>k.alpha, eps = <floating>k.eps, wd = <floating>k.wd
@@ -252,7 +275,7 @@ cdef void _keras_block(floating *p, const floating *g_in, floating *m, floating 
         vi = v[i] + (g * g - v[i]) * c2
         m[i] = mi
         v[i] = vi
-        if vh != NULL:
+        if ams:
             if vi > vh[i] or vi != vi:
                 vh[i] = vi
             vi = vh[i]

@@ -20,7 +20,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
 from fastconv._arrays cimport is_double, typenum, view
-from fastconv._clip cimport CLIP_NORM, clip_grad, read_pieces
+from fastconv._clip cimport CLIP_NONE, CLIP_NORM, CLIP_SCALE, CLIP_VALUE, clip_grad, read_pieces
 
 cnp.import_array()
 
@@ -94,6 +94,19 @@ cdef int _update(floating tag, p_in, g_in, v_in, b_in, a_in, pieces, denoms, int
 
 cdef void _block(floating *p, const floating *g_in, floating *v, floating *b, floating *a, Py_ssize_t n,
                  int mode, floating ca, floating cb, _Coef k) noexcept nogil:
+    # one loop per clip mode, the mode folded in as a constant (so that each loop vectorises)
+    if mode == CLIP_NONE:
+        _loop(p, g_in, v, b, a, n, CLIP_NONE, ca, cb, k)
+    elif mode == CLIP_VALUE:
+        _loop(p, g_in, v, b, a, n, CLIP_VALUE, ca, cb, k)
+    elif mode == CLIP_SCALE:
+        _loop(p, g_in, v, b, a, n, CLIP_SCALE, ca, cb, k)
+    else:
+        _loop(p, g_in, v, b, a, n, CLIP_NORM, ca, cb, k)
+
+
+cdef inline void _loop(floating *p, const floating *g_in, floating *v, floating *b, floating *a, Py_ssize_t n,
+                       int mode, floating ca, floating cb, _Coef k) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating lr = <floating>k.lr, rho = <floating>k.rho, omr = <floating>k.omr
     cdef floating mom = <floating>k.mom, eps = <floating>k.eps, wd = <floating>k.wd

@@ -13,7 +13,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from fastconv._arrays cimport even_block, is_double, plain_like, plain_param, typenum, view
-from fastconv._clip cimport CLIP_NORM, clip_grad, read_pieces
+from fastconv._clip cimport CLIP_NONE, CLIP_NORM, CLIP_SCALE, CLIP_VALUE, clip_grad, read_pieces
 
 cnp.import_array()
 
@@ -154,6 +154,20 @@ cdef int _keras_update(floating tag, p_in, g_in, velocity_in, pieces, denoms, in
 cdef void _keras_block(floating *p, const floating *g_in, floating *buf, Py_ssize_t n, int mode, floating ca,
                        floating cb, floating lr, floating mom, bint nesterov, floating wd,
                        bint decay) noexcept nogil:
+    # one loop per clip mode, the mode folded in as a constant (so that each loop vectorises)
+    if mode == CLIP_NONE:
+        _keras_loop(p, g_in, buf, n, CLIP_NONE, ca, cb, lr, mom, nesterov, wd, decay)
+    elif mode == CLIP_VALUE:
+        _keras_loop(p, g_in, buf, n, CLIP_VALUE, ca, cb, lr, mom, nesterov, wd, decay)
+    elif mode == CLIP_SCALE:
+        _keras_loop(p, g_in, buf, n, CLIP_SCALE, ca, cb, lr, mom, nesterov, wd, decay)
+    else:
+        _keras_loop(p, g_in, buf, n, CLIP_NORM, ca, cb, lr, mom, nesterov, wd, decay)
+
+
+cdef inline void _keras_loop(floating *p, const floating *g_in, floating *buf, Py_ssize_t n, int mode, floating ca,
+                             floating cb, floating lr, floating mom, bint nesterov, floating wd,
+                             bint decay) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating g, pi, b
     for i in range(n):

@@ -526,3 +526,12 @@ def test_save_load_mid_training_continues_identically(opt, tmp_path):
     assert model.params.tobytes() == loaded.params.tobytes()
     for key, value in model.optimizer.state().items():
         assert np.asarray(value).tobytes() == np.asarray(loaded.optimizer.state()[key]).tobytes(), key
+
+
+def test_bench_optimizer_rows(capsys):
+    from fastconv import benchmarks
+
+    rows = benchmarks.bench_optimizers(None, np.float32, [1000])
+    assert [r["kernel"] for r in rows] == ["rmsprop_update", "adagrad_update", "adam+global_clipnorm"]
+    assert all(r["fast_us"] > 0 and r["ref_us"] > 0 for r in rows)
+    assert "rmsprop_update" in capsys.readouterr().out
