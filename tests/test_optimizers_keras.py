@@ -535,3 +535,59 @@ def test_bench_optimizer_rows(capsys):
     assert [r["kernel"] for r in rows] == ["rmsprop_update", "adagrad_update", "adam+global_clipnorm"]
     assert all(r["fast_us"] > 0 and r["ref_us"] > 0 for r in rows)
     assert "rmsprop_update" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_nadam_matches_torch_nadam_with_keras_momentum_schedule(weight_decay, rng):
+    """torch.optim.NAdam with momentum_decay=1 uses Keras's u_t = beta_1*(1 - 0.5*0.96**t), and with
+    decoupled_weight_decay its decay is Keras's.  torch keeps its mu_product in the default dtype: float64
+    here, as ours."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _nadam_vs_torch(torch, weight_decay, rng)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _nadam_vs_torch(torch, weight_decay, rng):
+    p0 = rng.standard_normal(200)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    topt = torch.optim.NAdam([tp], lr=0.01, eps=1e-7, momentum_decay=1.0, weight_decay=weight_decay,
+                             decoupled_weight_decay=True)
+    opt = optimizers.Nadam(0.01, weight_decay=weight_decay)
+    opt.build(200, np.float64)
+    p = p0.copy()
+    for _ in range(25):
+        g = rng.standard_normal(200)
+        tp.grad = torch.tensor(g)
+        topt.step()
+        opt.step(p, g)
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-11, atol=1e-12)
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:   # hypothesis is a test dependency; without it these cases are skipped
+    given = None
+
+if given is not None:
+    @settings(max_examples=40, deadline=None)
+    @given(n=st.integers(0, 12_000), cuts=st.lists(st.floats(0, 1), max_size=6),
+           kind=st.sampled_from(["clipnorm", "global_clipnorm", "clipvalue"]), c=st.floats(1e-3, 1e3),
+           dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+    def test_clipping_random_shapes_bit_identical(n, cuts, kind, c, dtype, seed):
+        rng = np.random.default_rng(seed)
+        g = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3)).astype(dtype)
+        bounds = sorted({0, n, *(int(x * n) for x in cuts)})
+        segments = list(zip(bounds, bounds[1:])) if n else [(0, 0)]
+        kw = {kind: c, "segments": segments} if kind == "clipnorm" else {kind: c}
+        assert ops.clip_gradient(g, **kw).tobytes() == reference.clip_gradient(g, **kw).tobytes()
+        assert ops.gradient_sumsq(g, segments).tobytes() == reference.gradient_sumsq(g, segments).tobytes()
+        p, v = rng.standard_normal(n).astype(dtype), np.zeros(n, dtype)
+        p_ref, v_ref = p.copy(), v.copy()
+        ops.rmsprop_update(p, g, v, lr=1e-2, **kw)
+        reference.rmsprop_update(p_ref, g, v_ref, lr=1e-2, **kw)
+        assert p.tobytes() == p_ref.tobytes()
