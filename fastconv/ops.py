@@ -825,7 +825,8 @@ def as_pair(value, name, minimum):
 # gradients, then decay the weights (``p = p - p * weight_decay * lr``), then the update.  The norms for
 # clipping are sums of squares in double precision over fixed pieces of the buffer (fastconv._clip), so
 # they are bit-identical on any thread count; the clipping scalars then follow Keras's formulas in the
-# parameter's dtype.
+# parameter's dtype (fastconv._clip.global_scale / norm_denominators; fastconv.reference.clip_coefficients is
+# the NumPy twin).
 
 CLIP_CHUNK = _clip.CHUNK
 _CLIP_MODE = {None: 0, "value": 1, "global": 2, "norm": 3}
@@ -886,23 +887,6 @@ def clip_pieces(n, segments=None):
     return np.ascontiguousarray(np.concatenate(rows)), len(segs)
 
 
-def clip_coefficients(kind, c, sums, dtype):
-    """``(mode, a, denominators)`` for the kernels from the sums of squares, by Keras's formulas in
-    ``dtype``: global ``scale = c * min(1/norm, 1/c) + (norm - norm)``; per variable
-    ``denominator = max(norm if sumsq > 0 else sumsq, c)``.  fastconv.reference keeps a twin."""
-    t = np.dtype(dtype).type
-    with np.errstate(all="ignore"):
-        if kind == "global":
-            norm = t(math.sqrt(sums[0]) if sums[0] == sums[0] and sums[0] >= 0 else sums[0])
-            scale = t(c) * np.minimum(t(1) / norm, t(1.0 / c)) + (norm - norm)
-            return 2, float(scale), None
-        if kind == "norm":
-            positive = sums > 0
-            l2 = np.where(positive, np.sqrt(np.where(positive, sums, 1.0)), sums).astype(dtype)
-            return 3, c, np.maximum(l2, t(c))
-    return _CLIP_MODE[kind], c, None
-
-
 class _Clipper:
     """The clipping of one bound update: pieces and scratch sized once; ``prepare()`` reads the gradient's
     norms (when the kind needs them) and gives the kernel's (pieces, denominators, mode, a)."""
@@ -913,15 +897,20 @@ class _Clipper:
         self.pieces, nseg = clip_pieces(n, segments if kind == "norm" else None)
         self.partials = np.zeros(len(self.pieces))
         self.sums = np.zeros(nseg)
+        self.denoms = np.zeros(nseg, grad.dtype)
+        self.double = grad.dtype == np.float64
         self.nt = get_num_threads()
         self.fixed = (self.pieces, None, _CLIP_MODE[kind], c)
 
     def prepare(self):
-        if self.kind not in ("norm", "global"):
-            return self.fixed
-        _clip.sumsq(self.grad, self.pieces, self.partials, self.sums, self.nt)
-        mode, a, denoms = clip_coefficients(self.kind, self.c, self.sums, self.dtype)
-        return self.pieces, denoms, mode, a
+        if self.kind == "global":
+            _clip.sumsq(self.grad, self.pieces, self.partials, self.sums, self.nt)
+            return self.pieces, None, 2, _clip.global_scale(self.sums[0], self.c, self.double)
+        if self.kind == "norm":
+            _clip.sumsq(self.grad, self.pieces, self.partials, self.sums, self.nt)
+            _clip.norm_denominators(self.sums, self.c, self.denoms)
+            return self.pieces, self.denoms, 3, self.c
+        return self.fixed
 
 
 def _bind_buffers(named, like):

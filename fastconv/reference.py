@@ -240,7 +240,8 @@ def gradient_sumsq(grad, segments=None):
 
 
 def clip_coefficients(kind, c, sums, dtype):
-    """(mode, a, denominators) from the sums of squares, Keras's formulas in ``dtype`` (ops' twin)."""
+    """(mode, a, denominators) from the sums of squares, Keras's formulas in ``dtype`` (the twin of
+    fastconv._clip.global_scale and norm_denominators)."""
     t = np.dtype(dtype).type
     with np.errstate(all="ignore"):
         if kind == "global":

@@ -12,6 +12,7 @@ is ``(a0 + a1) + (a2 + a3)``, and a segment's sum adds its pieces' results in or
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport sqrt
 
 from fastconv._arrays cimport is_double, typenum, view
 
@@ -157,3 +158,46 @@ cdef void _clip_piece(const floating *g, floating *o, Py_ssize_t s, Py_ssize_t e
     cdef Py_ssize_t i
     for i in range(s, e):
         o[i] = clip_grad(g[i], mode, a, b)
+
+
+def global_scale(double sumsq, double c, bint double_precision):
+    """Keras's ``clip_by_global_norm`` factor ``c * min(1/norm, 1/c) + (norm - norm)`` in the parameter's
+    precision (``norm = sqrt(sumsq)`` rounded to it; NaN propagates as in NumPy's minimum)."""
+    if double_precision:
+        return _global_scale(<double>0, sumsq, c)
+    return _global_scale(<float>0, sumsq, c)
+
+
+cdef double _global_scale(floating tag, double s, double c) noexcept:
+    cdef floating norm = <floating>(sqrt(s) if s >= 0 else s)
+    cdef floating inv = (<floating>1) / norm          # 1/0 = inf, as the tensor division
+    cdef floating ic = <floating>(1.0 / c)
+    cdef floating m = inv if (inv < ic or inv != inv) else ic
+    return <floating>c * m + (norm - norm)
+
+
+def norm_denominators(sums, double c, denoms):
+    """``denoms[k] = max(sqrt(sums[k]) if sums[k] > 0 else sums[k], c)`` in the denominators' dtype
+    (Keras's ``_clip_by_norm``; NaN propagates as in NumPy's maximum)."""
+    cdef Py_ssize_t ns, nd
+    cdef char *sd
+    cdef char *dd
+    view(sums, cnp.NPY_DOUBLE, 1, False, &ns, &sd, "norm_denominators: sums")
+    if is_double(denoms, "norm_denominators: denoms"):
+        view(denoms, cnp.NPY_DOUBLE, 1, True, &nd, &dd, "norm_denominators: denoms")
+    else:
+        view(denoms, cnp.NPY_FLOAT, 1, True, &nd, &dd, "norm_denominators: denoms")
+    if nd != ns:
+        raise ValueError("norm_denominators: one denominator per segment")
+    if is_double(denoms, "norm_denominators: denoms"):
+        _denoms(<double *>dd, <const double *>sd, ns, c)
+    else:
+        _denoms(<float *>dd, <const double *>sd, ns, c)
+
+
+cdef void _denoms(floating *out, const double *sums, Py_ssize_t n, double c) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef floating l2, cf = <floating>c
+    for k in range(n):
+        l2 = <floating>(sqrt(sums[k]) if sums[k] > 0 else sums[k])
+        out[k] = l2 if (l2 > cf or l2 != l2) else cf

@@ -591,3 +591,20 @@ if given is not None:
         ops.rmsprop_update(p, g, v, lr=1e-2, **kw)
         reference.rmsprop_update(p_ref, g, v_ref, lr=1e-2, **kw)
         assert p.tobytes() == p_ref.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clip_scalars_bit_identical_to_twin(dtype):
+    from fastconv import _clip
+
+    tiny = float(np.finfo(dtype).tiny)
+    sums = np.array([0.0, 1.0, 2.0, 0.49, 1e-300, tiny, tiny ** 2, 1e30, 1e300, np.inf, np.nan, 49.0, 3.0])
+    for c in (1.0, 0.7, 7.0, 49.0, 1e-3, 1e20, float(np.finfo(dtype).max)):
+        denoms = np.zeros(len(sums), dtype)
+        _clip.norm_denominators(sums, c, denoms)
+        assert denoms.tobytes() == reference.clip_coefficients("norm", c, sums, dtype)[2].tobytes()
+        for s in sums:
+            with np.errstate(all="ignore"):
+                fast = _clip.global_scale(s, c, dtype == np.float64)
+                ref = reference.clip_coefficients("global", c, np.array([s]), dtype)[1]
+            assert np.array([fast]).tobytes() == np.array([ref]).tobytes(), (s, c)
