@@ -395,6 +395,69 @@ def bench_adam(torch, dtype, sizes):
     return rows
 
 
+# ---- optimizers (Keras forms) ----
+
+def _torch_optimizer(torch, cls, tp, **kw):
+    """A torch optimizer on ``tp``, fused or foreach where the build offers it, and the variant's name."""
+    for variant in ("fused", "foreach"):
+        try:
+            opt = cls([tp], **kw, **{variant: True})
+            opt.step()
+            return opt, variant
+        except (RuntimeError, TypeError, ValueError):
+            continue
+    opt = cls([tp], **kw)
+    return opt, "for-loop"
+
+
+def bench_optimizers(torch, dtype, sizes):
+    """RMSprop, Adagrad and Adam with clipping by global norm: the bound fused step (the one fit runs)
+    against the NumPy twin and torch.optim (``clip_grad_norm_`` then the step for the clipped row)."""
+    rows = []
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        p = rng.standard_normal(n).astype(dtype)
+        g = (rng.standard_normal(n) * 1e-3).astype(dtype)
+        cases = []
+        s1, s2 = np.zeros_like(p), np.zeros_like(p)
+        fast = ops.bind_rmsprop_update(p, g, s1, s2, momentum=0.9)
+        cases.append(("rmsprop_update", lambda f=fast: f(1e-3),
+                      lambda: reference.rmsprop_update(p, g, s1, s2, lr=1e-3, momentum=0.9), 6,
+                      ("RMSprop", dict(lr=1e-3, alpha=0.9, momentum=0.9, eps=1e-7)), None))
+        acc = np.full_like(p, 0.1)
+        fast = ops.bind_adagrad_update(p, g, acc)
+        cases.append(("adagrad_update", lambda f=fast: f(1e-3), lambda: reference.adagrad_update(p, g, acc, lr=1e-3),
+                      4, ("Adagrad", dict(lr=1e-3, initial_accumulator_value=0.1, eps=1e-7)), None))
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        fast = ops.bind_adam_keras_update(p, g, m, v, global_clipnorm=1.0)
+        cases.append(("adam+global_clipnorm", lambda f=fast: f(10, 1e-3),
+                      lambda: reference.adam_keras_update(p, g, m, v, step=10, lr=1e-3, global_clipnorm=1.0), 8,
+                      ("Adam", dict(lr=1e-3, eps=1e-7)), 1.0))
+        for name, fast_fn, ref_fn, touched, (tname, tkw), clip in cases:
+            fns = [fast_fn, ref_fn]
+            label = None
+            if torch is not None:
+                tp = torch.tensor(p.copy(), requires_grad=True)
+                tp.grad = torch.tensor(g.copy())
+                topt, label = _torch_optimizer(torch, getattr(torch.optim, tname), tp, **tkw)
+                if clip is None:
+                    fns.append(topt.step)
+                else:
+                    def clipped_step(topt=topt, tp=tp):
+                        torch.nn.utils.clip_grad_norm_([tp], clip, foreach=True)
+                        topt.step()
+                    fns.append(clipped_step)
+            times = timeit_interleaved(fns)
+            row = {"kernel": name, "shape": f"{n:.0e} params", "dtype": np.dtype(dtype).name,
+                   "fast_us": times[0] * 1e6, "gbytes_per_s": touched * n * p.itemsize / times[0] / 1e9,
+                   "ref_us": times[1] * 1e6, "speedup_vs_ref": times[1] / times[0]}
+            if torch is not None:
+                row.update(torch_us=times[2] * 1e6, torch_over_fast=times[2] / times[0], torch_variant=label)
+            rows.append(row)
+            _print_row(row)
+    return rows
+
+
 def _print_row(row):
     parts = [f"{row['kernel']:<18} {row['shape']:<22} {row['dtype']:<8} fast {row['fast_us']:10.1f} us"]
     if "gflops" in row:
@@ -426,11 +489,14 @@ def to_markdown(facts, rows):
     return "\n".join(lines) + "\n"
 
 
+GROUPS = ("conv", "elementwise", "activations", "norm_pool", "adam", "optimizers")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="threads for fastconv and PyTorch (default 2)")
     parser.add_argument("--out", default="bench/results", help="directory for kernels.json and kernels.md")
-    parser.add_argument("--only", choices=["conv", "elementwise", "activations", "norm_pool", "adam"], action="append",
+    parser.add_argument("--only", choices=GROUPS, action="append",
                         help="run only these groups (repeatable)")
     parser.add_argument("--quick", action="store_true", help="skip the slowest reference timings")
     parser.add_argument("--openblas-coretype", metavar="NAME",
@@ -451,7 +517,7 @@ def main(argv=None):
     facts = machine_facts()
     facts["torch"] = torch.__version__ if torch is not None else "not installed"
     print(json.dumps(facts, indent=1), flush=True)
-    groups = args.only or ["conv", "elementwise", "activations", "norm_pool", "adam"]
+    groups = args.only or list(GROUPS)
     rows = []
     for dtype in (np.float32, np.float64):
         if "conv" in groups:
@@ -464,6 +530,8 @@ def main(argv=None):
             rows += bench_norm_pool(torch, dtype)
     if "adam" in groups:
         rows += bench_adam(torch, np.float32, [100_000, 10_000_000])
+    if "optimizers" in groups:
+        rows += bench_optimizers(torch, np.float32, [100_000, 10_000_000])
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "kernels.json"), "w") as f:
         json.dump({"machine": facts, "rows": rows}, f, indent=1)

@@ -21,7 +21,22 @@ import numbers
 
 import numpy as np
 
-from . import _activations, _adam, _avgpool, _batchnorm, _conv, _dense, _maxpool, _relu, _sgd, _softmax_ce
+from . import (
+    _activations,
+    _adagrad,
+    _adam,
+    _avgpool,
+    _batchnorm,
+    _clip,
+    _conv,
+    _dense,
+    _maxpool,
+    _nadam,
+    _relu,
+    _rmsprop,
+    _sgd,
+    _softmax_ce,
+)
 from .runtime import get_num_threads, max_threads, openmp_enabled, set_num_threads
 
 __all__ = [
@@ -31,6 +46,8 @@ __all__ = [
     "global_avgpool2d_forward", "global_avgpool2d_backward", "global_maxpool2d_forward", "global_maxpool2d_backward",
     "pool_padding", "pool_output_shape", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
     "set_num_threads", "get_num_threads", "openmp_enabled", "max_threads",
+    "rmsprop_update", "adagrad_update", "sgd_keras_update", "adam_keras_update", "nadam_update", "clip_gradient",
+    "gradient_sumsq",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -1407,3 +1424,399 @@ def bind_global_maxpool2d_backward(dy, idx, dx):
     _buffer(dy, "dy", dx.shape[:2], dx.dtype)
     _buffer(idx, "idx", dx.shape[:2], np.int64)
     return _avgpool.global_maxpool2d_backward, (dy, idx, _planes(dx, "dx"), get_num_threads())
+# ---- optimizers (Keras forms) ----
+# Keras 3's update formulas (keras/src/optimizers/*.py) as fused kernels over a flat buffer, with Keras's
+# gradient clipping applied to each gradient element as the kernel reads it.  Keras's order: clip the
+# gradients, then decay the weights (``p = p - p * weight_decay * lr``), then the update.  The norms for
+# clipping are sums of squares in double precision over fixed pieces of the buffer (fastconv._clip), so
+# they are bit-identical on any thread count; the clipping scalars then follow Keras's formulas in the
+# parameter's dtype (fastconv._clip.global_scale / norm_denominators; fastconv.reference.clip_coefficients is
+# the NumPy twin).
+
+CLIP_CHUNK = _clip.CHUNK
+_CLIP_MODE = {None: 0, "value": 1, "global": 2, "norm": 3}
+
+
+def clip_settings(clipnorm=None, clipvalue=None, global_clipnorm=None):
+    """``(kind, c)``: which clipping Keras applies and its bound; kind is None, "norm", "global" or "value".
+
+    As Keras's base optimizer: at most one of the three may be given (ValueError otherwise); 0 means no
+    clipping.  ``clipnorm`` clips each variable's gradient to norm <= c, ``global_clipnorm`` all of them
+    together, ``clipvalue`` each element to [-c, c]."""
+    given = [(name, v) for name, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                       ("global_clipnorm", global_clipnorm)) if v is not None]
+    if len(given) > 1:
+        raise ValueError("only one of clipnorm, clipvalue and global_clipnorm can be set, got "
+                         f"clipnorm={clipnorm!r}, clipvalue={clipvalue!r}, global_clipnorm={global_clipnorm!r}")
+    if not given:
+        return None, 0.0
+    name, value = given[0]
+    c = _check_scalar(value, name, 0.0)
+    if c == 0:
+        return None, 0.0
+    return {"clipnorm": "norm", "clipvalue": "value", "global_clipnorm": "global"}[name], c
+
+
+def _segment_list(n, segments):
+    """``segments`` checked: (start, stop) int pairs that tile [0, n) in order; None is one segment."""
+    if segments is None:
+        return [(0, n)]
+    try:
+        items = [tuple(s) for s in segments]
+    except TypeError:
+        raise TypeError(f"segments must be a sequence of (start, stop) pairs, got {segments!r}") from None
+    out, pos = [], 0
+    for k, item in enumerate(items):
+        if len(item) != 2 or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)
+                                 for v in item):
+            raise TypeError(f"segments[{k}] must be a (start, stop) pair of ints, got {item!r}")
+        start, stop = int(item[0]), int(item[1])
+        if start != pos or stop < start:
+            raise ValueError(f"segments must tile the buffer [0, {n}) in order; segments[{k}] is {item!r} "
+                             f"where a segment starting at {pos} was expected")
+        out.append((start, stop))
+        pos = stop
+    if pos != n:
+        raise ValueError(f"segments must tile the buffer [0, {n}); they end at {pos}")
+    return out
+
+
+def clip_pieces(n, segments=None):
+    """The (k, 3) int64 table of (start, stop, segment) pieces of at most CLIP_CHUNK elements that the
+    clipped kernels and the norms run over, and the number of segments."""
+    segs = _segment_list(n, segments)
+    rows = [np.empty((0, 3), np.int64)]
+    for k, (start, stop) in enumerate(segs):
+        starts = np.arange(start, stop, CLIP_CHUNK, dtype=np.int64)
+        rows.append(np.stack([starts, np.minimum(starts + CLIP_CHUNK, stop), np.full_like(starts, k)], axis=1))
+    return np.ascontiguousarray(np.concatenate(rows)), len(segs)
+
+
+class _Clipper:
+    """The clipping of one bound update: pieces and scratch sized once; ``prepare()`` reads the gradient's
+    norms (when the kind needs them) and gives the kernel's (pieces, denominators, mode, a)."""
+
+    def __init__(self, grad, kind, c, segments):
+        n = grad.size
+        self.kind, self.c, self.grad, self.dtype = kind, c, grad, grad.dtype
+        self.pieces, nseg = clip_pieces(n, segments if kind == "norm" else None)
+        self.partials = np.zeros(len(self.pieces))
+        self.sums = np.zeros(nseg)
+        self.denoms = np.zeros(nseg, grad.dtype)
+        self.double = grad.dtype == np.float64
+        self.nt = get_num_threads()
+        self.fixed = (self.pieces, None, _CLIP_MODE[kind], c)
+
+    def prepare(self):
+        if self.kind == "global":
+            _clip.sumsq(self.grad, self.pieces, self.partials, self.sums, self.nt)
+            return self.pieces, None, 2, _clip.global_scale(self.sums[0], self.c, self.double)
+        if self.kind == "norm":
+            _clip.sumsq(self.grad, self.pieces, self.partials, self.sums, self.nt)
+            _clip.norm_denominators(self.sums, self.c, self.denoms)
+            return self.pieces, self.denoms, 3, self.c
+        return self.fixed
+
+
+def _bind_buffers(named, like):
+    for name, a in named:
+        if a is not None:
+            _buffer(a, name, like.shape, like.dtype, write=name != "grad")
+    _check_disjoint(*named)
+
+
+def _decay(weight_decay):
+    return 0.0 if weight_decay is None else _check_scalar(weight_decay, "weight_decay", 0.0)
+
+
+def gradient_sumsq(grad, segments=None):
+    """Sums of squares of ``grad`` (any shape, read flat) per segment, in float64.
+
+    ``segments``: (start, stop) offsets that tile the flat buffer (None: one segment).  Each segment is
+    summed over pieces of CLIP_CHUNK elements with four interleaved accumulators, pieces added in order:
+    the same bits on any thread count (``fastconv.reference.gradient_sumsq`` is the bit-identical twin).
+    """
+    g = _float_array(grad, "grad")
+    pieces, nseg = clip_pieces(g.size, segments)
+    out = np.zeros(nseg)
+    _clip.sumsq(g, pieces, np.zeros(len(pieces)), out, get_num_threads())
+    return out
+
+
+def clip_gradient(grad, *, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """``grad`` clipped as Keras's optimizers clip it, as a new array (the update kernels do this fused).
+
+    clipnorm (per segment, i.e. per variable): ``g * c / max(||g_segment||, c)``; global_clipnorm:
+    ``g * (c * min(1/||g||, 1/c) + (||g|| - ||g||))``; clipvalue: ``min(max(g, -c), c)``.
+    """
+    g = _float_array(grad, "grad")
+    kind, c = clip_settings(clipnorm, clipvalue, global_clipnorm)
+    out = np.empty_like(g)
+    clip = _Clipper(g, kind, c, segments)
+    pieces, denoms, mode, a = clip.prepare()
+    _clip.clip_into(g, out, pieces, denoms, mode, a, get_num_threads())
+    return out
+
+
+def bind_clip_gradient(grad, out, *, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """A bound ``out[...] = clip_gradient(grad, ...)`` (``out`` may be grad): ``clip()`` per step."""
+    _buffer(grad, "grad", grad.shape, grad.dtype)
+    _buffer(out, "out", grad.shape, grad.dtype, write=True)
+    kind, c = clip_settings(clipnorm, clipvalue, global_clipnorm)
+    clipper, kernel, nt = _Clipper(grad, kind, c, segments), _clip.clip_into, get_num_threads()
+
+    def clip():
+        pieces, denoms, mode, a = clipper.prepare()
+        kernel(grad, out, pieces, denoms, mode, a, nt)
+
+    return clip
+
+
+def bind_rmsprop_update(param, grad, velocity, momentum_buffer=None, average_grad=None, *, rho=0.9, momentum=0.0,
+                        epsilon=1e-7, centered=False, weight_decay=0.0, clipnorm=None, clipvalue=None,
+                        global_clipnorm=None, segments=None):
+    """A bound Keras RMSprop step on flat buffers: ``update(lr)`` (see :func:`rmsprop_update`)."""
+    rho = _check_scalar(rho, "rho", 0.0, 1.0)
+    momentum = _check_scalar(momentum, "momentum", 0.0)
+    epsilon = _check_scalar(epsilon, "epsilon", 0.0)
+    weight_decay = _decay(weight_decay)
+    if momentum > 0 and momentum_buffer is None:
+        raise ValueError("momentum > 0 needs a momentum_buffer array (zeros of param's shape)")
+    if centered and average_grad is None:
+        raise ValueError("centered=True needs an average_grad array (zeros of param's shape)")
+    momentum_buffer = momentum_buffer if momentum > 0 else None
+    average_grad = average_grad if centered else None
+    _bind_buffers((("param", param), ("grad", grad), ("velocity", velocity), ("momentum_buffer", momentum_buffer),
+                   ("average_grad", average_grad)), param)
+    clipper = _Clipper(grad, *clip_settings(clipnorm, clipvalue, global_clipnorm), segments)
+    kernel, nt = _rmsprop.rmsprop_update, get_num_threads()
+
+    def update(lr):
+        pieces, denoms, mode, a = clipper.prepare()
+        kernel(param, grad, velocity, momentum_buffer, average_grad, pieces, denoms, mode, a, lr, rho, 1.0 - rho,
+               momentum, epsilon, weight_decay, nt)
+
+    return update
+
+
+def bind_adagrad_update(param, grad, accumulator, *, epsilon=1e-7, weight_decay=0.0, clipnorm=None,
+                        clipvalue=None, global_clipnorm=None, segments=None):
+    """A bound Keras Adagrad step on flat buffers: ``update(lr)`` (see :func:`adagrad_update`)."""
+    epsilon = _check_scalar(epsilon, "epsilon", 0.0)
+    weight_decay = _decay(weight_decay)
+    _bind_buffers((("param", param), ("grad", grad), ("accumulator", accumulator)), param)
+    clipper = _Clipper(grad, *clip_settings(clipnorm, clipvalue, global_clipnorm), segments)
+    kernel, nt = _adagrad.adagrad_update, get_num_threads()
+
+    def update(lr):
+        pieces, denoms, mode, a = clipper.prepare()
+        kernel(param, grad, accumulator, pieces, denoms, mode, a, lr, epsilon, weight_decay, nt)
+
+    return update
+
+
+def _keras_sgd_settings(momentum, nesterov, velocity):
+    momentum = _check_scalar(momentum, "momentum", 0.0, 1.0)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True requires momentum > 0")
+    if momentum != 0 and velocity is None:
+        raise ValueError("momentum != 0 needs a velocity array (zeros of param's shape)")
+    return momentum
+
+
+def bind_sgd_keras_update(param, grad, velocity, *, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None,
+                          clipvalue=None, global_clipnorm=None, segments=None):
+    """A bound Keras SGD step on flat buffers: ``update(lr)`` (see :func:`sgd_keras_update`)."""
+    momentum = _keras_sgd_settings(momentum, nesterov, velocity)
+    weight_decay = _decay(weight_decay)
+    velocity = velocity if momentum != 0 else None
+    _bind_buffers((("param", param), ("grad", grad), ("velocity", velocity)), param)
+    clipper = _Clipper(grad, *clip_settings(clipnorm, clipvalue, global_clipnorm), segments)
+    kernel, nesterov, nt = _sgd.sgd_keras_update, bool(nesterov), get_num_threads()
+
+    def update(lr):
+        pieces, denoms, mode, a = clipper.prepare()
+        kernel(param, grad, velocity, pieces, denoms, mode, a, lr, momentum, nesterov, weight_decay, nt)
+
+    return update
+
+
+def bind_adam_keras_update(param, grad, m, v, vhat=None, *, beta1=0.9, beta2=0.999, epsilon=1e-7, weight_decay=0.0,
+                           clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """A bound Keras Adam/AdamW step on flat buffers: ``update(step, lr)`` (see :func:`adam_keras_update`)."""
+    beta1 = _check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True)
+    beta2 = _check_scalar(beta2, "beta2", 0.0, 1.0, high_open=True)
+    epsilon = _check_scalar(epsilon, "epsilon", 0.0)
+    weight_decay = _decay(weight_decay)
+    _bind_buffers((("param", param), ("grad", grad), ("m", m), ("v", v), ("vhat", vhat)), param)
+    clipper = _Clipper(grad, *clip_settings(clipnorm, clipvalue, global_clipnorm), segments)
+    kernel, nt = _adam.adam_keras_update, get_num_threads()
+
+    def update(step, lr):
+        alpha = _adam_coefficients(step, lr, beta1, beta2, 0.0, True)[0]
+        pieces, denoms, mode, a = clipper.prepare()
+        kernel(param, grad, m, v, vhat, pieces, denoms, mode, a, lr, 1.0 - beta1, 1.0 - beta2, alpha, epsilon,
+               weight_decay, nt)
+
+    return update
+
+
+def nadam_coefficients(step, beta1, beta2, u_product):
+    """Nadam's per-step scalars in double precision, as Keras forms them: returns
+    ``(u_prod_t, u_{t+1}, 1 - u_prod_t * u_{t+1}, 1 - u_t, 1 - u_prod_t, 1 - beta2**t)`` with
+    ``u_t = beta1 * (1 - 0.5 * 0.96**t)`` and ``u_prod_t = u_prod_{t-1} * beta1 * (1 - 0.5 * 0.96**t)``.
+    fastconv.reference keeps a twin."""
+    u_t = beta1 * (1.0 - 0.5 * 0.96 ** step)
+    u_next = beta1 * (1.0 - 0.5 * 0.96 ** (step + 1))
+    prod = u_product * beta1 * (1.0 - 0.5 * 0.96 ** step)
+    return prod, u_next, 1.0 - prod * u_next, 1.0 - u_t, 1.0 - prod, 1.0 - beta2 ** step
+
+
+def bind_nadam_update(param, grad, m, v, *, beta1=0.9, beta2=0.999, epsilon=1e-7, weight_decay=0.0, clipnorm=None,
+                      clipvalue=None, global_clipnorm=None, segments=None):
+    """A bound Keras Nadam step on flat buffers: ``update(step, lr, u_product)`` returns the new product
+    (see :func:`nadam_update`)."""
+    beta1 = _check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True)
+    beta2 = _check_scalar(beta2, "beta2", 0.0, 1.0, high_open=True)
+    epsilon = _check_scalar(epsilon, "epsilon", 0.0)
+    weight_decay = _decay(weight_decay)
+    _bind_buffers((("param", param), ("grad", grad), ("m", m), ("v", v)), param)
+    clipper = _Clipper(grad, *clip_settings(clipnorm, clipvalue, global_clipnorm), segments)
+    kernel, nt = _nadam.nadam_update, get_num_threads()
+
+    def update(step, lr, u_product):
+        prod, u_next, omp_next, om_u, om_prod, bc2 = nadam_coefficients(step, beta1, beta2, u_product)
+        pieces, denoms, mode, a = clipper.prepare()
+        kernel(param, grad, m, v, pieces, denoms, mode, a, lr, 1.0 - beta1, 1.0 - beta2, u_next, omp_next, om_u,
+               om_prod, bc2, epsilon, weight_decay, nt)
+        return prod
+
+    return update
+
+
+def _unbound(param, grad, states, run):
+    """Check an unbound update's arrays (param, grad, then (name, array or None) states), run
+    ``run(param, grad, *states)`` on native contiguous copies where needed, and write them back."""
+    _check_param_and_grad(param, grad)
+    for name, a in states:
+        if a is not None:
+            _writable_float(a, name, param)
+    _check_disjoint(("param", param), ("grad", grad), *states)
+    arrays = [param, grad] + [a for _, a in states]
+    flats = [None if a is None else f for a, f in zip(arrays, _flat_views([a if a is not None else param
+                                                                          for a in arrays]))]
+    if grad is param:
+        flats[1] = flats[0]
+    result = run(*flats)
+    _write_back([param, None] + [a for _, a in states], flats)
+    return result
+
+
+def rmsprop_update(param, grad, velocity, momentum_buffer=None, average_grad=None, *, lr=1e-3, rho=0.9,
+                   momentum=0.0, epsilon=1e-7, centered=False, weight_decay=0.0, clipnorm=None, clipvalue=None,
+                   global_clipnorm=None, segments=None):
+    """One fused, in-place RMSprop step in Keras 3's form (``keras.optimizers.RMSprop``).
+
+    Parameters
+    ----------
+    param, grad, velocity : ndarrays of one shape and dtype (float32/float64); param and velocity (and the
+        optional buffers) are updated in place, through a native copy where needed.
+    momentum_buffer : required when ``momentum > 0``; average_grad : required when ``centered``.
+    lr, rho, momentum, epsilon, centered, weight_decay : Keras's hyperparameters.
+    clipnorm, clipvalue, global_clipnorm, segments : Keras's gradient clipping (:func:`clip_gradient`).
+
+    Per element: ``v = rho*v + (1-rho)*g*g``; ``d = v + eps`` (centered: ``a = rho*a + (1-rho)*g``,
+    ``d = v - a*a + eps``); ``inc = lr*g / sqrt(d)``; ``b = momentum*b + inc; p -= b`` (momentum) or
+    ``p -= inc``.  Weight decay first: ``p -= p*weight_decay*lr``.
+
+    Examples
+    --------
+    >>> p, g, v = np.ones(3), np.full(3, 0.5), np.zeros(3)
+    >>> rmsprop_update(p, g, v, lr=0.1)
+    """
+    lr = _check_scalar(lr, "lr", 0.0)
+    return _unbound(param, grad, [("velocity", velocity), ("momentum_buffer", momentum_buffer),
+                                  ("average_grad", average_grad)],
+                    lambda p, g, v, b, a: bind_rmsprop_update(
+                        p, g, v, b, a, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered,
+                        weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                        global_clipnorm=global_clipnorm, segments=segments)(lr))
+
+
+def adagrad_update(param, grad, accumulator, *, lr=1e-3, epsilon=1e-7, weight_decay=0.0, clipnorm=None,
+                   clipvalue=None, global_clipnorm=None, segments=None):
+    """One fused, in-place Adagrad step in Keras 3's form (``keras.optimizers.Adagrad``).
+
+    ``accumulator`` starts at ``initial_accumulator_value`` (Keras: 0.1).  Per element:
+    ``acc += g*g; p -= lr*g / sqrt(acc + epsilon)``, after ``p -= p*weight_decay*lr``; clipping as
+    :func:`clip_gradient`.  Arrays as :func:`rmsprop_update`.
+    """
+    lr = _check_scalar(lr, "lr", 0.0)
+    return _unbound(param, grad, [("accumulator", accumulator)],
+                    lambda p, g, a: bind_adagrad_update(
+                        p, g, a, epsilon=epsilon, weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                        global_clipnorm=global_clipnorm, segments=segments)(lr))
+
+
+def sgd_keras_update(param, grad, velocity=None, *, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
+                     clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """One fused, in-place SGD step in Keras 3's form (``keras.optimizers.SGD``; :func:`sgd_update` is torch's).
+
+    The velocity carries the learning rate: ``v = momentum*v - lr*g``; ``p += v``, or with Nesterov
+    ``p += momentum*v - lr*g``; without momentum ``p -= lr*g``.  momentum in [0, 1] as Keras requires;
+    weight decay ``p -= p*weight_decay*lr`` first; clipping as :func:`clip_gradient`.
+    """
+    lr = _check_scalar(lr, "lr", 0.0)
+    return _unbound(param, grad, [("velocity", velocity)],
+                    lambda p, g, b: bind_sgd_keras_update(
+                        p, g, b, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, clipnorm=clipnorm,
+                        clipvalue=clipvalue, global_clipnorm=global_clipnorm, segments=segments)(lr))
+
+
+def _step_number(step):
+    if type(step) is not int and (isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral)):
+        raise TypeError(f"step must be an int (1-based step number), got {step!r}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")
+    return int(step)
+
+
+def adam_keras_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7, weight_decay=0.0,
+                      amsgrad=False, vhat=None, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """One fused, in-place Adam step in Keras 3's form (``keras.optimizers.Adam``; AdamW with weight_decay).
+
+    ``m += (g - m)*(1-beta1)``; ``v += (g*g - v)*(1-beta2)`` (amsgrad: ``vhat = max(vhat, v)`` replaces v);
+    ``p -= m*alpha / (sqrt(v) + epsilon)`` with ``alpha = lr*sqrt(1-beta2**step)/(1-beta1**step)``;
+    weight decay ``p -= p*weight_decay*lr`` first (Keras's AdamW); clipping as :func:`clip_gradient`.
+    :func:`adam_update` with ``eps_hat=True`` is the same formula with the moments written
+    ``beta1*m + (1-beta1)*g`` (a different rounding) and L2 or ``p *= 1 - lr*wd`` decay.
+    """
+    step, lr = _step_number(step), _check_scalar(lr, "lr", 0.0)
+    if amsgrad and vhat is None:
+        raise ValueError("amsgrad=True needs a vhat array (zeros of param's shape) to hold max(v)")
+    if not amsgrad and vhat is not None:
+        raise ValueError("vhat is only used with amsgrad=True")
+    return _unbound(param, grad, [("m", m), ("v", v), ("vhat", vhat)],
+                    lambda p, g, m_, v_, vh: bind_adam_keras_update(
+                        p, g, m_, v_, vh, beta1=beta1, beta2=beta2, epsilon=epsilon, weight_decay=weight_decay,
+                        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                        segments=segments)(step, lr))
+
+
+def nadam_update(param, grad, m, v, *, step, u_product, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7,
+                 weight_decay=0.0, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """One fused, in-place Nadam step in Keras 3's form (``keras.optimizers.Nadam``); returns the new
+    momentum-cache product ``u_product`` (start with 1.0).
+
+    ``m += (g - m)*(1-beta1)``; ``v += (g*g - v)*(1-beta2)``;
+    ``m_hat = u_{t+1}*m / (1 - u_prod_t*u_{t+1}) + (1-u_t)*g / (1 - u_prod_t)``; ``v_hat = v/(1-beta2**t)``;
+    ``p -= m_hat*lr / (sqrt(v_hat) + epsilon)`` (scalars: :func:`nadam_coefficients`); weight decay and
+    clipping as :func:`adam_keras_update`.
+    """
+    step, lr = _step_number(step), _check_scalar(lr, "lr", 0.0)
+    u_product = _check_scalar(u_product, "u_product")
+    return _unbound(param, grad, [("m", m), ("v", v)],
+                    lambda p, g, m_, v_: bind_nadam_update(
+                        p, g, m_, v_, beta1=beta1, beta2=beta2, epsilon=epsilon, weight_decay=weight_decay,
+                        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                        segments=segments)(step, lr, u_product))

@@ -17,6 +17,8 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_backward", "adam_update", "sgd_update", "softmax_cross_entropy",
     "batchnorm_forward", "batchnorm_backward", "pool_padding", "avgpool2d_forward", "avgpool2d_backward",
     "global_avgpool2d_forward", "global_avgpool2d_backward", "global_maxpool2d_forward", "global_maxpool2d_backward",
+    "rmsprop_update", "adagrad_update", "sgd_keras_update", "adam_keras_update", "nadam_update", "clip_gradient",
+    "gradient_sumsq",
 ]
 
 
@@ -597,3 +599,165 @@ def global_maxpool2d_backward(dy, idx, x_shape):
         for c in range(C):
             dx[n, c, idx[n, c]] = dy[n, c]
     return dx.reshape(x_shape)
+# ---- optimizers (Keras forms) ----
+# Twins of fastconv.ops's Keras-form updates and gradient clipping: the same operations in the same order,
+# so the compiled kernels are bit-identical to them (the norms included: gradient_sumsq adds in the same
+# fixed order as the kernel).
+
+CLIP_CHUNK = 4096   # fastconv._clip.CHUNK
+
+
+def _clip_kind(clipnorm=None, clipvalue=None, global_clipnorm=None):
+    for kind, c in (("norm", clipnorm), ("value", clipvalue), ("global", global_clipnorm)):
+        if c is not None and c > 0:
+            return kind, float(c)
+    return None, 0.0
+
+
+def _segments(n, segments):
+    return [(0, n)] if segments is None else [(int(a), int(b)) for a, b in segments]
+
+
+def gradient_sumsq(grad, segments=None):
+    """Per-segment sums of squares in float64: pieces of CLIP_CHUNK elements, four interleaved
+    accumulators per piece combined as (a0 + a1) + (a2 + a3), pieces added in order."""
+    g = np.asarray(grad).reshape(-1).astype(np.float64)
+    out = []
+    for start, stop in _segments(g.size, segments):
+        total = 0.0
+        for a in range(start, stop, CLIP_CHUNK):
+            x = g[a:min(a + CLIP_CHUNK, stop)]
+            sq = np.zeros(-(-x.size // 4) * 4)
+            sq[:x.size] = x * x
+            acc = np.cumsum(sq.reshape(-1, 4), axis=0)[-1]     # each accumulator in order
+            total = total + float((acc[0] + acc[1]) + (acc[2] + acc[3]))
+        out.append(total)
+    return np.array(out, dtype=np.float64)
+
+
+def clip_coefficients(kind, c, sums, dtype):
+    """(mode, a, denominators) from the sums of squares, Keras's formulas in ``dtype`` (the twin of
+    fastconv._clip.global_scale and norm_denominators)."""
+    t = np.dtype(dtype).type
+    with np.errstate(all="ignore"):
+        if kind == "global":
+            norm = t(math.sqrt(sums[0]) if sums[0] == sums[0] and sums[0] >= 0 else sums[0])
+            scale = t(c) * np.minimum(t(1) / norm, t(1.0 / c)) + (norm - norm)
+            return 2, float(scale), None
+        if kind == "norm":
+            positive = sums > 0
+            l2 = np.where(positive, np.sqrt(np.where(positive, sums, 1.0)), sums).astype(dtype)
+            return 3, c, np.maximum(l2, t(c))
+    return {None: 0, "value": 1}[kind], c, None
+
+
+def clip_gradient(grad, *, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """``grad`` clipped as Keras's optimizers do (a new array)."""
+    g = np.array(grad)
+    t = g.dtype.type
+    kind, c = _clip_kind(clipnorm, clipvalue, global_clipnorm)
+    flat = g.reshape(-1)
+    if kind == "value":
+        flat[...] = np.where(flat < -t(c), -t(c), np.where(flat > t(c), t(c), flat))
+    elif kind == "global":
+        _, scale, _ = clip_coefficients(kind, c, gradient_sumsq(flat), g.dtype)
+        flat *= t(scale)
+    elif kind == "norm":
+        _, _, denoms = clip_coefficients(kind, c, gradient_sumsq(flat, segments), g.dtype)
+        for (start, stop), d in zip(_segments(flat.size, segments), denoms):
+            flat[start:stop] = (flat[start:stop] * t(c)) / d
+    return g
+
+
+def _keras_decay(param, weight_decay, lr):
+    t = param.dtype.type
+    if weight_decay:
+        return param - param * t(weight_decay) * t(lr)
+    return param
+
+
+def rmsprop_update(param, grad, velocity, momentum_buffer=None, average_grad=None, *, lr=1e-3, rho=0.9,
+                   momentum=0.0, epsilon=1e-7, centered=False, weight_decay=0.0, clipnorm=None, clipvalue=None,
+                   global_clipnorm=None, segments=None):
+    """One RMSprop step in place, keras.optimizers.RMSprop's formula."""
+    t = param.dtype.type
+    g = clip_gradient(grad, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                      segments=segments)
+    p = _keras_decay(param, weight_decay, lr)
+    velocity[...] = t(rho) * velocity + t(1.0 - rho) * (g * g)
+    if centered:
+        average_grad[...] = t(rho) * average_grad + t(1.0 - rho) * g
+        d = (velocity - average_grad * average_grad) + t(epsilon)
+    else:
+        d = velocity + t(epsilon)
+    inc = (t(lr) * g) / np.sqrt(d)
+    if momentum > 0:
+        momentum_buffer[...] = t(momentum) * momentum_buffer + inc
+        inc = momentum_buffer
+    param[...] = p - inc
+
+
+def adagrad_update(param, grad, accumulator, *, lr=1e-3, epsilon=1e-7, weight_decay=0.0, clipnorm=None,
+                   clipvalue=None, global_clipnorm=None, segments=None):
+    """One Adagrad step in place, keras.optimizers.Adagrad's formula."""
+    t = param.dtype.type
+    g = clip_gradient(grad, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                      segments=segments)
+    p = _keras_decay(param, weight_decay, lr)
+    accumulator[...] = accumulator + g * g
+    param[...] = p - (t(lr) * g) / np.sqrt(accumulator + t(epsilon))
+
+
+def sgd_keras_update(param, grad, velocity=None, *, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
+                     clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """One SGD step in place, keras.optimizers.SGD's formula (the velocity carries the learning rate)."""
+    t = param.dtype.type
+    g = clip_gradient(grad, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                      segments=segments)
+    p = _keras_decay(param, weight_decay, lr)
+    if momentum != 0:
+        velocity[...] = velocity * t(momentum) - g * t(lr)
+        param[...] = p + (velocity * t(momentum) - g * t(lr)) if nesterov else p + velocity
+    else:
+        param[...] = p - g * t(lr)
+
+
+def adam_keras_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7, weight_decay=0.0,
+                      amsgrad=False, vhat=None, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """One Adam step in place, keras.optimizers.Adam's formula (AdamW's with weight_decay)."""
+    t = param.dtype.type
+    alpha = lr * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    g = clip_gradient(grad, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                      segments=segments)
+    p = _keras_decay(param, weight_decay, lr)
+    m[...] = m + (g - m) * t(1.0 - beta1)
+    v[...] = v + (g * g - v) * t(1.0 - beta2)
+    vv = v
+    if amsgrad:
+        vhat[...] = np.where((v > vhat) | np.isnan(v), v, vhat)
+        vv = vhat
+    param[...] = p - (m * t(alpha)) / (np.sqrt(vv) + t(epsilon))
+
+
+def nadam_coefficients(step, beta1, beta2, u_product):
+    """Nadam's per-step scalars in double precision (fastconv.ops.nadam_coefficients' twin)."""
+    u_t = beta1 * (1.0 - 0.5 * 0.96 ** step)
+    u_next = beta1 * (1.0 - 0.5 * 0.96 ** (step + 1))
+    prod = u_product * beta1 * (1.0 - 0.5 * 0.96 ** step)
+    return prod, u_next, 1.0 - prod * u_next, 1.0 - u_t, 1.0 - prod, 1.0 - beta2 ** step
+
+
+def nadam_update(param, grad, m, v, *, step, u_product, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7,
+                 weight_decay=0.0, clipnorm=None, clipvalue=None, global_clipnorm=None, segments=None):
+    """One Nadam step in place, keras.optimizers.Nadam's formula; returns the new u_product."""
+    t = param.dtype.type
+    prod, u_next, omp_next, om_u, om_prod, bc2 = nadam_coefficients(step, beta1, beta2, u_product)
+    g = clip_gradient(grad, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
+                      segments=segments)
+    p = _keras_decay(param, weight_decay, lr)
+    m[...] = m + (g - m) * t(1.0 - beta1)
+    v[...] = v + (g * g - v) * t(1.0 - beta2)
+    m_hat = (t(u_next) * m) / t(omp_next) + (t(om_u) * g) / t(om_prod)
+    v_hat = v / t(bc2)
+    param[...] = p - (m_hat * t(lr)) / (np.sqrt(v_hat) + t(epsilon))
+    return prod

@@ -21,6 +21,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
 from fastconv._arrays cimport even_block, is_double, plain_like, plain_param, typenum, view
+from fastconv._clip cimport CLIP_NONE, CLIP_NORM, CLIP_SCALE, CLIP_VALUE, clip_grad, read_pieces
 from fastconv._runtime cimport Trials, trials_for
 
 cnp.import_array()
@@ -165,3 +166,117 @@ cdef int _update(floating tag, p_in, g_in, m_in, v_in, vmax_in, double beta1, do
                         (vp + b * blk) if vp != NULL else NULL, min(blk, n - b * blk), k, l2, shrink,
                         eps_hat)
     return 0
+
+
+# ---- Keras 3's form (keras.optimizers.Adam / AdamW), gradient clipping included ----
+# Per element, in the parameter's precision, in this order (fastconv.reference.adam_keras_update):
+#     g = clip(grad);  p = p - p * weight_decay * lr   (when weight_decay != 0)
+#     m = m + (g - m) * (1 - beta1);  v = v + (g * g - v) * (1 - beta2)
+#     amsgrad: vhat = max(vhat, v), used for v
+#     p = p - (m * alpha) / (sqrt(v) + eps),   alpha = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+
+def adam_keras_update(p, g, m, v, vhat, pieces, denoms, int clip_mode, double clip_a, double lr,
+                      double one_minus_beta1, double one_minus_beta2, double alpha, double eps,
+                      double weight_decay, int nthreads):
+    """One Keras-form step over C-contiguous arrays of one dtype and size (vhat None unless amsgrad)."""
+    cdef _KCoef k
+    k.lr, k.c1, k.c2, k.alpha, k.eps, k.wd = lr, one_minus_beta1, one_minus_beta2, alpha, eps, weight_decay
+    if is_double(p, "adam_keras_update: param"):
+        _keras_update(<double>0, p, g, m, v, vhat, pieces, denoms, clip_mode, clip_a, k, nthreads)
+    else:
+        _keras_update(<float>0, p, g, m, v, vhat, pieces, denoms, clip_mode, clip_a, k, nthreads)
+
+
+cdef struct _KCoef:
+    double lr, c1, c2, alpha, eps, wd
+
+
+cdef int _keras_update(floating tag, p_in, g_in, m_in, v_in, vhat_in, pieces, denoms, int mode,
+                       double clip_a, _KCoef k, int nthreads) except -1:
+    cdef int T = typenum(tag)
+    cdef Py_ssize_t n, ng, nm, nv, nx, i, count, s
+    cdef char *pd
+    cdef char *gd
+    cdef char *md
+    cdef char *vd
+    cdef char *xd
+    cdef char *dd
+    cdef const long long *pc
+    view(p_in, T, -1, True, &n, &pd, "adam_keras_update: param")
+    view(g_in, T, -1, False, &ng, &gd, "adam_keras_update: grad")
+    view(m_in, T, -1, True, &nm, &md, "adam_keras_update: m")
+    view(v_in, T, -1, True, &nv, &vd, "adam_keras_update: v")
+    if ng != n or nm != n or nv != n:
+        raise ValueError("adam_keras_update: arrays of different lengths reached the compiled kernel")
+    cdef floating *vh = NULL
+    if vhat_in is not None:
+        view(vhat_in, T, -1, True, &nx, &xd, "adam_keras_update: vhat")
+        if nx != n:
+            raise ValueError("adam_keras_update: vhat length differs from param")
+        vh = <floating *>xd
+    read_pieces(pieces, denoms, T, n, mode, &pc, &count, &dd, "adam_keras_update")
+    cdef floating *p = <floating *>pd
+    cdef const floating *g = <const floating *>gd
+    cdef floating *m = <floating *>md
+    cdef floating *v = <floating *>vd
+    cdef const floating *den = <const floating *>dd
+    cdef floating ca = <floating>clip_a
+    cdef int nt = nthreads if n >= PARALLEL_MIN else 1
+    if nt <= 1:
+        with nogil:
+            for i in range(count):
+                s = pc[3 * i]
+                _keras_block(p + s, g + s, m + s, v + s, (vh + s) if vh != NULL else NULL, pc[3 * i + 1] - s,
+                             mode, ca, den[pc[3 * i + 2]] if mode == CLIP_NORM else 1, k)
+    else:
+        for i in prange(count, schedule='static', num_threads=nt, nogil=True):
+            _keras_block(p + pc[3 * i], g + pc[3 * i], m + pc[3 * i], v + pc[3 * i],
+                         (vh + pc[3 * i]) if vh != NULL else NULL, pc[3 * i + 1] - pc[3 * i], mode, ca,
+                         den[pc[3 * i + 2]] if mode == CLIP_NORM else 1, k)
+    return 0
+
+
+cdef void _keras_block(floating *p, const floating *g_in, floating *m, floating *v, floating *vh,
+                       Py_ssize_t n, int mode, floating ca, floating cb, _KCoef k) noexcept nogil:
+    # one loop per clip mode and AMSGrad flag, each folded in as a constant (so that each loop vectorises)
+    if vh == NULL:
+        if mode == CLIP_NONE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NONE, ca, cb, k, False)
+        elif mode == CLIP_VALUE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_VALUE, ca, cb, k, False)
+        elif mode == CLIP_SCALE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_SCALE, ca, cb, k, False)
+        else:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NORM, ca, cb, k, False)
+    else:
+        if mode == CLIP_NONE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NONE, ca, cb, k, True)
+        elif mode == CLIP_VALUE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_VALUE, ca, cb, k, True)
+        elif mode == CLIP_SCALE:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_SCALE, ca, cb, k, True)
+        else:
+            _keras_loop(p, g_in, m, v, vh, n, CLIP_NORM, ca, cb, k, True)
+
+
+cdef inline void _keras_loop(floating *p, const floating *g_in, floating *m, floating *v, floating *vh,
+                             Py_ssize_t n, int mode, floating ca, floating cb, _KCoef k, bint ams) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating lr = <floating>k.lr, c1 = <floating>k.c1, c2 = <floating>k.c2
+    cdef floating alpha = <floating>k.alpha, eps = <floating>k.eps, wd = <floating>k.wd
+    cdef bint decay = k.wd != 0
+    cdef floating g, pi, mi, vi
+    for i in range(n):
+        g = clip_grad(g_in[i], mode, ca, cb)
+        pi = p[i]
+        if decay:
+            pi = pi - pi * wd * lr
+        mi = m[i] + (g - m[i]) * c1
+        vi = v[i] + (g * g - v[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        if ams:
+            if vi > vh[i] or vi != vi:
+                vh[i] = vi
+            vi = vh[i]
+        p[i] = pi - (mi * alpha) / (_sqrt(vi) + eps)

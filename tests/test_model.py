@@ -174,7 +174,7 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="valid choices: sparse_categorical_crossentropy"):
         clf.compile("adam", "hinge")
     with pytest.raises(ValueError, match="valid choices: adam"):
-        clf.compile("adagrad")
+        clf.compile("adadelta")
     with pytest.raises(ValueError, match="did you mean 'he_normal'"):
         layers.Dense(3, kernel_initializer="he_norml")
     with pytest.raises(ValueError, match="Flatten"):

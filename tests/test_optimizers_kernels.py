@@ -297,3 +297,43 @@ def test_update_kernels_decline_byte_swapped_arrays(rng):
                           False, False, 1)
     with pytest.raises(ValueError, match="byte order"):
         _sgd.sgd_update(p, _swapped(g), None, 0.1, 0.0, False, 0.0, 1)
+
+
+# Keras 3's Adam (keras/src/optimizers/adam.py) is the eps-hat form above with its moments written
+# m += (g - m)*(1 - beta1), v += (g*g - v)*(1 - beta2): the same formula, rounded differently.  Both
+# paths exist: eps_hat=True keeps seed 000's bits, adam_keras_update follows Keras's operation order.
+
+def test_keras_adam_is_the_eps_hat_form_up_to_rounding(rng):
+    p = rng.standard_normal(1000)
+    q = p.copy()
+    s1, s2 = [np.zeros(1000) for _ in range(2)], [np.zeros(1000) for _ in range(2)]
+    for step in range(1, 21):
+        g = rng.standard_normal(1000)
+        ops.adam_update(p, g, *s1, step=step, lr=1e-2, eps=1e-7, eps_hat=True)
+        ops.adam_keras_update(q, g, *s2, step=step, lr=1e-2, epsilon=1e-7)
+    np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-15)
+    assert q.tobytes() != p.tobytes()    # the operation order differs, so do some last bits
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_forms_with_clipping_read_the_clipped_gradient(dtype, rng):
+    """Adam and SGD in the torch convention clip (Keras semantics) into a scratch copy, then step."""
+    from fastconv.nn.optimizers import SGD, Adam
+
+    for opt, run in [(Adam(1e-2, global_clipnorm=0.5), lambda p, g: reference.adam_update(p, g, m, v, step=k,
+                                                                                            lr=1e-2)),
+                     (SGD(0.1, momentum=0.9, clipnorm=0.5), lambda p, g: reference.sgd_update(p, g, m, lr=0.1,
+                                                                                               momentum=0.9))]:
+        n = 300
+        opt.build(n, dtype)
+        p = rng.standard_normal(n).astype(dtype)
+        p_ref, g = p.copy(), np.zeros(n, dtype)
+        m, v = np.zeros(n, dtype), np.zeros(n, dtype)
+        update = opt.bind(p, g, [(0, 100), (100, n)])
+        for k in range(1, 6):
+            g[...] = rng.standard_normal(n).astype(dtype)
+            update()
+            clip = opt.get_config()
+            run(p_ref, reference.clip_gradient(g, clipnorm=clip["clipnorm"], global_clipnorm=clip["global_clipnorm"],
+                                               segments=[(0, 100), (100, n)]))
+            assert p.tobytes() == p_ref.tobytes()

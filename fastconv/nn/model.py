@@ -146,12 +146,14 @@ class Sequential:
         total = int(sum(sizes))
         self.params = np.zeros(total, self.dtype)
         self.grads = np.zeros(total, self.dtype)
+        self.segments = []   # (start, stop) of each variable in the flat buffers (per-variable clipnorm)
         offset = 0
         for (layer, name, pshape, init), size in zip(specs, sizes):
             view = self.params[offset:offset + size].reshape(pshape)
             view[...] = init(pshape, dtype=self.dtype, rng=self.rng)
             layer.params[name] = view
             layer.grads[name] = self.grads[offset:offset + size].reshape(pshape)
+            self.segments.append((offset, offset + size))
             offset += size
         # non-trainable state (BatchNormalization's running statistics): one flat buffer the optimizer never sees
         states = [(layer, name, sshape, value) for layer in self.layers for name, sshape, value in layer.state_specs]
@@ -279,7 +281,7 @@ class Sequential:
 
     def _update(self):
         """The optimizer's bound step on this model's flat buffers."""
-        return self.optimizer.bind(self.params, self.grads)
+        return self.optimizer.bind(self.params, self.grads, self.segments)
 
     # ------------------------------------------------------------------------------------- public loops
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,

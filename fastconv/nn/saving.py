@@ -256,7 +256,7 @@ def load_model(path):
         try:
             model = Sequential(model_layers, dtype=config["dtype"], seed=config["seed"])
             if optimizer_class is not None:
-                model.compile(optimizer_class(**opt["config"]), loss, config["metrics"])
+                model.compile(optimizer_class.from_config(opt["config"]), loss, config["metrics"])
             model.build(tuple(config["input_shape"]))
         except (ValueError, TypeError) as exc:
             raise reader.error(f"its config does not describe a valid model: {exc}") from exc
