@@ -1,7 +1,9 @@
-# conv2d by im2col: the backward for non-finite x or w, whose products must match the reference's exactly.
+# conv2d by im2col: the backward for non-finite x or w, whose products must match the reference's exactly,
+# and the forward and backward of every dilated or asymmetrically padded geometry (a "general" plan).
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 #
-#     cols[n, k, p]   = x_padded[n, c, oh*sh + i, ow*sw + j]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
+#     cols[n, k, p]   = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
+#     y[n]            = W (F x K) @ cols[n]                     nn tiles, columns past P dropped
 #     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles into IM2COL_SLOTS sums, added in order
 #     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
@@ -12,16 +14,20 @@ CHUNK_BYTES = 4 << 20
 DW_BLOCK = 128
 # dW accumulators: each takes a fixed run of the work items, so the thread count changes no sum.
 IM2COL_SLOTS = 8
+# Products (samples x terms x output positions) below which a general plan's call runs on one thread.
+cdef enum:
+    IM2COL_SMALL_WORK = 1 << 15
 
 
 cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,
                   Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Ppad,
-                  int nthreads) noexcept nogil:
-    """cols[n, (c*kh+i)*kw+j, oh*Wo+ow] = x_padded[n, c, oh*sh+i, ow*sw+j], and zero in the padding
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dlw, Py_ssize_t Ho, Py_ssize_t Wo,
+                  Py_ssize_t Ppad, int nthreads) noexcept nogil:
+    """cols[n, (c*kh+i)*kw+j, oh*Wo+ow] = x_padded[n, c, oh*sh+i*dh, ow*sw+j*dlw] (ph rows and pw columns
+    of zeros before x; the bottom and right padding only shape Ho, Wo), and zero in the padding
     columns P..Ppad-1 of each row: the dW tiles read them, and the dcols step of the chunk before may have
     left anything there (with an infinite w, NaN, which times the zero dy tail would be NaN in dW)."""
-    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, K = C * kh * kw
+    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, jo, K = C * kh * kw
     cdef floating *dst
     cdef const floating *src
     for r in prange(cnt * C * kh, schedule='static', num_threads=nthreads, nogil=True):
@@ -30,12 +36,15 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
         i = r % kh
         for j in range(kw):
             dst = cols + (n * K + (c * kh + i) * kw + j) * Ppad
-            lo = _valid_lo(pw, j, sw)
-            hi = _valid_hi(W, pw, j, sw, Wo)
+            jo = j * dlw
+            lo = _valid_lo(pw, jo, sw)
+            hi = _valid_hi(W, pw, jo, sw, Wo)
+            if lo > Wo:
+                lo = Wo
             if hi < lo:
                 hi = lo
             for oh in range(Ho):
-                ih = oh * sh - ph + i
+                ih = oh * sh - ph + i * dh
                 if ih < 0 or ih >= H:
                     for ow in range(Wo):
                         dst[oh * Wo + ow] = 0
@@ -45,10 +54,10 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
                     dst[oh * Wo + ow] = 0
                 if sw == 1:
                     for ow in range(lo, hi):
-                        dst[oh * Wo + ow] = src[ow - pw + j]
+                        dst[oh * Wo + ow] = src[ow - pw + jo]
                 else:
                     for ow in range(lo, hi):
-                        dst[oh * Wo + ow] = src[ow * sw - pw + j]
+                        dst[oh * Wo + ow] = src[ow * sw - pw + jo]
                 for ow in range(hi, Wo):
                     dst[oh * Wo + ow] = 0
             for ow in range(Ho * Wo, Ppad):
@@ -57,10 +66,10 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
 
 cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,
                   Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Ppad,
-                  int nthreads) noexcept nogil:
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dlw, Py_ssize_t Ho, Py_ssize_t Wo,
+                  Py_ssize_t Ppad, int nthreads) noexcept nogil:
     """dx[n, c] += scatter of dcols (the adjoint of _im2col); dx must start at zero."""
-    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, K = C * kh * kw
+    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, jo, K = C * kh * kw
     cdef const floating *srcrow
     cdef floating *dxrow
     for r in prange(cnt * C, schedule='static', num_threads=nthreads, nogil=True):
@@ -69,15 +78,16 @@ cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_
         for i in range(kh):
             for j in range(kw):
                 srcrow = dcols + (n * K + (c * kh + i) * kw + j) * Ppad
-                lo = _valid_lo(pw, j, sw)
-                hi = _valid_hi(W, pw, j, sw, Wo)
+                jo = j * dlw
+                lo = _valid_lo(pw, jo, sw)
+                hi = _valid_hi(W, pw, jo, sw, Wo)
                 for oh in range(Ho):
-                    ih = oh * sh - ph + i
+                    ih = oh * sh - ph + i * dh
                     if ih < 0 or ih >= H:
                         continue
                     dxrow = dx + ((n * C + c) * H + ih) * W
                     for ow in range(lo, hi):
-                        dxrow[ow * sw - pw + j] += srcrow[oh * Wo + ow]
+                        dxrow[ow * sw - pw + jo] += srcrow[oh * Wo + ow]
 
 
 def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
@@ -86,7 +96,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     """im2col backward (the path for non-finite inputs); conv2d_backward checked the shapes against the
     plan ``g``, whose geometry this uses."""
     cdef Py_ssize_t N = x.shape[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
-    cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Ho = g.Ho, Wo = g.Wo
+    cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Ho = g.Ho, Wo = g.Wo, dh = g.dh, dlw = g.dlw
     dtype = np.float64 if floating is double else np.float32
     cdef bint need_dx = dx_out is not None
     cdef floating[:, :, :, ::1] dx
@@ -117,7 +127,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     for n0 in range(0, N, nb):
         cnt = min(nb, N - n0)
         with nogil:
-            _im2col(&x[n0, 0, 0, 0], &cols[0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo,
+            _im2col(&x[n0, 0, 0, 0], &cols[0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dlw, Ho, Wo,
                     Ppad, nthreads)
             for r in prange(cnt * F, schedule='static', num_threads=nthreads):
                 memcpy(&dyp[0, 0, 0] + r * Ppad, &dy[n0, 0, 0, 0] + r * P, P * sizeof(floating))
@@ -137,8 +147,32 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                 for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
                     _nn_tile(t, ntl, K, F, &apack_t[0], &dyp[0, 0, 0], F * Ppad, &frow[0], &cols[0, 0, 0],
                              K * Ppad, Ppad, &ident[0], &ones[0], NR, NULL)
-                _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
-                        Wo, Ppad, nthreads)
+                _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dlw,
+                        Ho, Wo, Ppad, nthreads)
     for r in prange(_finish_items(F * K, F, True), schedule='static', num_threads=nthreads, nogil=True):
         _finish_item(r, &dw_local[0, 0, 0], nslot, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0],
                      True)
+
+
+cdef int _forward_im2col(_Plan g, const floating *xp, const floating *wp, const floating *bptr, floating *yp,
+                         Py_ssize_t N, int nthreads) except -1:
+    """y (N x F x Ho x Wo) = W @ cols (+ bias, or none for NULL), chunk by chunk: the forward of a general
+    plan (dilated or asymmetrically padded), whose tables (_Plan._init_general) map the column tiles."""
+    cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P, NR = g.NR, Ppad = g.Ppad
+    cdef Py_ssize_t ntl = g.ntiles, MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
+    cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * sizeof(floating))))
+    dtype = np.float64 if floating is double else np.float32
+    cdef floating[::1] cols = np.empty(nb * K * Ppad, dtype=dtype)
+    cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
+    cdef Py_ssize_t ci, n0, cnt, t
+    with nogil:
+        _pack_a(wp, K, 1, F, K, &apack[0])
+        for ci in range((N + nb - 1) // nb):
+            n0 = ci * nb
+            cnt = min(nb, N - n0)
+            _im2col(xp + n0 * C * H * W, &cols[0], cnt, C, H, W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh,
+                    g.dlw, g.Ho, g.Wo, Ppad, nthreads)
+            for t in prange(cnt * ntl * mb, schedule='static', num_threads=nthreads):
+                _nn_tile(t, ntl, F, K, &apack[0], &cols[0], K * Ppad, &g.boff[0], yp + n0 * F * P, F * P, P,
+                         &g.ymap[0], &g.ycontig[0], NR, bptr)
+    return 0

@@ -24,8 +24,13 @@ def _contiguous_tiles(cmap, Py_ssize_t NR):
 
 
 cdef class _Plan:
-    """Sizes and index tables of the implicit GEMM for one geometry (see conv_implicit.pxi)."""
+    """Sizes and index tables of the implicit GEMM for one geometry (see conv_implicit.pxi).
+
+    A dilated or asymmetrically padded geometry (``general``) runs on im2col (conv_im2col.pxi): its plan
+    holds only the sizes and the output map of the forward's tiles (in ``boff``, ``ymap``, ``ycontig``)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
+    cdef public Py_ssize_t pb, pr, dh, dlw  # bottom and right padding (ph, pw are top, left), dilation
+    cdef public bint general                # dilation > 1 or pb != ph or pr != pw: the im2col path
     cdef public Py_ssize_t sha, swa         # phases some window reads: min(sh, kh) rows, min(sw, kw) columns
     cdef public bint dx_gaps                # some dx positions lie in no phase (stride > kernel)
     cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, npl, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
@@ -47,9 +52,15 @@ cdef class _Plan:
     cdef bint busy
 
     def __init__(self, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t kh,
-                 Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR):
+                 Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR,
+                 Py_ssize_t pb=-1, Py_ssize_t pr=-1, Py_ssize_t dh=1, Py_ssize_t dlw=1):
         self.C, self.H, self.W, self.F, self.kh, self.kw = C, H, W, F, kh, kw
         self.sh, self.sw, self.ph, self.pw, self.NR = sh, sw, ph, pw, NR
+        self.pb, self.pr, self.dh, self.dlw = ph if pb < 0 else pb, pw if pr < 0 else pr, dh, dlw
+        self.general = dh != 1 or dlw != 1 or self.pb != ph or self.pr != pw
+        if self.general:
+            self._init_general()
+            return
         key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
         self.tune = tuple(trials_for("conv2d", op, key) for op in ("forward", "backward", "backward_dx"))
         self.Ho = (H + 2 * ph - kh) // sh + 1
@@ -149,6 +160,24 @@ cdef class _Plan:
         self.ycontig = _contiguous_tiles(self.ymap, NR)
         self.xcontig = _contiguous_tiles(self.cmapx, NR)
 
+    def _init_general(self):
+        """The sizes of a general geometry and the tables of its im2col forward: row k of the column
+        matrix at boff[k] = k * Ppad, column p sent to output p (none past P)."""
+        cdef Py_ssize_t NR = self.NR
+        self.tune = None
+        self.Ho = (self.H + self.ph + self.pb - self.dh * (self.kh - 1) - 1) // self.sh + 1
+        self.Wo = (self.W + self.pw + self.pr - self.dlw * (self.kw - 1) - 1) // self.sw + 1
+        self.K = self.C * self.kh * self.kw
+        self.P = self.Ho * self.Wo
+        _check_elements("im2col columns", (<object>self.K) * self.P + NR)
+        self.Ppad = (self.P + NR - 1) // NR * NR
+        self.ntiles = self.Ppad // NR
+        self.boff = np.arange(self.K, dtype=np.int64) * self.Ppad
+        ymap = np.arange(self.Ppad, dtype=np.int64)
+        ymap[self.P:] = -1
+        self.ymap = ymap
+        self.ycontig = _contiguous_tiles(ymap, NR)
+
     cdef void pack_dx_weights(self, const floating *w, floating *apx) noexcept nogil:
         """apx, phase by phase: panels of FC_MR channels of A[c, (f, i', j')] = w[f, c, i'*sh+a, j'*sw+b]."""
         cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, tt, m, i, c, kq
@@ -168,13 +197,16 @@ cdef class _Plan:
                                     w[((f * C + c) * kh + ii * sh + a) * kw + jj * sw + bb] if c < C else 0
 
     cdef Trials trials(self, Py_ssize_t N, int nthreads, int op):
-        """The thread choice of a batch-1 ``op`` (None for several samples or one thread: all threads)."""
-        if N != 1 or nthreads <= 1:
+        """The thread choice of a batch-1 ``op`` (None for several samples, one thread or a general
+        geometry: all threads)."""
+        if N != 1 or nthreads <= 1 or self.tune is None:
             return None
         return <Trials>self.tune[op]
 
     def batch1_choice(self):
         """{operation: Trials.report()} for the operations tried at batch 1."""
+        if self.tune is None:
+            return {}
         return {(<Trials>t).op: (<Trials>t).report() for t in self.tune if (<Trials>t).report() is not None}
 
     cdef Py_ssize_t chunk(self, Py_ssize_t N, Py_ssize_t budget, Py_ssize_t bytes_per_sample, int nthreads):
@@ -214,19 +246,28 @@ cdef list _recent = []
 cdef enum:
     RECENT_PLANS = 8
     MAX_PADDING = 1 << 30   # keeps H + 2 * padding and the plan's products far from overflow
+    MAX_DILATION = 1 << 30  # and dilation * (kh - 1), with kh at most H + 2 * padding
 
 
 cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t Cw, Py_ssize_t kh,
-                 Py_ssize_t kw, stride, padding, Py_ssize_t NR):
+                 Py_ssize_t kw, stride, padding, dilation, Py_ssize_t NR):
     """The cached plan for this geometry (a few tables; built once per layer shape), after checking
-    the shape relations the loops rely on.  A stride that only ever yields one window is clamped (see
+    the shape relations the loops rely on.  ``padding`` is (ph, pw) or (top, bottom, left, right) and
+    ``dilation`` (dh, dw).  A stride that only ever yields one window is clamped (see
     one_window_stride), so any stride, however large, is taken."""
-    cdef Py_ssize_t sh, sw, ph, pw
-    ph, pw = padding
-    if Cw != C or ph < 0 or pw < 0 or ph > MAX_PADDING or pw > MAX_PADDING or kh > H + 2 * ph or kw > W + 2 * pw:
+    cdef Py_ssize_t sh, sw, ph, pw, pb, pr, dh, dlw
+    if len(padding) == 2:
+        ph, pw = padding
+        pb, pr = ph, pw
+    else:
+        ph, pb, pw, pr = padding
+    dh, dlw = dilation
+    if (Cw != C or ph < 0 or pw < 0 or pb < 0 or pr < 0 or ph > MAX_PADDING or pw > MAX_PADDING
+            or pb > MAX_PADDING or pr > MAX_PADDING or dh < 1 or dlw < 1 or dh > MAX_DILATION
+            or dlw > MAX_DILATION or dh * (kh - 1) + 1 > H + ph + pb or dlw * (kw - 1) + 1 > W + pw + pr):
         raise ValueError("conv2d: inconsistent shapes reached the compiled kernel")
-    sh = one_window_stride(stride[0], H + 2 * ph - kh)
-    sw = one_window_stride(stride[1], W + 2 * pw - kw)
+    sh = one_window_stride(stride[0], H + ph + pb - dh * (kh - 1) - 1)
+    sw = one_window_stride(stride[1], W + pw + pr - dlw * (kw - 1) - 1)
     # the few most recent plans are compared field by field (a training step cycles through one plan
     # per layer), which is cheaper than building the dict key and hashing it
     cdef _Plan p
@@ -234,9 +275,12 @@ cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssiz
     for i in range(len(_recent)):
         p = <_Plan>_recent[i]
         if (p.C == C and p.H == H and p.W == W and p.F == F and p.kh == kh and p.kw == kw and p.sh == sh
-                and p.sw == sw and p.ph == ph and p.pw == pw and p.NR == NR):
+                and p.sw == sw and p.ph == ph and p.pw == pw and p.NR == NR and p.pb == pb and p.pr == pr
+                and p.dh == dh and p.dlw == dlw):
             return p
     key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
+    if dh != 1 or dlw != 1 or pb != ph or pr != pw:
+        key += (pb, pr, dh, dlw)
     plan = _plans.get(key)
     if plan is None:
         if len(_plans) >= 256:
