@@ -339,4 +339,3 @@ def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads, dilati
     else:
         _backward(<float>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), (d[0], d[1]), nthreads)
     return dx, dw, db
-
