@@ -11,7 +11,7 @@ file of its own that only this module includes:
   phases, so the rows of the im2col matrix are shifted views of one small buffer and are never written
   out.  y = W @ views, dW = dy_grid @ views^T, dx (phase by phase) = W_phase @ views of dy.
 * conv_im2col.pxi -- im2col, the backward for non-finite x or w, whose products must match the
-  reference's exactly, and the forward and backward of a dilated or asymmetrically padded geometry.
+  reference's exactly, and the forward and backward of a dilated geometry.
 * conv_plan.pxi -- the plan of a geometry (sizes, index tables, a reusable workspace), cached per layer
   shape; conv_kernels.pxi -- the micro-kernel wrappers and index helpers they share.
 
@@ -125,8 +125,8 @@ def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads, dilatio
 
 
 cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthreads) except -1:
-    """conv2d_forward for one dtype: Winograd where it fits and the inputs are finite, else implicit GEMM;
-    im2col for a general (dilated or asymmetrically padded) plan."""
+    """conv2d_forward for one dtype: Winograd where it fits (symmetric padding) and the inputs are finite,
+    else implicit GEMM; im2col for a general (dilated) plan."""
     cdef int T = typenum(tag)
     cdef Py_ssize_t xsh[4]
     cdef Py_ssize_t wsh[4]
@@ -159,7 +159,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthre
         bptr = <const floating *>bd
     if g.general:
         return _forward_im2col(g, xp, wp, bptr, yp, N, _im2col_threads(g, N, nthreads))
-    if _winograd_fits(g.kh, g.kw, g.sh, g.sw, N, C, F, g.Ho, g.Wo):
+    if not g.asym and _winograd_fits(g.kh, g.kw, g.sh, g.sw, N, C, F, g.Ho, g.Wo):
         with nogil:
             finite = _all_finite(xp, N * C * g.H * g.W) and _all_finite(wp, F * g.K)
         if finite:
@@ -220,7 +220,7 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     # flipped and transposed (C x F x 3 x 3), which Winograd computes with 2.25x fewer products; dW and db
     # then take the implicit GEMM as for need_dx=False
     cdef floating[:, :, :, ::1] wt
-    if (need_dx and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
+    if (need_dx and not g.asym and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
             and _all_finite(dyp, N * F * g.Ho * g.Wo)):
         wt = np.ascontiguousarray(np.asarray(w)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd(dyp, N, F, g.Ho, g.Wo, &wt[0, 0, 0, 0], C, 2 - g.ph, 2 - g.pw, NULL, dxp, H, W, nthreads)

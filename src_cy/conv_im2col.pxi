@@ -1,5 +1,5 @@
 # conv2d by im2col: the backward for non-finite x or w, whose products must match the reference's exactly,
-# and the forward and backward of every dilated or asymmetrically padded geometry (a "general" plan).
+# and the forward and backward of every dilated geometry (a "general" plan).
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 #
 #     cols[n, k, p]   = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
@@ -157,7 +157,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
 cdef int _forward_im2col(_Plan g, const floating *xp, const floating *wp, const floating *bptr, floating *yp,
                          Py_ssize_t N, int nthreads) except -1:
     """y (N x F x Ho x Wo) = W @ cols (+ bias, or none for NULL), chunk by chunk: the forward of a general
-    plan (dilated or asymmetrically padded), whose tables (_Plan._init_general) map the column tiles."""
+    (dilated) plan, whose tables (_Plan._init_general) map the column tiles."""
     cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P, NR = g.NR, Ppad = g.Ppad
     cdef Py_ssize_t ntl = g.ntiles, MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
     cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * sizeof(floating))))

@@ -26,11 +26,14 @@ def _contiguous_tiles(cmap, Py_ssize_t NR):
 cdef class _Plan:
     """Sizes and index tables of the implicit GEMM for one geometry (see conv_implicit.pxi).
 
-    A dilated or asymmetrically padded geometry (``general``) runs on im2col (conv_im2col.pxi): its plan
-    holds only the sizes and the output map of the forward's tiles (in ``boff``, ``ymap``, ``ycontig``)."""
+    An asymmetric padding (``asym``: pb != ph or pr != pw) only changes the sizes (Ho, Hq, ...), the
+    tables start from the top and left padding as always, and Winograd (symmetric) is not used.  A dilated
+    geometry (``general``) runs on im2col (conv_im2col.pxi): its plan holds only the sizes and the output
+    map of the forward's tiles (in ``boff``, ``ymap``, ``ycontig``)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
     cdef public Py_ssize_t pb, pr, dh, dlw  # bottom and right padding (ph, pw are top, left), dilation
-    cdef public bint general                # dilation > 1 or pb != ph or pr != pw: the im2col path
+    cdef public bint general                # dilation > 1: the im2col path
+    cdef public bint asym                   # pb != ph or pr != pw: no Winograd
     cdef public Py_ssize_t sha, swa         # phases some window reads: min(sh, kh) rows, min(sw, kw) columns
     cdef public bint dx_gaps                # some dx positions lie in no phase (stride > kernel)
     cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, npl, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
@@ -57,14 +60,18 @@ cdef class _Plan:
         self.C, self.H, self.W, self.F, self.kh, self.kw = C, H, W, F, kh, kw
         self.sh, self.sw, self.ph, self.pw, self.NR = sh, sw, ph, pw, NR
         self.pb, self.pr, self.dh, self.dlw = ph if pb < 0 else pb, pw if pr < 0 else pr, dh, dlw
-        self.general = dh != 1 or dlw != 1 or self.pb != ph or self.pr != pw
+        self.general = dh != 1 or dlw != 1
+        self.asym = self.pb != ph or self.pr != pw
         if self.general:
             self._init_general()
             return
-        key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
+        # the trials' key ends with NR, as fastconv.runtime reads it
+        key = (C, H, W, F, kh, kw, sh, sw, ph, pw) + ((self.pb, self.pr) if self.asym else ()) + (NR,)
+        # the padded input is H + ph + pb high (2 * ph when symmetric), W + pw + pr wide
+        cdef Py_ssize_t Hp = H + ph + self.pb, Wp = W + pw + self.pr
         self.tune = tuple(trials_for("conv2d", op, key) for op in ("forward", "backward", "backward_dx"))
-        self.Ho = (H + 2 * ph - kh) // sh + 1
-        self.Wo = (W + 2 * pw - kw) // sw + 1
+        self.Ho = (Hp - kh) // sh + 1
+        self.Wo = (Wp - kw) // sw + 1
         self.K = C * kh * kw
         self.P = self.Ho * self.Wo
         self.khq = (kh + sh - 1) // sh
@@ -72,8 +79,8 @@ cdef class _Plan:
         # phase planes keep the rows and columns some window reads: output (oh, ow) reads plane rows
         # oh + i//sh < Ho + khq - 1, which can be fewer than the padded input has at stride > 1 (fewer
         # tiles per sample).  dx past them is zero.
-        cdef Py_ssize_t Hq = min((H + 2 * ph + sh - 1) // sh, self.Ho + self.khq - 1)
-        cdef Py_ssize_t Wq = min((W + 2 * pw + sw - 1) // sw, self.Wo + self.kwq - 1)
+        cdef Py_ssize_t Hq = min((Hp + sh - 1) // sh, self.Ho + self.khq - 1)
+        cdef Py_ssize_t Wq = min((Wp + sw - 1) // sw, self.Wo + self.kwq - 1)
         self.Hq, self.Wq = Hq, Wq
         # dx rows >= Hcov and columns >= Wcov are in no window (the planes stop before them)
         self.Hcov, self.Wcov = min(H, Hq * sh - ph), min(W, Wq * sw - pw)
@@ -279,7 +286,7 @@ cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssiz
                 and p.dh == dh and p.dlw == dlw):
             return p
     key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
-    if dh != 1 or dlw != 1 or pb != ph or pr != pw:
+    if dh != 1 or dlw != 1 or pb != ph or pr != pw:   # earlier releases' plans keep their keys
         key += (pb, pr, dh, dlw)
     plan = _plans.get(key)
     if plan is None:

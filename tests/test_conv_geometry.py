@@ -87,6 +87,16 @@ def test_random_geometry_matches_reference(case):
     check_against_reference(x, w, b, stride, padding, dilation, dy_seed=seed, need_dx=seed % 4 != 0)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(geometry_cases(), st.booleans())
+def test_random_asymmetric_padding_matches_reference(case, batch1):
+    """Dilation 1 with a (top, bottom, left, right) padding: the implicit GEMM's path (batch 1: its trials)."""
+    N, C, F, H, W, kh, kw, stride, padding, dilation, dtype, bias, seed = case
+    case = (1 if batch1 else N, C, F, H, W, kh, kw, stride, pads4(padding), 1, dtype, bias, seed)
+    x, w, b, stride, padding, dilation, seed = make(case)
+    check_against_reference(x, w, b, stride, padding, dilation, dy_seed=seed, need_dx=seed % 4 != 0)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(geometry_cases())
 def test_every_output_element_is_written(case):
@@ -119,6 +129,10 @@ GENERAL_CASES = [
     ("dilated 1x1 is a plain 1x1", (2, 4, 5, 5), (3, 4, 1, 1), 1, 0, 3),
     ("stride > dilated kernel", (2, 2, 12, 12), (3, 2, 2, 2), 5, (1, 0, 0, 2), 2),
     ("many filters, wide output", (1, 3, 20, 45), (37, 3, 3, 3), 1, (2, 1, 1, 2), (1, 2)),
+    # a Winograd-sized 3x3 stride-1 layer: asymmetric padding takes the implicit GEMM instead
+    ("3x3 32->32 asymmetric", (4, 32, 24, 24), (32, 32, 3, 3), 1, (1, 2, 0, 1), 1),
+    ("asymmetric, stride > kernel", (2, 3, 13, 11), (4, 3, 2, 3), (4, 5), (0, 3, 2, 0), 1),
+    ("asymmetric, shifted copies (wide kernel)", (1, 1, 28, 28), (16, 1, 8, 8), 1, (3, 4, 3, 4), 1),
 ]
 
 
@@ -190,6 +204,8 @@ DETERMINISM_CASES = {
     "TF same s2 b16": ((16, 8, 15, 16), (12, 8, 3, 3), 2, (0, 1, 1, 1), 1),
     "dilated, asymmetric b1": ((1, 16, 24, 24), (16, 16, 3, 3), (1, 2), (2, 3, 1, 0), (2, 3)),
     "even kernel same b5": ((5, 4, 20, 21), (8, 4, 4, 4), 1, (1, 2, 1, 2), 1),
+    "asymmetric b1": ((1, 16, 24, 24), (16, 16, 3, 3), 2, (0, 1, 0, 1), 1),
+    "asymmetric 3x3 32->32 b8": ((8, 32, 16, 16), (32, 32, 3, 3), 1, (1, 2, 2, 1), 1),
 }
 
 
@@ -250,8 +266,9 @@ def test_symmetric_forms_take_the_existing_plan(dtype, rng):
     key = (3, 9, 8, 4, 3, 2, 1, 1, 1, 2, _conv.tile_width(dtype))
     assert key in _conv._plans and not _conv._plans[key].general
     ops.conv2d_forward(x, w, padding=(1, 2, 2, 2))
-    assert _conv._plans[key + (2, 2, 1, 1)].general   # bottom 2, right 2, no dilation
-    assert not [k for k in _conv.batch1_choices() if len(k) != 11]
+    plan = _conv._plans[key + (2, 2, 1, 1)]   # bottom 2, right 2, no dilation: implicit GEMM, no Winograd
+    assert plan.asym and not plan.general
+    assert not [k for k in _conv.batch1_choices() if len(k) not in (11, 15)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
