@@ -136,7 +136,7 @@ def _padding(value, name="padding"):
     if type(value) is int and value >= 0:  # the common case, without the ABC checks below
         return (value, value, value, value)
     items = value if isinstance(value, (tuple, list)) else (value,)
-    if len(items) not in (1, 2, 4):
+    if len(items) not in (1, 2, 4) or (len(items) == 1 and items is value):
         raise ValueError(f"{name} must be an int, a (height, width) pair or a (top, bottom, left, right) "
                          f"4-tuple, got {value!r}")
     out = []

@@ -315,6 +315,7 @@ def test_bound_calls_match_ops(dtype, rng):
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(padding=(0, 0, -1, 0)), ValueError, "padding must be >= 0"),
     (dict(padding=(1, 2, 3)), ValueError, r"padding must be an int, a \(height, width\) pair or a \(top, bottom"),
+    (dict(padding=(1,)), ValueError, r"padding must be an int, a \(height, width\) pair or a \(top, bottom"),
     (dict(padding=(1.0, 1)), TypeError, "padding must be an int"),
     (dict(padding=True), TypeError, "padding must be an int"),
     (dict(dilation=0), ValueError, "dilation must be >= 1"),
