@@ -160,6 +160,11 @@ def as_padding(value, name="padding"):
     return _padding(value, name)
 
 
+def _kernel_dilation(dilation):
+    """The dilation the compiled kernel takes: None for (1, 1)."""
+    return None if dilation == (1, 1) else dilation
+
+
 def _kernel_padding(pads):
     """The padding the compiled kernel takes: (ph, pw) when symmetric, else (top, bottom, left, right)."""
     top, bottom, left, right = pads
@@ -259,7 +264,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1):
             raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
     y = np.empty(shape, dtype=x.dtype)
     if y.size and x.shape[1]:
-        _conv.conv2d_forward(x, w, b, y, stride, _kernel_padding(padding), get_num_threads(), dilation)
+        _conv.conv2d_forward(x, w, b, y, stride, _kernel_padding(padding), get_num_threads(),
+                             _kernel_dilation(dilation))
     elif y.size:  # no input channels: no products, y is the bias (as the reference computes it)
         y.fill(0)
         if b is not None:
@@ -300,7 +306,7 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=True):
         dw = np.empty(w.shape, dtype=x.dtype)
         db = np.empty(w.shape[0], dtype=x.dtype)
         _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, _kernel_padding(padding), get_num_threads(),
-                              dilation)
+                              _kernel_dilation(dilation))
         return dx, dw, db
     # no products (an empty batch, no filters or no input channels): zero dx and dw, db sums dy
     dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
@@ -700,7 +706,10 @@ def bind_conv2d_forward(x, w, b, y, *, stride, padding, dilation=1):
     if b is not None:
         _buffer(b, "b", (w.shape[0],), w.dtype)
     _buffer(y, "y", shape, w.dtype, write=True)
-    return _conv.conv2d_forward, (x, w, b, y, stride, _kernel_padding(padding), get_num_threads(), dilation)
+    args = (x, w, b, y, stride, _kernel_padding(padding), get_num_threads())
+    if dilation != (1, 1):  # dilation goes last; without it the call is the one of earlier releases
+        args += (dilation,)
+    return _conv.conv2d_forward, args
 
 
 def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding, dilation=1):
@@ -715,8 +724,10 @@ def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding, dilation=1):
         _buffer(dx, "dx", x.shape, w.dtype, write=True)
     _buffer(dw, "dw", w.shape, w.dtype, write=True)
     _buffer(db, "db", (w.shape[0],), w.dtype, write=True)
-    return _conv.conv2d_backward, (dy, x, w, dx, dw, db, stride, _kernel_padding(padding), get_num_threads(),
-                                   dilation)
+    args = (dy, x, w, dx, dw, db, stride, _kernel_padding(padding), get_num_threads())
+    if dilation != (1, 1):
+        args += (dilation,)
+    return _conv.conv2d_backward, args
 
 
 # Batches up to this many samples run the compiled dense loops; larger ones call NumPy's BLAS.

@@ -103,19 +103,17 @@ def tile_width(dtype):
     return FC_NR_D if np.dtype(dtype) == np.float64 else FC_NR_S
 
 
-_NO_DILATION = (1, 1)
-
-
-def conv2d_forward(x, w, b, y, stride, padding, int nthreads, dilation=_NO_DILATION):
+def conv2d_forward(x, w, b, y, stride, padding, int nthreads, dilation=None):
     """y = conv2d(x, w) + b into the preallocated ``y``: C-contiguous ndarrays of one float dtype, ``b``
-    None or (F,); ``stride`` and ``dilation`` pairs, ``padding`` (ph, pw) or (top, bottom, left, right)."""
+    None or (F,); ``stride`` a pair, ``padding`` (ph, pw) or (top, bottom, left, right), ``dilation`` a
+    pair or None (1, 1)."""
     if is_double(x, "conv2d: x"):
         _forward(<double>0, x, w, b, y, stride, padding, dilation, nthreads)
     else:
         _forward(<float>0, x, w, b, y, stride, padding, dilation, nthreads)
 
 
-def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads, dilation=_NO_DILATION):
+def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads, dilation=None):
     """Fill ``dw``, ``db`` and, unless ``dx`` is None, ``dx`` (every element is written); all C-contiguous
     ndarrays of one float dtype.  Geometry as conv2d_forward's."""
     if is_double(x, "conv2d: x"):
@@ -251,6 +249,10 @@ cdef bint _pads_ok(object v, Py_ssize_t *out):
     as top, bottom, left, right (else False)."""
     cdef Py_ssize_t p[2]
     cdef int i
+    if _pair_ok(v, 0, p):
+        out[0] = out[1] = p[0]
+        out[2] = out[3] = p[1]
+        return True
     if type(v) is tuple and len(<tuple>v) == 4:
         for i in range(4):
             a = (<tuple>v)[i]
@@ -258,11 +260,7 @@ cdef bint _pads_ok(object v, Py_ssize_t *out):
                 return False
             out[i] = a
         return True
-    if not _pair_ok(v, 0, p):
-        return False
-    out[0] = out[1] = p[0]
-    out[2] = out[3] = p[1]
-    return True
+    return False
 
 
 cdef bint _plain_geometry(x, w, stride, padding, dilation, Py_ssize_t *s, Py_ssize_t *p, Py_ssize_t *d,
@@ -273,9 +271,7 @@ cdef bint _plain_geometry(x, w, stride, padding, dilation, Py_ssize_t *s, Py_ssi
     cdef int t = plain_float(x, 4)
     if t < 0 or plain_float(w, 4) != t or not _pair_ok(stride, 1, s) or not _pads_ok(padding, p):
         return False
-    if dilation is _NO_DILATION:
-        d[0] = d[1] = 1
-    elif not _pair_ok(dilation, 1, d):
+    if not _pair_ok(dilation, 1, d):
         return False
     cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(<cnp.ndarray>x)
     cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(<cnp.ndarray>w)
@@ -290,6 +286,13 @@ cdef bint _plain_geometry(x, w, stride, padding, dilation, Py_ssize_t *s, Py_ssi
     return True
 
 
+cdef object _kernel_dilation(Py_ssize_t *d):
+    """The dilation argument of _plan: None for none (no tuple to build on the common path)."""
+    if d[0] == 1 and d[1] == 1:
+        return None
+    return (d[0], d[1])
+
+
 cdef tuple _kernel_padding(Py_ssize_t *p):
     """The padding argument of _plan: a pair when symmetric (the plans every earlier release made)."""
     if p[0] == p[1] and p[2] == p[3]:
@@ -297,7 +300,7 @@ cdef tuple _kernel_padding(Py_ssize_t *p):
     return (p[0], p[1], p[2], p[3])
 
 
-def forward_plain(x, w, b, stride, padding, int nthreads, dilation=_NO_DILATION):
+def forward_plain(x, w, b, stride, padding, int nthreads, dilation=1):
     """``ops.conv2d_forward`` for plain arguments (see _plain_geometry), or None to validate in Python.
     Compiled, because these checks run on every call and cost several times more in Python."""
     cdef Py_ssize_t s[2]
@@ -311,13 +314,13 @@ def forward_plain(x, w, b, stride, padding, int nthreads, dilation=_NO_DILATION)
         return None
     y = cnp.PyArray_EMPTY(4, ysh, t, 0)
     if t == cnp.NPY_DOUBLE:
-        _forward(<double>0, x, w, b, y, (s[0], s[1]), _kernel_padding(p), (d[0], d[1]), nthreads)
+        _forward(<double>0, x, w, b, y, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     else:
-        _forward(<float>0, x, w, b, y, (s[0], s[1]), _kernel_padding(p), (d[0], d[1]), nthreads)
+        _forward(<float>0, x, w, b, y, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     return y
 
 
-def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads, dilation=_NO_DILATION):
+def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads, dilation=1):
     """``ops.conv2d_backward`` for plain arguments, or None to validate in Python."""
     cdef Py_ssize_t s[2]
     cdef Py_ssize_t p[4]
@@ -335,7 +338,7 @@ def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads, dilati
     dw = cnp.PyArray_EMPTY(4, cnp.PyArray_DIMS(<cnp.ndarray>w), t, 0)
     db = cnp.PyArray_EMPTY(1, &ysh[1], t, 0)
     if t == cnp.NPY_DOUBLE:
-        _backward(<double>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), (d[0], d[1]), nthreads)
+        _backward(<double>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     else:
-        _backward(<float>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), (d[0], d[1]), nthreads)
+        _backward(<float>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     return dx, dw, db

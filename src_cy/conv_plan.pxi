@@ -260,15 +260,18 @@ cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssiz
                  Py_ssize_t kw, stride, padding, dilation, Py_ssize_t NR):
     """The cached plan for this geometry (a few tables; built once per layer shape), after checking
     the shape relations the loops rely on.  ``padding`` is (ph, pw) or (top, bottom, left, right) and
-    ``dilation`` (dh, dw).  A stride that only ever yields one window is clamped (see
+    ``dilation`` (dh, dw) or None for (1, 1).  A stride that only ever yields one window is clamped (see
     one_window_stride), so any stride, however large, is taken."""
     cdef Py_ssize_t sh, sw, ph, pw, pb, pr, dh, dlw
-    if len(padding) == 2:
+    if type(padding) is tuple and len(<tuple>padding) == 2:
         ph, pw = padding
         pb, pr = ph, pw
     else:
         ph, pb, pw, pr = padding
-    dh, dlw = dilation
+    if dilation is None:
+        dh = dlw = 1
+    else:
+        dh, dlw = dilation
     if (Cw != C or ph < 0 or pw < 0 or pb < 0 or pr < 0 or ph > MAX_PADDING or pw > MAX_PADDING
             or pb > MAX_PADDING or pr > MAX_PADDING or dh < 1 or dlw < 1 or dh > MAX_DILATION
             or dlw > MAX_DILATION or dh * (kh - 1) + 1 > H + ph + pb or dlw * (kw - 1) + 1 > W + pw + pr):
