@@ -11,7 +11,7 @@ file of its own that only this module includes:
   phases, so the rows of the im2col matrix are shifted views of one small buffer and are never written
   out.  y = W @ views, dW = dy_grid @ views^T, dx (phase by phase) = W_phase @ views of dy.
 * conv_im2col.pxi -- im2col, the backward for non-finite x or w, whose products must match the
-  reference's exactly, and the forward and backward of a dilated geometry.
+  reference's exactly.
 * conv_plan.pxi -- the plan of a geometry (sizes, index tables, a reusable workspace), cached per layer
   shape; conv_kernels.pxi -- the micro-kernel wrappers and index helpers they share.
 
@@ -59,14 +59,6 @@ include "conv_plan.pxi"
 include "conv_im2col.pxi"
 include "conv_implicit.pxi"
 include "conv_winograd.pxi"
-
-
-cdef int _im2col_threads(_Plan g, Py_ssize_t N, int nthreads):
-    """Threads for the im2col path: one for a small call (a parallel region costs more than it saves;
-    the thread count never changes its bits)."""
-    if N * g.K * g.P < IM2COL_SMALL_WORK:
-        return 1
-    return nthreads
 
 
 def kernel_ready(a, dtype=None):
@@ -123,8 +115,8 @@ def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads, dilatio
 
 
 cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthreads) except -1:
-    """conv2d_forward for one dtype: Winograd where it fits (symmetric padding) and the inputs are finite,
-    else implicit GEMM; im2col for a general (dilated) plan."""
+    """conv2d_forward for one dtype: Winograd where it fits (symmetric padding, no dilation) and the inputs
+    are finite, else implicit GEMM."""
     cdef int T = typenum(tag)
     cdef Py_ssize_t xsh[4]
     cdef Py_ssize_t wsh[4]
@@ -155,9 +147,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthre
         if bsh[0] != F:
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = <const floating *>bd
-    if g.general:
-        return _forward_im2col(g, xp, wp, bptr, yp, N, _im2col_threads(g, N, nthreads))
-    if not g.asym and _winograd_fits(g.kh, g.kw, g.sh, g.sw, N, C, F, g.Ho, g.Wo):
+    if g.winograd_ok and _winograd_fits(g.kh, g.kw, g.sh, g.sw, N, C, F, g.Ho, g.Wo):
         with nogil:
             finite = _all_finite(xp, N * C * g.H * g.W) and _all_finite(wp, F * g.K)
         if finite:
@@ -168,8 +158,8 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthre
 
 cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, padding, dilation,
                    int nthreads) except -1:
-    """conv2d_backward for one dtype: im2col for non-finite x (or w, with dx) or a general plan, else
-    implicit GEMM, its dx by Winograd where that fits."""
+    """conv2d_backward for one dtype: im2col for non-finite x (or w, with dx), else implicit GEMM, its dx by
+    Winograd where that fits."""
     cdef int T = typenum(tag)
     cdef Py_ssize_t xsh[4]
     cdef Py_ssize_t wsh[4]
@@ -204,9 +194,6 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     cdef const floating *dyp = <const floating *>dyd
     cdef floating *dxp = <floating *>dxd
     cdef bint finite
-    if g.general:
-        _backward_im2col(dy, x, w, dx_out, dw_out, db_out, g, _im2col_threads(g, N, nthreads))
-        return 0
     with nogil:
         finite = _all_finite(xp, N * C * H * W)
         if finite and need_dx:
@@ -218,7 +205,7 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     # flipped and transposed (C x F x 3 x 3), which Winograd computes with 2.25x fewer products; dW and db
     # then take the implicit GEMM as for need_dx=False
     cdef floating[:, :, :, ::1] wt
-    if (need_dx and not g.asym and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
+    if (need_dx and g.winograd_ok and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
             and _all_finite(dyp, N * F * g.Ho * g.Wo)):
         wt = np.ascontiguousarray(np.asarray(w)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd(dyp, N, F, g.Ho, g.Wo, &wt[0, 0, 0, 0], C, 2 - g.ph, 2 - g.pw, NULL, dxp, H, W, nthreads)

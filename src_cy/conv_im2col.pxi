@@ -1,9 +1,7 @@
-# conv2d by im2col: the backward for non-finite x or w, whose products must match the reference's exactly,
-# and the forward and backward of every dilated geometry (a "general" plan).
+# conv2d by im2col: the backward for non-finite x or w, whose products must match the reference's exactly.
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 #
 #     cols[n, k, p]   = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
-#     y[n]            = W (F x K) @ cols[n]                     nn tiles, columns past P dropped
 #     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles into IM2COL_SLOTS sums, added in order
 #     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
@@ -14,9 +12,6 @@ CHUNK_BYTES = 4 << 20
 DW_BLOCK = 128
 # dW accumulators: each takes a fixed run of the work items, so the thread count changes no sum.
 IM2COL_SLOTS = 8
-# Products (samples x terms x output positions) below which a general plan's call runs on one thread.
-cdef enum:
-    IM2COL_SMALL_WORK = 1 << 15
 
 
 cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,
@@ -152,27 +147,3 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     for r in prange(_finish_items(F * K, F, True), schedule='static', num_threads=nthreads, nogil=True):
         _finish_item(r, &dw_local[0, 0, 0], nslot, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0],
                      True)
-
-
-cdef int _forward_im2col(_Plan g, const floating *xp, const floating *wp, const floating *bptr, floating *yp,
-                         Py_ssize_t N, int nthreads) except -1:
-    """y (N x F x Ho x Wo) = W @ cols (+ bias, or none for NULL), chunk by chunk: the forward of a general
-    (dilated) plan, whose tables (_Plan._init_general) map the column tiles."""
-    cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P, NR = g.NR, Ppad = g.Ppad
-    cdef Py_ssize_t ntl = g.ntiles, MR = FC_MR, mb = (F + FC_MR - 1) // FC_MR
-    cdef Py_ssize_t nb = max(1, min(N, CHUNK_BYTES // (K * Ppad * sizeof(floating))))
-    dtype = np.float64 if floating is double else np.float32
-    cdef floating[::1] cols = np.empty(nb * K * Ppad, dtype=dtype)
-    cdef floating[::1] apack = np.empty(mb * MR * K, dtype=dtype)
-    cdef Py_ssize_t ci, n0, cnt, t
-    with nogil:
-        _pack_a(wp, K, 1, F, K, &apack[0])
-        for ci in range((N + nb - 1) // nb):
-            n0 = ci * nb
-            cnt = min(nb, N - n0)
-            _im2col(xp + n0 * C * H * W, &cols[0], cnt, C, H, W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh,
-                    g.dlw, g.Ho, g.Wo, Ppad, nthreads)
-            for t in prange(cnt * ntl * mb, schedule='static', num_threads=nthreads):
-                _nn_tile(t, ntl, F, K, &apack[0], &cols[0], K * Ppad, &g.boff[0], yp + n0 * F * P, F * P, P,
-                         &g.ymap[0], &g.ycontig[0], NR, bptr)
-    return 0

@@ -129,8 +129,11 @@ GENERAL_CASES = [
     ("dilated 1x1 is a plain 1x1", (2, 4, 5, 5), (3, 4, 1, 1), 1, 0, 3),
     ("stride > dilated kernel", (2, 2, 12, 12), (3, 2, 2, 2), 5, (1, 0, 0, 2), 2),
     ("many filters, wide output", (1, 3, 20, 45), (37, 3, 3, 3), 1, (2, 1, 1, 2), (1, 2)),
-    # a Winograd-sized 3x3 stride-1 layer: asymmetric padding takes the implicit GEMM instead
+    # Winograd-sized 3x3 stride-1 layers: asymmetric padding or dilation takes the implicit GEMM instead
     ("3x3 32->32 asymmetric", (4, 32, 24, 24), (32, 32, 3, 3), 1, (1, 2, 0, 1), 1),
+    ("3x3 32->32 dilated", (4, 32, 24, 24), (32, 32, 3, 3), 1, 2, 2),
+    ("dilated, shifted copies (dilation on rows only)", (1, 1, 28, 28), (16, 1, 8, 8), 1, (3, 4, 3, 4), (2, 1)),
+    ("dilation and stride share a factor", (2, 3, 17, 16), (4, 3, 3, 3), 2, (1, 2, 1, 0), (2, 4)),
     ("asymmetric, stride > kernel", (2, 3, 13, 11), (4, 3, 2, 3), (4, 5), (0, 3, 2, 0), 1),
     ("asymmetric, shifted copies (wide kernel)", (1, 1, 28, 28), (16, 1, 8, 8), 1, (3, 4, 3, 4), 1),
 ]
@@ -264,10 +267,10 @@ def test_symmetric_forms_take_the_existing_plan(dtype, rng):
         got = ops.conv2d_backward(dy, x, w, padding=padding, dilation=dilation)
         assert [a.tobytes() for a in got] == [a.tobytes() for a in grads]
     key = (3, 9, 8, 4, 3, 2, 1, 1, 1, 2, _conv.tile_width(dtype))
-    assert key in _conv._plans and not _conv._plans[key].general
+    assert key in _conv._plans
     ops.conv2d_forward(x, w, padding=(1, 2, 2, 2))
     plan = _conv._plans[key + (2, 2, 1, 1)]   # bottom 2, right 2, no dilation: implicit GEMM, no Winograd
-    assert plan.asym and not plan.general
+    assert not plan.winograd_ok and _conv._plans[key].winograd_ok
     assert not [k for k in _conv.batch1_choices() if len(k) not in (11, 15)]
 
 
