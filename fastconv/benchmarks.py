@@ -24,6 +24,9 @@ CONV_SHAPES = [
     ("seed conv2 b64", (64, 16, 21, 21), (8, 16, 4, 4), 2, 0, False),
     ("3x3 64->64 b32", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1, False),
     ("5x5 s2 stem 3->32 b32", (32, 3, 32, 32), (32, 3, 5, 5), 2, 2, False),
+    # the im2col path: dilation, and TensorFlow's "same" at stride 2 (the extra row/column at the end)
+    ("3x3 d2 32->32 b8", (8, 32, 32, 32), (32, 32, 3, 3), 1, 2, False, 2),
+    ("3x3 s2 same 32->64 b8", (8, 32, 32, 32), (64, 32, 3, 3), 2, (0, 1, 0, 1), False),
 ]
 
 
@@ -96,22 +99,23 @@ def _torch(threads):
 
 def bench_conv(torch, dtype, quick):
     rows = []
-    for name, xs, ws, s, p, first in CONV_SHAPES:
+    for name, xs, ws, s, p, first, *dil in CONV_SHAPES:
+        d = dil[0] if dil else 1
         rng = np.random.default_rng(0)
         x = rng.standard_normal(xs).astype(dtype)
         w = (rng.standard_normal(ws) * 0.1).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
-        y = ops.conv2d_forward(x, w, b, stride=s, padding=p)
+        y = ops.conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
         dy = rng.standard_normal(y.shape).astype(dtype)
         flops = 2.0 * y.size * ws[1] * ws[2] * ws[3] * (2 if first else 3)
 
         def fast():
-            ops.conv2d_forward(x, w, b, stride=s, padding=p)
-            ops.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=not first)
+            ops.conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
+            ops.conv2d_backward(dy, x, w, stride=s, padding=p, dilation=d, need_dx=not first)
 
         def ref():
-            reference.conv2d_forward(x, w, b, stride=s, padding=p)
-            reference.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=not first)
+            reference.conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
+            reference.conv2d_backward(dy, x, w, stride=s, padding=p, dilation=d, need_dx=not first)
 
         t_fast = timeit(fast)
         t_ref = timeit(ref, min_time=0.05, max_reps=3) if not (quick and y.size > 1e6) else float("nan")
@@ -122,9 +126,13 @@ def bench_conv(torch, dtype, quick):
             tw = torch.tensor(w, requires_grad=True)
             tb = torch.tensor(b, requires_grad=True)
             tdy = torch.tensor(dy)
+            # PyTorch pads symmetrically only: an asymmetric padding is an F.pad before the conv
+            tpad = (p[2], p[3], p[0], p[1]) if isinstance(p, tuple) and len(p) == 4 else None
 
             def tfn():
-                torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p).backward(tdy)
+                tin = torch.nn.functional.pad(tx, tpad) if tpad else tx
+                torch.nn.functional.conv2d(tin, tw, tb, stride=s, padding=0 if tpad else p,
+                                           dilation=d).backward(tdy)
 
             # the ratio from alternating rounds: the machine's speed drifts between back-to-back timings
             t_fast, t_torch = timeit_interleaved([fast, tfn])

@@ -62,8 +62,8 @@ def _fast_checks_take_swapped():
     swapped = _FLOAT_DTYPES[1].newbyteorder()
     one, flat = np.zeros((1, 1, 1, 1), swapped), np.zeros(1, swapped)
     try:
-        return (_conv.forward_plain(one, one, None, 1, 0, 1) is not None
-                or _conv.backward_plain(one, one, one, False, 1, 0, 1) is not None
+        return (_conv.forward_plain(one, one, None, 1, 0, 1, 1) is not None
+                or _conv.backward_plain(one, one, one, False, 1, 0, 1, 1) is not None
                 or bool(_adam.plain_arrays(flat, flat, flat, flat)) or bool(_sgd.plain_arrays(flat, flat, None)))
     except (TypeError, ValueError):  # a check that rejects them outright: nothing for ops to decline
         return False
@@ -149,42 +149,92 @@ def _shape4(shape, name, layout):
     return tuple(int(v) for v in items)
 
 
-def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0):
-    """(N, F, Ho, Wo) of conv2d_forward, with ``Ho = (H + 2*ph - kh)//sh + 1``; validates the geometry.
+def _padding(value, name="padding"):
+    """An int, a (height, width) pair or a (top, bottom, left, right) 4-tuple of ints >= 0, as the
+    4-tuple (top, bottom, left, right) of Python ints."""
+    if type(value) is int and value >= 0:  # the common case, without the ABC checks below
+        return (value, value, value, value)
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if len(items) not in (1, 2, 4) or (len(items) == 1 and items is value):
+        raise ValueError(f"{name} must be an int, a (height, width) pair or a (top, bottom, left, right) "
+                         f"4-tuple, got {value!r}")
+    out = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0 (no negative padding), got {value!r}")
+        out.append(int(v))
+    if len(out) == 1:
+        return (out[0],) * 4
+    if len(out) == 2:
+        return (out[0], out[0], out[1], out[1])
+    return tuple(out)
 
-    ``input_shape`` is (N, C, H, W) and ``weight_shape`` (F, C, kh, kw), ints >= 0 (kh, kw >= 1).
+
+def as_padding(value, name="padding"):
+    """``value`` (an int, an (h, w) pair or a (top, bottom, left, right) 4-tuple of ints >= 0; a list
+    reads as the tuple) as the 4-tuple (top, bottom, left, right); raises naming ``name`` otherwise.
+    The layers check their padding with it."""
+    return _padding(value, name)
+
+
+def _kernel_dilation(dilation):
+    """The dilation the compiled kernel takes: None for (1, 1)."""
+    return None if dilation == (1, 1) else dilation
+
+
+def _kernel_padding(pads):
+    """The padding the compiled kernel takes: (ph, pw) when symmetric, else (top, bottom, left, right)."""
+    top, bottom, left, right = pads
+    return (top, left) if top == bottom and left == right else pads
+
+
+def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1):
+    """(N, F, Ho, Wo) of conv2d_forward; validates the geometry.
+
+    ``Ho = (H + top + bottom - dh*(kh - 1) - 1)//sh + 1`` (and Wo likewise).  ``input_shape`` is
+    (N, C, H, W) and ``weight_shape`` (F, C, kh, kw), ints >= 0 (kh, kw >= 1); ``padding`` an int, a
+    (height, width) pair or a (top, bottom, left, right) 4-tuple; ``stride`` and ``dilation`` ints or pairs.
 
     Examples
     --------
     >>> conv2d_output_shape((8, 3, 32, 32), (16, 3, 5, 5), stride=1, padding=2)
     (8, 16, 32, 32)
+    >>> conv2d_output_shape((8, 3, 32, 32), (16, 3, 3, 3), stride=2, padding=(0, 1, 0, 1), dilation=2)
+    (8, 16, 15, 15)
     """
     return _output_shape(_shape4(input_shape, "input_shape", "(N, C, H, W)"),
                          _shape4(weight_shape, "weight_shape", "(F, C, kh, kw)"),
-                         _pair(stride, "stride", 1), _pair(padding, "padding", 0))
+                         _pair(stride, "stride", 1), _padding(padding), _pair(dilation, "dilation", 1))
 
 
-def _output_shape(input_shape, weight_shape, stride, padding):
-    """conv2d_output_shape for stride and padding already checked pairs."""
+def _output_shape(input_shape, weight_shape, stride, padding, dilation=(1, 1)):
+    """conv2d_output_shape for stride, dilation (pairs) and padding (top, bottom, left, right) checked."""
     sh, sw = stride
-    ph, pw = padding
+    top, bottom, left, right = padding
+    dh, dw = dilation
     N, C, H, W = input_shape
     F, Cw, kh, kw = weight_shape
     if Cw != C:
         raise ValueError(f"channel mismatch: x has {C} channels but w expects {Cw} (w shape {tuple(weight_shape)})")
     if kh < 1 or kw < 1:
         raise ValueError(f"w must have a non-empty kernel, got shape {tuple(weight_shape)}")
-    if kh > H + 2 * ph or kw > W + 2 * pw:
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    Hp, Wp = H + top + bottom, W + left + right
+    if ekh > Hp or ekw > Wp:
+        dilated = f" (dilation {(dh, dw)} spreads it over {ekh}x{ekw})" if (dh, dw) != (1, 1) else ""
+        pads = (top, left) if top == bottom and left == right else (top, bottom, left, right)
         raise ValueError(
-            f"kernel {kh}x{kw} is larger than the padded input {H + 2 * ph}x{W + 2 * pw} "
-            f"(input {H}x{W}, padding {(ph, pw)})"
+            f"kernel {kh}x{kw}{dilated} is larger than the padded input {Hp}x{Wp} "
+            f"(input {H}x{W}, padding {pads})"
         )
-    return N, F, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    return N, F, (Hp - ekh) // sh + 1, (Wp - ekw) // sw + 1
 
 
 # ----------------------------------------------------------------------------------------------- conv
 
-def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1):
     """2-D convolution (cross-correlation, as PyTorch's ``conv2d``).
 
     Parameters
@@ -192,23 +242,29 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     x : ndarray, shape (N, C, H, W), float32 or float64 (non-native byte order is converted)
     w : ndarray, shape (F, C, kh, kw), same dtype
     b : ndarray, shape (F,), optional
-    stride, padding : int or (h, w) pair; zero padding.
+    stride, dilation : int or (h, w) pair, each >= 1; a dilation d spreads the kernel's taps d apart.
+    padding : int, (h, w) pair or (top, bottom, left, right) 4-tuple of zero rows/columns, each >= 0.
     With C = 0 (or F = 0, N = 0) there is nothing to multiply: y is the bias (or empty).
 
     Returns
     -------
-    y : ndarray, shape (N, F, Ho, Wo), ``Ho = (H + 2*ph - kh)//sh + 1``;
-        ``y[n, f, i, j] = sum_{c,a,e} w[f, c, a, e] * x_pad[n, c, i*sh + a, j*sw + e] + b[f]``.
+    y : ndarray, shape (N, F, Ho, Wo), ``Ho = (H + top + bottom - dh*(kh - 1) - 1)//sh + 1``;
+        ``y[n, f, i, j] = sum_{c,a,e} w[f, c, a, e] * x_pad[n, c, i*sh + a*dh, j*sw + e*dw] + b[f]``,
+        ``x_pad`` being x with ``top`` zero rows above it and ``left`` zero columns before it.
 
     Examples
     --------
     >>> x = np.ones((1, 1, 4, 4)); w = np.ones((2, 1, 3, 3))
     >>> conv2d_forward(x, w, padding=1).shape
     (1, 2, 4, 4)
+    >>> conv2d_forward(x, w, padding=(0, 1, 0, 1), stride=2).shape  # TensorFlow's "same" at stride 2
+    (1, 2, 2, 2)
+    >>> conv2d_forward(x, w, padding=2, dilation=2).shape
+    (1, 2, 4, 4)
     """
     # the common case, checked in C (which takes a byte-swapped array for native: see _DECLINE_SWAPPED)
     if not _DECLINE_SWAPPED or (_native_ready(x) and _native_ready(w) and (b is None or _native_ready(b))):
-        y = _conv.forward_plain(x, w, b, stride, padding, get_num_threads())
+        y = _conv.forward_plain(x, w, b, stride, padding, get_num_threads(), dilation)
         if y is not None:
             return y
     x = _float_array(x, "x", 4)
@@ -216,8 +272,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     if w.dtype != x.dtype:
         _same_dtype(x, "x", w=w)
     stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    shape = _output_shape(x.shape, w.shape, stride, padding)
+    padding = _padding(padding)
+    dilation = _pair(dilation, "dilation", 1)
+    shape = _output_shape(x.shape, w.shape, stride, padding, dilation)
     if b is not None:
         b = _float_array(b, "b", 1)
         if b.dtype != x.dtype:
@@ -226,7 +283,8 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
             raise ValueError(f"b has length {b.shape[0]} but w has {w.shape[0]} filters")
     y = np.empty(shape, dtype=x.dtype)
     if y.size and x.shape[1]:
-        _conv.conv2d_forward(x, w, b, y, stride, padding, get_num_threads())
+        _conv.conv2d_forward(x, w, b, y, stride, _kernel_padding(padding), get_num_threads(),
+                             _kernel_dilation(dilation))
     elif y.size:  # no input channels: no products, y is the bias (as the reference computes it)
         y.fill(0)
         if b is not None:
@@ -234,13 +292,13 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=True):
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
     ----------
     dy : ndarray, shape (N, F, Ho, Wo) -- gradient of the loss with respect to y.
-    x, w, stride, padding : as given to the forward pass.
+    x, w, stride, padding, dilation : as given to the forward pass.
     need_dx : bool -- False skips the input gradient (a first layer never needs it).
 
     Returns
@@ -248,7 +306,7 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     dx : ndarray (N, C, H, W) or None;  dw : ndarray (F, C, kh, kw);  db : ndarray (F,)
     """
     if not _DECLINE_SWAPPED or (_native_ready(dy) and _native_ready(x) and _native_ready(w)):
-        out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, get_num_threads())
+        out = _conv.backward_plain(dy, x, w, bool(need_dx), stride, padding, get_num_threads(), dilation)
         if out is not None:
             return out
     x = _float_array(x, "x", 4)
@@ -257,15 +315,17 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
     if w.dtype != x.dtype or dy.dtype != x.dtype:
         _same_dtype(x, "x", w=w, dy=dy)
     stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    shape = _output_shape(x.shape, w.shape, stride, padding)
+    padding = _padding(padding)
+    dilation = _pair(dilation, "dilation", 1)
+    shape = _output_shape(x.shape, w.shape, stride, padding, dilation)
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the convolution output has shape {shape}")
     if dy.size and x.shape[1]:  # the kernel writes every element of dx, dw and db
         dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
         dw = np.empty(w.shape, dtype=x.dtype)
         db = np.empty(w.shape[0], dtype=x.dtype)
-        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, padding, get_num_threads())
+        _conv.conv2d_backward(dy, x, w, dx, dw, db, stride, _kernel_padding(padding), get_num_threads(),
+                              _kernel_dilation(dilation))
         return dx, dw, db
     # no products (an empty batch, no filters or no input channels): zero dx and dw, db sums dy
     dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
@@ -665,22 +725,26 @@ def _buffer(a, name, shape, dtype, write=False):
     return a
 
 
-def bind_conv2d_forward(x, w, b, y, *, stride, padding):
-    """``y = conv2d_forward(x, w, b, stride=stride, padding=padding)`` into ``y``, as a bound call."""
-    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
-    shape = _output_shape(x.shape, w.shape, stride, padding)
+def bind_conv2d_forward(x, w, b, y, *, stride, padding, dilation=1):
+    """``y = conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation)`` into ``y``, as a
+    bound call."""
+    stride, padding, dilation = _pair(stride, "stride", 1), _padding(padding), _pair(dilation, "dilation", 1)
+    shape = _output_shape(x.shape, w.shape, stride, padding, dilation)
     _buffer(x, "x", x.shape, w.dtype)
     _buffer(w, "w", w.shape, w.dtype)
     if b is not None:
         _buffer(b, "b", (w.shape[0],), w.dtype)
     _buffer(y, "y", shape, w.dtype, write=True)
-    return _conv.conv2d_forward, (x, w, b, y, stride, padding, get_num_threads())
+    args = (x, w, b, y, stride, _kernel_padding(padding), get_num_threads())
+    if dilation != (1, 1):  # dilation goes last; without it the call is the one of earlier releases
+        args += (dilation,)
+    return _conv.conv2d_forward, args
 
 
-def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding):
+def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding, dilation=1):
     """conv2d_backward into ``dx`` (None: not needed), ``dw`` and ``db``, as a bound call."""
-    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
-    shape = _output_shape(x.shape, w.shape, stride, padding)
+    stride, padding, dilation = _pair(stride, "stride", 1), _padding(padding), _pair(dilation, "dilation", 1)
+    shape = _output_shape(x.shape, w.shape, stride, padding, dilation)
     if shape[0] == 0:
         raise ValueError("a step needs a batch of at least one sample")
     _buffer(dy, "dy", shape, w.dtype)
@@ -689,7 +753,10 @@ def bind_conv2d_backward(dy, x, w, dx, dw, db, *, stride, padding):
         _buffer(dx, "dx", x.shape, w.dtype, write=True)
     _buffer(dw, "dw", w.shape, w.dtype, write=True)
     _buffer(db, "db", (w.shape[0],), w.dtype, write=True)
-    return _conv.conv2d_backward, (dy, x, w, dx, dw, db, stride, padding, get_num_threads())
+    args = (dy, x, w, dx, dw, db, stride, _kernel_padding(padding), get_num_threads())
+    if dilation != (1, 1):
+        args += (dilation,)
+    return _conv.conv2d_backward, args
 
 
 # Batches up to this many samples run the compiled dense loops; larger ones call NumPy's BLAS.

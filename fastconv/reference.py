@@ -26,44 +26,61 @@ def _pair(v):
     return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
-def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
-    """y[n, f, i, j] = sum_{c, a, e} w[f, c, a, e] * x_pad[n, c, i*sh + a, j*sw + e] + b[f]."""
+def _pads(v):
+    """padding as (top, bottom, left, right): an int, a (height, width) pair or the 4-tuple itself."""
+    if np.isscalar(v):
+        return (int(v),) * 4
+    if len(v) == 2:
+        return int(v[0]), int(v[0]), int(v[1]), int(v[1])
+    return tuple(int(p) for p in v)
+
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1):
+    """y[n, f, i, j] = sum_{c, a, e} w[f, c, a, e] * x_pad[n, c, i*sh + a*dh, j*sw + e*dw] + b[f].
+
+    x_pad is x with zero rows (top, bottom) and columns (left, right) around it; padding is an int, a
+    pair or that 4-tuple."""
     sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    top, bottom, left, right = _pads(padding)
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    Ho = (H + 2 * ph - kh) // sh + 1
-    Wo = (W + 2 * pw - kw) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1   # the span of the dilated kernel
+    Ho = (H + top + bottom - ekh) // sh + 1
+    Wo = (W + left + right - ekw) // sw + 1
     y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
     for i in range(Ho):
         for j in range(Wo):
-            window = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]  # (N, C, kh, kw)
+            window = xp[:, :, i * sh:i * sh + ekh:dh, j * sw:j * sw + ekw:dw]  # (N, C, kh, kw)
             y[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3]))
     if b is not None:
         y += b.reshape(1, F, 1, 1)
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride=1, padding=0, need_dx=True):
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=True):
     """Gradients of conv2d_forward: each output position sends dy back through its own strided window."""
     sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
+    dh, dw_ = _pair(dilation)
+    top, bottom, left, right = _pads(padding)
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    ekh, ekw = dh * (kh - 1) + 1, dw_ * (kw - 1) + 1
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(w)
     Ho, Wo = dy.shape[2], dy.shape[3]
     for i in range(Ho):
         for j in range(Wo):
-            window = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]  # (N, C, kh, kw)
+            rows, cols = slice(i * sh, i * sh + ekh, dh), slice(j * sw, j * sw + ekw, dw_)
+            window = xp[:, :, rows, cols]  # (N, C, kh, kw)
             g = dy[:, :, i, j]  # (N, F)
             dw += np.tensordot(g, window, axes=([0], [0]))  # (F, C, kh, kw)
             if need_dx:
-                dxp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.tensordot(g, w, axes=([1], [0]))
+                dxp[:, :, rows, cols] += np.tensordot(g, w, axes=([1], [0]))
     db = dy.sum(axis=(0, 2, 3))
-    dx = dxp[:, :, ph:ph + H, pw:pw + W].copy() if need_dx else None
+    dx = dxp[:, :, top:top + H, left:left + W].copy() if need_dx else None
     return dx, dw, db
 
 

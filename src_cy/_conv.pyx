@@ -95,26 +95,28 @@ def tile_width(dtype):
     return FC_NR_D if np.dtype(dtype) == np.float64 else FC_NR_S
 
 
-def conv2d_forward(x, w, b, y, stride, padding, int nthreads):
+def conv2d_forward(x, w, b, y, stride, padding, int nthreads, dilation=None):
     """y = conv2d(x, w) + b into the preallocated ``y``: C-contiguous ndarrays of one float dtype, ``b``
-    None or (F,)."""
+    None or (F,); ``stride`` a pair, ``padding`` (ph, pw) or (top, bottom, left, right), ``dilation`` a
+    pair or None (1, 1)."""
     if is_double(x, "conv2d: x"):
-        _forward(<double>0, x, w, b, y, stride, padding, nthreads)
+        _forward(<double>0, x, w, b, y, stride, padding, dilation, nthreads)
     else:
-        _forward(<float>0, x, w, b, y, stride, padding, nthreads)
+        _forward(<float>0, x, w, b, y, stride, padding, dilation, nthreads)
 
 
-def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads):
+def conv2d_backward(dy, x, w, dx, dw, db, stride, padding, int nthreads, dilation=None):
     """Fill ``dw``, ``db`` and, unless ``dx`` is None, ``dx`` (every element is written); all C-contiguous
-    ndarrays of one float dtype."""
+    ndarrays of one float dtype.  Geometry as conv2d_forward's."""
     if is_double(x, "conv2d: x"):
-        _backward(<double>0, dy, x, w, dx, dw, db, stride, padding, nthreads)
+        _backward(<double>0, dy, x, w, dx, dw, db, stride, padding, dilation, nthreads)
     else:
-        _backward(<float>0, dy, x, w, dx, dw, db, stride, padding, nthreads)
+        _backward(<float>0, dy, x, w, dx, dw, db, stride, padding, dilation, nthreads)
 
 
-cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) except -1:
-    """conv2d_forward for one dtype: Winograd where it fits and the inputs are finite, else implicit GEMM."""
+cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthreads) except -1:
+    """conv2d_forward for one dtype: Winograd where it fits (symmetric padding, no dilation) and the inputs
+    are finite, else implicit GEMM."""
     cdef int T = typenum(tag)
     cdef Py_ssize_t xsh[4]
     cdef Py_ssize_t wsh[4]
@@ -131,7 +133,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     cdef const floating *wp = <const floating *>wd
     cdef floating *yp = <floating *>yd
     cdef _Plan g = _plan(xsh[1], xsh[2], xsh[3], wsh[0], wsh[1], wsh[2], wsh[3],
-                         stride, padding, FC_NR_D if floating is double else FC_NR_S)
+                         stride, padding, dilation, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = xsh[0], C = g.C, F = g.F
     cdef Trials trial = g.trials(N, nthreads, OP_FORWARD)
     if trial is not None:
@@ -145,7 +147,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
         if bsh[0] != F:
             raise ValueError("conv2d_forward: bias length does not match the filters")
         bptr = <const floating *>bd
-    if _winograd_fits(g.kh, g.kw, g.sh, g.sw, N, C, F, g.Ho, g.Wo):
+    if g.winograd_ok and _winograd_fits(g.kh, g.kw, g.sh, g.sw, N, C, F, g.Ho, g.Wo):
         with nogil:
             finite = _all_finite(xp, N * C * g.H * g.W) and _all_finite(wp, F * g.K)
         if finite:
@@ -154,7 +156,8 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, int nthreads) excep
     return _forward_implicit(g, xp, wp, bptr, yp, N, nthreads)
 
 
-cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, padding, int nthreads) except -1:
+cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, padding, dilation,
+                   int nthreads) except -1:
     """conv2d_backward for one dtype: im2col for non-finite x (or w, with dx), else implicit GEMM, its dx by
     Winograd where that fits."""
     cdef int T = typenum(tag)
@@ -176,7 +179,7 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     view(dw_out, T, 4, True, dwsh, &dwd, "conv2d: dw")
     view(db_out, T, 1, True, dbsh, &dbd, "conv2d: db")
     cdef _Plan g = _plan(xsh[1], xsh[2], xsh[3], wsh[0], wsh[1], wsh[2], wsh[3],
-                         stride, padding, FC_NR_D if floating is double else FC_NR_S)
+                         stride, padding, dilation, FC_NR_D if floating is double else FC_NR_S)
     cdef Py_ssize_t N = xsh[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
     if (dysh[0] != N or dysh[1] != F or dysh[2] != g.Ho or dysh[3] != g.Wo
             or dwsh[0] != F or dwsh[1] != C or dwsh[2] != kh or dwsh[3] != kw or dbsh[0] != F):
@@ -202,7 +205,7 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     # flipped and transposed (C x F x 3 x 3), which Winograd computes with 2.25x fewer products; dW and db
     # then take the implicit GEMM as for need_dx=False
     cdef floating[:, :, :, ::1] wt
-    if (need_dx and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
+    if (need_dx and g.winograd_ok and g.ph <= 2 and g.pw <= 2 and _winograd_fits(kh, kw, g.sh, g.sw, N, F, C, H, W)
             and _all_finite(dyp, N * F * g.Ho * g.Wo)):
         wt = np.ascontiguousarray(np.asarray(w)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd(dyp, N, F, g.Ho, g.Wo, &wt[0, 0, 0, 0], C, 2 - g.ph, 2 - g.pw, NULL, dxp, H, W, nthreads)
@@ -228,47 +231,89 @@ cdef bint _pair_ok(object v, Py_ssize_t minimum, Py_ssize_t *out):
     return False
 
 
-cdef bint _plain_geometry(x, w, stride, padding, Py_ssize_t *s, Py_ssize_t *p, cnp.npy_intp *yshape):
+cdef bint _pads_ok(object v, Py_ssize_t *out):
+    """``v`` is an int, a pair or a (top, bottom, left, right) 4-tuple of ints in [0, 2**30): store them
+    as top, bottom, left, right (else False)."""
+    cdef Py_ssize_t p[2]
+    cdef int i
+    if _pair_ok(v, 0, p):
+        out[0] = out[1] = p[0]
+        out[2] = out[3] = p[1]
+        return True
+    if type(v) is tuple and len(<tuple>v) == 4:
+        for i in range(4):
+            a = (<tuple>v)[i]
+            if type(a) is not int or not (0 <= a < (1 << 30)):
+                return False
+            out[i] = a
+        return True
+    return False
+
+
+cdef bint _plain_geometry(x, w, stride, padding, dilation, Py_ssize_t *s, Py_ssize_t *p, Py_ssize_t *d,
+                          cnp.npy_intp *yshape):
     """The common case of ``ops.conv2d_*``: x and w plain arrays of one dtype whose geometry is valid;
-    fills stride, padding and the output shape (else False: ops validates and explains)."""
+    fills stride, padding (top, bottom, left, right), dilation and the output shape (else False: ops
+    validates and explains)."""
     cdef int t = plain_float(x, 4)
-    if t < 0 or plain_float(w, 4) != t or not _pair_ok(stride, 1, s) or not _pair_ok(padding, 0, p):
+    if t < 0 or plain_float(w, 4) != t or not _pair_ok(stride, 1, s) or not _pads_ok(padding, p):
+        return False
+    if not _pair_ok(dilation, 1, d):
         return False
     cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(<cnp.ndarray>x)
     cdef cnp.npy_intp *ws = cnp.PyArray_DIMS(<cnp.ndarray>w)
-    if ws[1] != xs[1] or ws[2] > xs[2] + 2 * p[0] or ws[3] > xs[3] + 2 * p[1]:
+    if ws[1] != xs[1] or ws[2] < 1 or ws[3] < 1:
+        return False
+    cdef Py_ssize_t ekh = d[0] * (ws[2] - 1) + 1, ekw = d[1] * (ws[3] - 1) + 1
+    if ekh > xs[2] + p[0] + p[1] or ekw > xs[3] + p[2] + p[3]:
         return False
     yshape[0], yshape[1] = xs[0], ws[0]
-    yshape[2] = (xs[2] + 2 * p[0] - ws[2]) // s[0] + 1
-    yshape[3] = (xs[3] + 2 * p[1] - ws[3]) // s[1] + 1
+    yshape[2] = (xs[2] + p[0] + p[1] - ekh) // s[0] + 1
+    yshape[3] = (xs[3] + p[2] + p[3] - ekw) // s[1] + 1
     return True
 
 
-def forward_plain(x, w, b, stride, padding, int nthreads):
+cdef object _kernel_dilation(Py_ssize_t *d):
+    """The dilation argument of _plan: None for none (no tuple to build on the common path)."""
+    if d[0] == 1 and d[1] == 1:
+        return None
+    return (d[0], d[1])
+
+
+cdef tuple _kernel_padding(Py_ssize_t *p):
+    """The padding argument of _plan: a pair when symmetric (the plans every earlier release made)."""
+    if p[0] == p[1] and p[2] == p[3]:
+        return (p[0], p[2])
+    return (p[0], p[1], p[2], p[3])
+
+
+def forward_plain(x, w, b, stride, padding, int nthreads, dilation=1):
     """``ops.conv2d_forward`` for plain arguments (see _plain_geometry), or None to validate in Python.
     Compiled, because these checks run on every call and cost several times more in Python."""
     cdef Py_ssize_t s[2]
-    cdef Py_ssize_t p[2]
+    cdef Py_ssize_t p[4]
+    cdef Py_ssize_t d[2]
     cdef cnp.npy_intp ysh[4]
-    if not _plain_geometry(x, w, stride, padding, s, p, ysh):
+    if not _plain_geometry(x, w, stride, padding, dilation, s, p, d, ysh):
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
     if b is not None and (plain_float(b, 1) != t or cnp.PyArray_DIMS(<cnp.ndarray>b)[0] != ysh[1]):
         return None
     y = cnp.PyArray_EMPTY(4, ysh, t, 0)
     if t == cnp.NPY_DOUBLE:
-        _forward(<double>0, x, w, b, y, (s[0], s[1]), (p[0], p[1]), nthreads)
+        _forward(<double>0, x, w, b, y, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     else:
-        _forward(<float>0, x, w, b, y, (s[0], s[1]), (p[0], p[1]), nthreads)
+        _forward(<float>0, x, w, b, y, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     return y
 
 
-def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads):
+def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads, dilation=1):
     """``ops.conv2d_backward`` for plain arguments, or None to validate in Python."""
     cdef Py_ssize_t s[2]
-    cdef Py_ssize_t p[2]
+    cdef Py_ssize_t p[4]
+    cdef Py_ssize_t d[2]
     cdef cnp.npy_intp ysh[4]
-    if not _plain_geometry(x, w, stride, padding, s, p, ysh):
+    if not _plain_geometry(x, w, stride, padding, dilation, s, p, d, ysh):
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x), i
     if plain_float(dy, 4) != t:
@@ -280,7 +325,7 @@ def backward_plain(dy, x, w, bint need_dx, stride, padding, int nthreads):
     dw = cnp.PyArray_EMPTY(4, cnp.PyArray_DIMS(<cnp.ndarray>w), t, 0)
     db = cnp.PyArray_EMPTY(1, &ysh[1], t, 0)
     if t == cnp.NPY_DOUBLE:
-        _backward(<double>0, dy, x, w, dx, dw, db, (s[0], s[1]), (p[0], p[1]), nthreads)
+        _backward(<double>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     else:
-        _backward(<float>0, dy, x, w, dx, dw, db, (s[0], s[1]), (p[0], p[1]), nthreads)
+        _backward(<float>0, dy, x, w, dx, dw, db, (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), nthreads)
     return dx, dw, db

@@ -1,7 +1,7 @@
 # conv2d by im2col: the backward for non-finite x or w, whose products must match the reference's exactly.
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 #
-#     cols[n, k, p]   = x_padded[n, c, oh*sh + i, ow*sw + j]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
+#     cols[n, k, p]   = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]    k = (c*kh + i)*kw + j, p = oh*Wo + ow
 #     dW              = sum_n dy[n] (F x P) @ cols[n]^T         nt tiles into IM2COL_SLOTS sums, added in order
 #     dcols[n]        = W^T (K x F) @ dy[n]                     nn tiles, then col2im scatters into dx
 
@@ -16,12 +16,13 @@ IM2COL_SLOTS = 8
 
 cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,
                   Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Ppad,
-                  int nthreads) noexcept nogil:
-    """cols[n, (c*kh+i)*kw+j, oh*Wo+ow] = x_padded[n, c, oh*sh+i, ow*sw+j], and zero in the padding
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dlw, Py_ssize_t Ho, Py_ssize_t Wo,
+                  Py_ssize_t Ppad, int nthreads) noexcept nogil:
+    """cols[n, (c*kh+i)*kw+j, oh*Wo+ow] = x_padded[n, c, oh*sh+i*dh, ow*sw+j*dlw] (ph rows and pw columns
+    of zeros before x; the bottom and right padding only shape Ho, Wo), and zero in the padding
     columns P..Ppad-1 of each row: the dW tiles read them, and the dcols step of the chunk before may have
     left anything there (with an infinite w, NaN, which times the zero dy tail would be NaN in dW)."""
-    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, K = C * kh * kw
+    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, jo, K = C * kh * kw
     cdef floating *dst
     cdef const floating *src
     for r in prange(cnt * C * kh, schedule='static', num_threads=nthreads, nogil=True):
@@ -30,12 +31,15 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
         i = r % kh
         for j in range(kw):
             dst = cols + (n * K + (c * kh + i) * kw + j) * Ppad
-            lo = _valid_lo(pw, j, sw)
-            hi = _valid_hi(W, pw, j, sw, Wo)
+            jo = j * dlw
+            lo = _valid_lo(pw, jo, sw)
+            hi = _valid_hi(W, pw, jo, sw, Wo)
+            if lo > Wo:
+                lo = Wo
             if hi < lo:
                 hi = lo
             for oh in range(Ho):
-                ih = oh * sh - ph + i
+                ih = oh * sh - ph + i * dh
                 if ih < 0 or ih >= H:
                     for ow in range(Wo):
                         dst[oh * Wo + ow] = 0
@@ -45,10 +49,10 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
                     dst[oh * Wo + ow] = 0
                 if sw == 1:
                     for ow in range(lo, hi):
-                        dst[oh * Wo + ow] = src[ow - pw + j]
+                        dst[oh * Wo + ow] = src[ow - pw + jo]
                 else:
                     for ow in range(lo, hi):
-                        dst[oh * Wo + ow] = src[ow * sw - pw + j]
+                        dst[oh * Wo + ow] = src[ow * sw - pw + jo]
                 for ow in range(hi, Wo):
                     dst[oh * Wo + ow] = 0
             for ow in range(Ho * Wo, Ppad):
@@ -57,10 +61,10 @@ cdef void _im2col(const floating *x, floating *cols, Py_ssize_t cnt, Py_ssize_t 
 
 cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_t C, Py_ssize_t H,
                   Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t Ppad,
-                  int nthreads) noexcept nogil:
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dlw, Py_ssize_t Ho, Py_ssize_t Wo,
+                  Py_ssize_t Ppad, int nthreads) noexcept nogil:
     """dx[n, c] += scatter of dcols (the adjoint of _im2col); dx must start at zero."""
-    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, K = C * kh * kw
+    cdef Py_ssize_t r, n, c, i, j, oh, ow, ih, lo, hi, jo, K = C * kh * kw
     cdef const floating *srcrow
     cdef floating *dxrow
     for r in prange(cnt * C, schedule='static', num_threads=nthreads, nogil=True):
@@ -69,15 +73,16 @@ cdef void _col2im(const floating *dcols, floating *dx, Py_ssize_t cnt, Py_ssize_
         for i in range(kh):
             for j in range(kw):
                 srcrow = dcols + (n * K + (c * kh + i) * kw + j) * Ppad
-                lo = _valid_lo(pw, j, sw)
-                hi = _valid_hi(W, pw, j, sw, Wo)
+                jo = j * dlw
+                lo = _valid_lo(pw, jo, sw)
+                hi = _valid_hi(W, pw, jo, sw, Wo)
                 for oh in range(Ho):
-                    ih = oh * sh - ph + i
+                    ih = oh * sh - ph + i * dh
                     if ih < 0 or ih >= H:
                         continue
                     dxrow = dx + ((n * C + c) * H + ih) * W
                     for ow in range(lo, hi):
-                        dxrow[ow * sw - pw + j] += srcrow[oh * Wo + ow]
+                        dxrow[ow * sw - pw + jo] += srcrow[oh * Wo + ow]
 
 
 def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
@@ -86,7 +91,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     """im2col backward (the path for non-finite inputs); conv2d_backward checked the shapes against the
     plan ``g``, whose geometry this uses."""
     cdef Py_ssize_t N = x.shape[0], C = g.C, H = g.H, W = g.W, F = g.F, kh = g.kh, kw = g.kw
-    cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Ho = g.Ho, Wo = g.Wo
+    cdef Py_ssize_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, Ho = g.Ho, Wo = g.Wo, dh = g.dh, dlw = g.dlw
     dtype = np.float64 if floating is double else np.float32
     cdef bint need_dx = dx_out is not None
     cdef floating[:, :, :, ::1] dx
@@ -117,7 +122,7 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
     for n0 in range(0, N, nb):
         cnt = min(nb, N - n0)
         with nogil:
-            _im2col(&x[n0, 0, 0, 0], &cols[0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo,
+            _im2col(&x[n0, 0, 0, 0], &cols[0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dlw, Ho, Wo,
                     Ppad, nthreads)
             for r in prange(cnt * F, schedule='static', num_threads=nthreads):
                 memcpy(&dyp[0, 0, 0] + r * Ppad, &dy[n0, 0, 0, 0] + r * P, P * sizeof(floating))
@@ -137,8 +142,8 @@ def _backward_im2col(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::
                 for t in prange(cnt * ntl * mbk, schedule='static', num_threads=nthreads):
                     _nn_tile(t, ntl, K, F, &apack_t[0], &dyp[0, 0, 0], F * Ppad, &frow[0], &cols[0, 0, 0],
                              K * Ppad, Ppad, &ident[0], &ones[0], NR, NULL)
-                _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, Ho,
-                        Wo, Ppad, nthreads)
+                _col2im(&cols[0, 0, 0], &dx[n0, 0, 0, 0], cnt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dlw,
+                        Ho, Wo, Ppad, nthreads)
     for r in prange(_finish_items(F * K, F, True), schedule='static', num_threads=nthreads, nogil=True):
         _finish_item(r, &dw_local[0, 0, 0], nslot, &dw[0, 0, 0, 0], F * K, &dy[0, 0, 0, 0], N, F, P, &db[0],
                      True)

@@ -15,6 +15,8 @@
 # y = W @ views and dW = dy_on_columns @ views^T (dy zero on dropped columns) read those views.  dx goes
 # phase by phase: dx at phase (a, b) is the product of w's taps of that phase with shifted views of dy
 # laid out on a Wq-wide grid with zero borders (a stride-1 "full" correlation).
+# A dilation (dh, dw) only moves the taps: term (c, i, j) reads the phase and shift of padded offset
+# (i*dh, j*dw) (the plan's tables); an asymmetric padding only changes how many rows and columns there are.
 # Dropped columns and tile tails multiply stored zeros, so the fast path needs finite x (for dW) and
 # finite w (for dx); anything else takes the im2col path (conv_im2col.pxi), whose products are exactly
 # the reference's.

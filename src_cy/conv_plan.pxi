@@ -24,8 +24,16 @@ def _contiguous_tiles(cmap, Py_ssize_t NR):
 
 
 cdef class _Plan:
-    """Sizes and index tables of the implicit GEMM for one geometry (see conv_implicit.pxi)."""
+    """Sizes and index tables of the implicit GEMM for one geometry (see conv_implicit.pxi).
+
+    An asymmetric padding (pb != ph or pr != pw) only changes the sizes (Ho, Hq, ...): the tables start
+    from the top and left padding as always.  A dilation (dh, dw) moves tap (i, j) to padded offset
+    (i*dh, j*dw): its phase is (i*dh % sh, j*dw % sw) and its shift in the phase plane (i*dh // sh,
+    j*dw // sw); the phase of a dx grid lists its taps (tapi, tapj).  With dilation 1 these are the
+    tables of i % sh, i // sh as before.  Winograd takes neither (``winograd_ok``)."""
     cdef public Py_ssize_t C, H, W, F, kh, kw, sh, sw, ph, pw, Ho, Wo
+    cdef public Py_ssize_t pb, pr, dh, dlw  # bottom and right padding (ph, pw are top, left), dilation
+    cdef public bint winograd_ok            # symmetric padding, no dilation: Winograd may take it
     cdef public Py_ssize_t sha, swa         # phases some window reads: min(sh, kh) rows, min(sw, kw) columns
     cdef public bint dx_gaps                # some dx positions lie in no phase (stride > kernel)
     cdef public Py_ssize_t K, P, NR, Hq, Wq, khq, kwq, ns, npl, Wc, cblock, Ppad, Sx, ntiles, Hcov, Wcov
@@ -33,7 +41,8 @@ cdef class _Plan:
     cdef long[::1] ymap       # Ppad: output index of column p, or -1 (dropped column, tile tail)
     # backward: dy grid per filter is Sd long: T leading zeros, Ho rows Wq wide (zeros past Wo), zeros
     cdef public Py_ssize_t PX, T, Sd, nph, ntx, mbc, tot_a
-    cdef Py_ssize_t[::1] kha, kwb           # per phase (a, b): taps i' with i'*sh+a < kh, j' with j'*sw+b < kw
+    cdef Py_ssize_t[::1] kha, kwb           # per phase (a, b): the taps i with i*dh % sh == a, j likewise
+    cdef Py_ssize_t[:, ::1] tapi, tapj      # per row phase a: those taps i in order (tapj: per column phase)
     cdef Py_ssize_t[::1] kab, aoff, toff    # per phase: terms F*kha*kwb, offset of packed A, of its boff
     cdef long[::1] boffx      # terms (f, i', j') of every phase: offset into the dy grid
     cdef long[::1] cmapx      # nph * PX: dx index of phase-grid column p, or -1
@@ -47,26 +56,35 @@ cdef class _Plan:
     cdef bint busy
 
     def __init__(self, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t kh,
-                 Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR):
+                 Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR,
+                 Py_ssize_t pb=-1, Py_ssize_t pr=-1, Py_ssize_t dh=1, Py_ssize_t dlw=1):
         self.C, self.H, self.W, self.F, self.kh, self.kw = C, H, W, F, kh, kw
         self.sh, self.sw, self.ph, self.pw, self.NR = sh, sw, ph, pw, NR
-        key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
+        self.pb, self.pr, self.dh, self.dlw = ph if pb < 0 else pb, pw if pr < 0 else pr, dh, dlw
+        cdef bint plain = dh == 1 and dlw == 1 and self.pb == ph and self.pr == pw
+        self.winograd_ok = plain
+        # the trials' key ends with NR, as fastconv.runtime reads it
+        key = (C, H, W, F, kh, kw, sh, sw, ph, pw) + (() if plain else (self.pb, self.pr, dh, dlw)) + (NR,)
+        # the padded input is H + ph + pb high (2 * ph when symmetric), W + pw + pr wide; the dilated
+        # kernel spans ekh x ekw of it (kh x kw without dilation)
+        cdef Py_ssize_t Hp = H + ph + self.pb, Wp = W + pw + self.pr
+        cdef Py_ssize_t ekh = dh * (kh - 1) + 1, ekw = dlw * (kw - 1) + 1
         self.tune = tuple(trials_for("conv2d", op, key) for op in ("forward", "backward", "backward_dx"))
-        self.Ho = (H + 2 * ph - kh) // sh + 1
-        self.Wo = (W + 2 * pw - kw) // sw + 1
+        self.Ho = (Hp - ekh) // sh + 1
+        self.Wo = (Wp - ekw) // sw + 1
         self.K = C * kh * kw
         self.P = self.Ho * self.Wo
-        self.khq = (kh + sh - 1) // sh
-        self.kwq = (kw + sw - 1) // sw
+        self.khq = (ekh + sh - 1) // sh
+        self.kwq = (ekw + sw - 1) // sw
         # phase planes keep the rows and columns some window reads: output (oh, ow) reads plane rows
         # oh + i//sh < Ho + khq - 1, which can be fewer than the padded input has at stride > 1 (fewer
         # tiles per sample).  dx past them is zero.
-        cdef Py_ssize_t Hq = min((H + 2 * ph + sh - 1) // sh, self.Ho + self.khq - 1)
-        cdef Py_ssize_t Wq = min((W + 2 * pw + sw - 1) // sw, self.Wo + self.kwq - 1)
+        cdef Py_ssize_t Hq = min((Hp + sh - 1) // sh, self.Ho + self.khq - 1)
+        cdef Py_ssize_t Wq = min((Wp + sw - 1) // sw, self.Wo + self.kwq - 1)
         self.Hq, self.Wq = Hq, Wq
         # dx rows >= Hcov and columns >= Wcov are in no window (the planes stop before them)
         self.Hcov, self.Wcov = min(H, Hq * sh - ph), min(W, Wq * sw - pw)
-        if sw == 1 and 4 * Wq > 5 * self.Wo:
+        if sw == 1 and dlw == 1 and 4 * Wq > 5 * self.Wo:
             # shifted copies pay when the grid would waste over a fifth of its columns (seed conv1); with
             # less waste (3x3, pad 1) the kw times larger buffer costs more than the columns it saves.
             self.ns, self.Wc = kw, self.Wo
@@ -75,8 +93,8 @@ cdef class _Plan:
         cdef Py_ssize_t ns = self.ns, Wc = self.Wc
         # Only phases a < kh, b < kw hold taps: at a stride larger than the kernel the others are never
         # read, so they get no plane (and no dx grid: their dx is zero).
-        cdef Py_ssize_t sha = min(sh, kh), swa = min(sw, kw)
-        self.sha, self.swa, self.dx_gaps = sha, swa, sh > kh or sw > kw
+        cdef Py_ssize_t sha = min(sh, ekh), swa = min(sw, ekw)
+        self.sha, self.swa, self.dx_gaps = sha, swa, sh > ekh or sw > ekw
         _check_elements("phase planes", C * (<object>sha) * swa * ns * Hq * Wc)
         _check_elements("output columns", (<object>self.Ho) * Wc + NR)
         self.npl = sha * swa * ns              # planes per input channel
@@ -85,13 +103,14 @@ cdef class _Plan:
         self.ntiles = self.Ppad // NR
         self.boff = np.empty(self.K, dtype=np.int64)
         self.ymap = np.empty(self.Ppad, dtype=np.int64)
-        cdef Py_ssize_t c, i, j, p, oh, ow
+        cdef Py_ssize_t c, i, j, p, oh, ow, ii, jj
         for c in range(C):
             for i in range(kh):
                 for j in range(kw):
+                    ii, jj = i * dh, j * dlw      # the tap's offset in the padded input
                     self.boff[(c * kh + i) * kw + j] = (
-                        ((((c * sha + i % sh) * swa + j % sw) * ns + (j // sw if ns > 1 else 0)) * Hq + i // sh)
-                        * Wc + (0 if ns > 1 else j // sw))
+                        ((((c * sha + ii % sh) * swa + jj % sw) * ns + (jj // sw if ns > 1 else 0)) * Hq + ii // sh)
+                        * Wc + (0 if ns > 1 else jj // sw))
         for p in range(self.Ppad):
             oh, ow = p // Wc, p % Wc
             self.ymap[p] = oh * self.Wo + ow if oh < self.Ho and ow < self.Wo else -1
@@ -103,7 +122,7 @@ cdef class _Plan:
         # most any needs), so no tile is spent on rows that map to the padding.
         self.nph = sha * swa
         self.xoff = np.zeros(self.nph, dtype=np.intp)
-        cdef Py_ssize_t q, a, bb, f, ii, jj, u, v, yy, xx, tot_t = 0, ulo, uhi
+        cdef Py_ssize_t q, a, bb, f, u, v, yy, xx, tot_t = 0, ulo, uhi
         self.PX = 0
         for q in range(self.nph):
             a = q // swa
@@ -116,6 +135,18 @@ cdef class _Plan:
         self.Sd = self.T + max(int(np.max(self.xoff)) + self.PX, (Hq * Wq + NR - 1) // NR * NR)
         self.ntx = self.PX // NR
         self.mbc = (C + FC_MR - 1) // FC_MR
+        # taps of each row phase a < sha (i*dh % sh == a) and column phase, in order
+        self.tapi = np.zeros((sha, kh), dtype=np.intp)
+        self.tapj = np.zeros((swa, kw), dtype=np.intp)
+        nti, ntj = [0] * sha, [0] * swa
+        for i in range(kh):
+            a = i * dh % sh
+            self.tapi[a, nti[a]] = i
+            nti[a] += 1
+        for j in range(kw):
+            bb = j * dlw % sw
+            self.tapj[bb, ntj[bb]] = j
+            ntj[bb] += 1
         self.kha = np.zeros(self.nph, dtype=np.intp)
         self.kwb = np.zeros(self.nph, dtype=np.intp)
         self.kab = np.zeros(self.nph, dtype=np.intp)
@@ -124,8 +155,8 @@ cdef class _Plan:
         self.tot_a = 0
         for q in range(self.nph):
             a, bb = q // swa, q % swa
-            self.kha[q] = (kh - a + sh - 1) // sh if a < kh else 0
-            self.kwb[q] = (kw - bb + sw - 1) // sw if bb < kw else 0
+            self.kha[q] = nti[a]
+            self.kwb[q] = ntj[bb]
             self.kab[q] = F * self.kha[q] * self.kwb[q]
             self.aoff[q] = self.tot_a
             self.toff[q] = tot_t
@@ -139,7 +170,7 @@ cdef class _Plan:
                 for ii in range(self.kha[q]):
                     for jj in range(self.kwb[q]):
                         self.boffx[self.toff[q] + (f * self.kha[q] + ii) * self.kwb[q] + jj] = \
-                            f * self.Sd - (ii * Wq + jj)
+                            f * self.Sd - (self.tapi[a, ii] * dh // sh * Wq + self.tapj[bb, jj] * dlw // sw)
             for p in range(self.PX):
                 u, v = (self.xoff[q] + p) // Wq, p % Wq
                 yy = u * sh + a - ph
@@ -150,7 +181,8 @@ cdef class _Plan:
         self.xcontig = _contiguous_tiles(self.cmapx, NR)
 
     cdef void pack_dx_weights(self, const floating *w, floating *apx) noexcept nogil:
-        """apx, phase by phase: panels of FC_MR channels of A[c, (f, i', j')] = w[f, c, i'*sh+a, j'*sw+b]."""
+        """apx, phase by phase: panels of FC_MR channels of A[c, (f, i', j')] = w[f, c, tapi[a, i'], tapj[b, j']]
+        (without dilation: w[f, c, i'*sh + a, j'*sw + b])."""
         cdef Py_ssize_t q, a, bb, kha, kwb, f, ii, jj, tt, m, i, c, kq
         cdef Py_ssize_t C = self.C, kh = self.kh, kw = self.kw, sh = self.sh, sw = self.sw, MR = FC_MR
         cdef Py_ssize_t swa = self.swa
@@ -165,7 +197,7 @@ cdef class _Plan:
                             for i in range(MR):
                                 c = m * MR + i
                                 apx[self.aoff[q] + (m * kq + tt) * MR + i] = \
-                                    w[((f * C + c) * kh + ii * sh + a) * kw + jj * sw + bb] if c < C else 0
+                                    w[((f * C + c) * kh + self.tapi[a, ii]) * kw + self.tapj[bb, jj]] if c < C else 0
 
     cdef Trials trials(self, Py_ssize_t N, int nthreads, int op):
         """The thread choice of a batch-1 ``op`` (None for several samples or one thread: all threads)."""
@@ -214,19 +246,31 @@ cdef list _recent = []
 cdef enum:
     RECENT_PLANS = 8
     MAX_PADDING = 1 << 30   # keeps H + 2 * padding and the plan's products far from overflow
+    MAX_DILATION = 1 << 30  # and dilation * (kh - 1), with kh at most H + 2 * padding
 
 
 cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t Cw, Py_ssize_t kh,
-                 Py_ssize_t kw, stride, padding, Py_ssize_t NR):
+                 Py_ssize_t kw, stride, padding, dilation, Py_ssize_t NR):
     """The cached plan for this geometry (a few tables; built once per layer shape), after checking
-    the shape relations the loops rely on.  A stride that only ever yields one window is clamped (see
+    the shape relations the loops rely on.  ``padding`` is (ph, pw) or (top, bottom, left, right) and
+    ``dilation`` (dh, dw) or None for (1, 1).  A stride that only ever yields one window is clamped (see
     one_window_stride), so any stride, however large, is taken."""
-    cdef Py_ssize_t sh, sw, ph, pw
-    ph, pw = padding
-    if Cw != C or ph < 0 or pw < 0 or ph > MAX_PADDING or pw > MAX_PADDING or kh > H + 2 * ph or kw > W + 2 * pw:
+    cdef Py_ssize_t sh, sw, ph, pw, pb, pr, dh, dlw
+    if type(padding) is tuple and len(<tuple>padding) == 2:
+        ph, pw = padding
+        pb, pr = ph, pw
+    else:
+        ph, pb, pw, pr = padding
+    if dilation is None:
+        dh = dlw = 1
+    else:
+        dh, dlw = dilation
+    if (Cw != C or ph < 0 or pw < 0 or pb < 0 or pr < 0 or ph > MAX_PADDING or pw > MAX_PADDING
+            or pb > MAX_PADDING or pr > MAX_PADDING or dh < 1 or dlw < 1 or dh > MAX_DILATION
+            or dlw > MAX_DILATION or dh * (kh - 1) + 1 > H + ph + pb or dlw * (kw - 1) + 1 > W + pw + pr):
         raise ValueError("conv2d: inconsistent shapes reached the compiled kernel")
-    sh = one_window_stride(stride[0], H + 2 * ph - kh)
-    sw = one_window_stride(stride[1], W + 2 * pw - kw)
+    sh = one_window_stride(stride[0], H + ph + pb - dh * (kh - 1) - 1)
+    sw = one_window_stride(stride[1], W + pw + pr - dlw * (kw - 1) - 1)
     # the few most recent plans are compared field by field (a training step cycles through one plan
     # per layer), which is cheaper than building the dict key and hashing it
     cdef _Plan p
@@ -234,9 +278,12 @@ cdef _Plan _plan(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssiz
     for i in range(len(_recent)):
         p = <_Plan>_recent[i]
         if (p.C == C and p.H == H and p.W == W and p.F == F and p.kh == kh and p.kw == kw and p.sh == sh
-                and p.sw == sw and p.ph == ph and p.pw == pw and p.NR == NR):
+                and p.sw == sw and p.ph == ph and p.pw == pw and p.NR == NR and p.pb == pb and p.pr == pr
+                and p.dh == dh and p.dlw == dlw):
             return p
     key = (C, H, W, F, kh, kw, sh, sw, ph, pw, NR)
+    if dh != 1 or dlw != 1 or pb != ph or pr != pw:   # earlier releases' plans keep their keys
+        key += (pb, pr, dh, dlw)
     plan = _plans.get(key)
     if plan is None:
         if len(_plans) >= 256:

@@ -120,54 +120,97 @@ def _positive_int(value, name):
     return int(value)
 
 
+def same_padding(size, kernel, stride, dilation=1):
+    """TensorFlow's "same" padding of one axis as (before, after): the output has ceil(size / stride)
+    positions, ``total = max((ceil(size/stride) - 1)*stride + (kernel - 1)*dilation + 1 - size, 0)`` zeros
+    are added, ``total // 2`` before and the rest (one more when odd) after.
+
+    >>> same_padding(28, 3, 2)
+    (0, 1)
+    >>> same_padding(28, 5, 1)
+    (2, 2)
+    """
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
 class Conv2D(_WeightedLayer):
-    """2-D convolution, weights ``(filters, in_channels, kh, kw)``; padding an int, pair, "valid" or "same"."""
+    """2-D convolution, weights ``(filters, in_channels, kh, kw)`` (PyTorch's layout).
+
+    Parameters
+    ----------
+    filters : int -- output channels.
+    kernel_size, strides, dilation_rate : int or (h, w) pair, each >= 1; ``dilation_rate`` d spreads the
+        kernel's taps d apart (an effective kernel of ``d*(k - 1) + 1``).
+    padding : int, (h, w) pair, (top, bottom, left, right) 4-tuple, "valid" (none) or "same": TensorFlow's
+        rule at any stride, kernel size and dilation (see :func:`same_padding`): the output is
+        ``ceil(H / stride)`` by ``ceil(W / stride)``, the odd zero row/column going to the bottom/right.
+        Computed at build into ``.pads`` = (top, bottom, left, right); ``.padding_arg`` is what was passed.
+    activation, kernel_initializer, bias_initializer, use_bias, name : as every weighted layer.
+    """
 
     def __init__(self, filters, kernel_size, strides=1, padding=0, activation=None,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", use_bias=True, name=None):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", use_bias=True, dilation_rate=1,
+                 name=None):
         super().__init__(name)
         self.filters = _positive_int(filters, "filters")
         self.kernel_size = ops.as_pair(kernel_size, "kernel_size", 1)
         self.strides = ops.as_pair(strides, "strides", 1)
+        self.dilation_rate = ops.as_pair(dilation_rate, "dilation_rate", 1)
         if isinstance(padding, str):
             if padding.lower() not in ("valid", "same"):
-                raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-            if padding.lower() == "same" and self.strides != (1, 1):
-                raise ValueError("padding='same' is supported for strides=1 only (as PyTorch)")
-            if padding.lower() == "same" and (self.kernel_size[0] % 2 == 0 or self.kernel_size[1] % 2 == 0):
-                raise ValueError("padding='same' needs odd kernel sizes (symmetric zero padding)")
+                raise ValueError(f"padding must be an int, a pair, a (top, bottom, left, right) 4-tuple, 'valid' "
+                                 f"or 'same', got {padding!r}")
             self.padding_arg = padding.lower()
-            self.padding = (0, 0) if padding.lower() == "valid" else (self.kernel_size[0] // 2,
-                                                                      self.kernel_size[1] // 2)
+            self.pads = (0, 0, 0, 0) if self.padding_arg == "valid" else None  # "same": set at build
         else:
-            self.padding_arg = padding
-            self.padding = ops.as_pair(padding, "padding", 0)
+            self.pads = ops.as_padding(padding, "padding")
+            self.padding_arg = int(padding) if isinstance(padding, numbers.Integral) else tuple(map(int, padding))
+        if self.pads is None and self.strides == (1, 1):  # "same" at stride 1 does not depend on the input
+            self.pads = self._same_pads((self.kernel_size[0], self.kernel_size[1]))
         self._init_weights(activation, kernel_initializer, bias_initializer, use_bias)
+
+    def _same_pads(self, size):
+        """(top, bottom, left, right) of padding="same" for an input of ``size`` = (H, W)."""
+        return (same_padding(size[0], self.kernel_size[0], self.strides[0], self.dilation_rate[0])
+                + same_padding(size[1], self.kernel_size[1], self.strides[1], self.dilation_rate[1]))
+
+    @property
+    def padding(self):
+        """The padding in force: (ph, pw) when symmetric, else (top, bottom, left, right); None for "same"
+        at a stride > 1 before build."""
+        if self.pads is None:
+            return None
+        top, bottom, left, right = self.pads
+        return (top, left) if top == bottom and left == right else self.pads
 
     def build(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"Conv2D expects inputs of shape (N, C, H, W), got per-sample shape {tuple(input_shape)}")
+        if self.padding_arg == "same":
+            self.pads = self._same_pads(input_shape[1:])
         C = input_shape[0]
         self._declare_weights((self.filters, C) + self.kernel_size)
         return super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
+        pads = self._same_pads(input_shape[1:]) if self.padding_arg == "same" else self.pads
         _, F, Ho, Wo = ops.conv2d_output_shape((1,) + tuple(input_shape),
                                                (self.filters, input_shape[0]) + self.kernel_size,
-                                               self.strides, self.padding)
+                                               self.strides, pads, self.dilation_rate)
         return (F, Ho, Wo)
 
     def plan(self, x, gx, training, logits=False):
         w, b = self.params["kernel"], self.params.get("bias")
         z = np.empty((x.shape[0],) + self.output_shape, x.dtype)
-        geometry = dict(stride=self.strides, padding=self.padding)
+        geometry = dict(stride=self.strides, padding=self.pads, dilation=self.dilation_rate)
         return self._plan_weighted(
             x, gx, training, logits, z, ops.bind_conv2d_forward(x, w, b, z, **geometry),
             lambda gz, gw, gb: ops.bind_conv2d_backward(gz, x, w, gx, gw, gb, **geometry))
 
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
-                "padding": self.padding_arg, **self._weights_config()}
+                "padding": self.padding_arg, "dilation_rate": self.dilation_rate, **self._weights_config()}
 
 
 class Dense(_WeightedLayer):
