@@ -289,10 +289,19 @@ def _data_format(owner, value):
     return value
 
 
+def _batch_hint(layer, spec):
+    """A hint for a first layer whose ``input_shape`` looks like it includes the batch dimension."""
+    if layer._input_shape_arg is None:
+        return ""
+    return (f" (input_shape={layer._input_shape_arg} is the shape of ONE sample, without the batch dimension: "
+            f"did you mean input_shape={layer._input_shape_arg[1:]}?)")
+
+
 def _check_image(layer, spec):
     if len(spec.keras_shape) != 3:
         raise ValueError(f'Input 0 of layer "{layer.name}" is incompatible with the layer: expected ndim=4, found '
-                         f"ndim={len(spec.keras_shape) + 1}. Full shape received: {spec.batch()}")
+                         f"ndim={len(spec.keras_shape) + 1}. Full shape received: {spec.batch()}"
+                         + (_batch_hint(layer, spec) if len(spec.keras_shape) == 4 else ""))
 
 
 class _WeightedMixin:
@@ -449,7 +458,7 @@ class Dense(_WeightedMixin, Layer):
             raise NotImplementedError(
                 f'Dense "{self.name}" got an input of shape {spec.batch()}: Keras applies Dense to the last axis of '
                 f"an input of rank > 2, but fastconv's Dense takes (batch, features) only; add a Flatten() layer "
-                f"before it (or give the model inputs of shape (batch, features))")
+                f"before it (or give the model inputs of shape (batch, features))" + _batch_hint(self, spec))
         layer = _core.Dense(self.units, activation=self._activation,
                             kernel_initializer=self._core_init(self.kernel_initializer),
                             bias_initializer=self._core_init(self.bias_initializer), use_bias=self.use_bias,
