@@ -52,6 +52,8 @@ needs_maxpool_padding = pytest.mark.skipif(not accepts(core_layers.MaxPool2D, "p
 needs_act = pytest.mark.skipif(not hasattr(core_activations, "LeakyReLU"),
                                reason="needs core activations LeakyReLU/ELU/GELU (merge pending)")
 needs_mae = pytest.mark.skipif(not _core_knows_metric("mae"), reason="needs core metric 'mae' (merge pending)")
+needs_metric_objects = pytest.mark.skipif(not accepts(getattr(core_metrics, "BinaryAccuracy", None), "name"),
+                                          reason="needs core metric classes with name= (merge pending)")
 needs_fit = pytest.mark.skipif(not accepts(core_model.Sequential.fit, "sample_weight"),
                                reason="needs core fit sample_weight/class_weight (merge pending)")
 needs_callbacks = pytest.mark.skipif(not hasattr(core_callbacks, "EarlyStopping"),
@@ -559,6 +561,20 @@ def test_several_metrics_are_logged_under_their_keras_names():
     pred = model.predict(x)[:, 0]
     assert mae == pytest.approx(np.mean(np.abs(pred - y)), rel=1e-5)
     assert mse == pytest.approx(loss, rel=1e-6)
+
+
+@needs_metric_objects
+def test_metric_objects_keep_their_names_and_arguments():
+    rng = np.random.default_rng(25)
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.7, name="acc70"), "accuracy"])
+    x, y = rng.standard_normal((20, 3)).astype("float32"), (rng.random(20) > 0.5).astype("float32")
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "acc70", "accuracy"]
+    p = model.predict(x)[:, 0]
+    assert logs["acc70"] == pytest.approx(np.mean((p > 0.7) == (y > 0.5)))
+    assert logs["accuracy"] == pytest.approx(np.mean((p > 0.5) == (y > 0.5)))
 
 
 @needs_fit

@@ -5,7 +5,7 @@ Keras default name (``MeanAbsoluteError()`` -> ``"mean_absolute_error"``) or its
 is resolved from the loss as Keras does (binary, categorical or sparse categorical accuracy).
 """
 from ..nn import metrics as _core
-from ._core import core_class
+from ._core import accepts, core_class
 
 __all__ = ["get", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
            "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "MeanAbsoluteError", "MeanSquaredError"]
@@ -22,10 +22,14 @@ class _Metric:
         self.name, self.core_name, self.core_cls, self.params = name, core_name, core_cls, params
 
     def to_core(self):
-        if self.core_cls is None or not self.params:
-            return _by_name(self.core_name, self.name)
-        cls = core_class(_core, self.core_cls, f"keras.metrics.{self.core_cls}")
-        return cls(**self.params)
+        cls = getattr(_core, self.core_cls, None) if self.core_cls else None
+        if cls is not None and accepts(cls, "name"):   # the core logs it under the Keras name
+            return cls(name=self.name, **self.params)
+        if self.params:
+            core_class(_core, self.core_cls, f"keras.metrics.{self.core_cls}")
+            raise NotImplementedError(f"keras.metrics.{self.core_cls}{self.params} is not supported by this "
+                                      "fastconv")
+        return _by_name(self.core_name, self.name)
 
     def __repr__(self):
         return f"<keras metric {self.name}>"
@@ -50,7 +54,7 @@ def _knows(name):
 
 
 def Accuracy(name="accuracy", dtype=None):
-    return _Metric(name, "accuracy")
+    return _Metric(name, "accuracy", "Accuracy")
 
 
 def BinaryAccuracy(name="binary_accuracy", dtype=None, threshold=0.5):
@@ -58,11 +62,11 @@ def BinaryAccuracy(name="binary_accuracy", dtype=None, threshold=0.5):
 
 
 def CategoricalAccuracy(name="categorical_accuracy", dtype=None):
-    return _Metric(name, "categorical_accuracy")
+    return _Metric(name, "categorical_accuracy", "CategoricalAccuracy")
 
 
 def SparseCategoricalAccuracy(name="sparse_categorical_accuracy", dtype=None):
-    return _Metric(name, "sparse_categorical_accuracy")
+    return _Metric(name, "sparse_categorical_accuracy", "SparseCategoricalAccuracy")
 
 
 def TopKCategoricalAccuracy(k=5, name="top_k_categorical_accuracy", dtype=None):
@@ -75,11 +79,11 @@ def SparseTopKCategoricalAccuracy(k=5, name="sparse_top_k_categorical_accuracy",
 
 
 def MeanAbsoluteError(name="mean_absolute_error", dtype=None):
-    return _Metric(name, "mae")
+    return _Metric(name, "mae", "MeanAbsoluteError")
 
 
 def MeanSquaredError(name="mean_squared_error", dtype=None):
-    return _Metric(name, "mse")
+    return _Metric(name, "mse", "MeanSquaredError")
 
 
 def resolve(identifier):

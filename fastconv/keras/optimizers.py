@@ -1,7 +1,7 @@
 """Keras 3 optimizers with Keras's argument names, defaults and update formulas, as core optimizers.
 
 - ``Adam``: Keras's form, ``epsilon=1e-7`` added to ``sqrt(v)`` *before* the bias correction folded into the
-  step size ("epsilon hat"): the core's ``Adam(epsilon_hat=True)``.  ``weight_decay`` is decoupled (Keras
+  step size ("epsilon hat"): the core's ``Adam(convention="keras")``.  ``weight_decay`` is decoupled (Keras
   applies ``w -= lr * weight_decay * w`` before the update, as AdamW).
 - ``SGD``: Keras's momentum form ``v = momentum * v - lr * g; w += v`` (the velocity carries the learning
   rate): the core's ``SGD(convention="keras")``; without momentum both forms are the same update.
@@ -59,8 +59,11 @@ def Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=Fa
     """Keras's Adam: ``w -= lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)``."""
     kw = _common("Adam", _core.Adam, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
     decay = 0.0 if weight_decay is None else weight_decay
-    return _core.Adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, weight_decay=decay,
-                      decoupled=True, epsilon_hat=True, **kw)
+    if accepts(_core.Adam, "convention"):
+        kw["convention"] = "keras"
+    else:   # the same update: epsilon-hat, and decoupled decay p *= 1 - lr*wd (Keras: p -= p*wd*lr)
+        kw.update(epsilon_hat=True, decoupled=True)
+    return _core.Adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, weight_decay=decay, **kw)
 
 
 def SGD(learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -105,8 +108,8 @@ def AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, eps
     """Keras's AdamW: Keras's Adam with decoupled ``weight_decay=0.004``."""
     cls = core_class(_core, "AdamW", "keras.optimizers.AdamW")
     kw = _common("AdamW", cls, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
-    if accepts(cls, "epsilon_hat"):
-        kw["epsilon_hat"] = True
+    if accepts(cls, "convention"):
+        kw["convention"] = "keras"
     return cls(weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, **kw)
 
 
