@@ -874,3 +874,33 @@ def test_predictions_match_real_keras():
 def test_face_config_is_json():
     model = small_convnet()
     json.dumps(model.get_config())
+
+
+# --------------------------------------------------------------------------------------------- bench
+@pytest.fixture(scope="module")
+def bench_models():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_models_face", os.path.join(ROOT, "bench", "models.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.SETTLE_S = 0.0
+    return module
+
+
+def test_bench_face_twin_is_the_core_network(bench_models):
+    setup = bench_models.SETUPS["keras_face"]
+    x, y, xt, yt = bench_models.load_data(setup["data"], setup["dtype"], 8)
+    core = bench_models._fastconv_model(setup, x, seed=0)
+    face = bench_models.keras_face_twin(core)
+    np.testing.assert_array_equal(face.predict(xt[:16].transpose(0, 2, 3, 1)), core.predict(xt[:16]))
+
+
+def test_bench_keras_face_row(bench_models):
+    result = bench_models.run(["keras_face"], rounds=1, threads=1, sizes=(16, 1), progress=None)
+    (row,) = result["rows"]
+    assert row["face_us"] > 0 and row["face_target"] == 1.05 and "torch_us" not in row
+    assert row["face_over_core"] == pytest.approx(row["face_us"] / row["fastconv_us"])
+    assert row["face_acc"] == row["fastconv_acc"]   # the same weights, RNG states and arithmetic
+    assert "through fastconv.keras (channels-last input)" in bench_models.to_markdown(result["rows"])
+    json.dumps(result)
