@@ -296,10 +296,20 @@ def test_summary_is_keras_3s_table(monkeypatch):
     lines = []
     model.summary(print_fn=lines.append)
     assert lines == [MNIST_SUMMARY_76]
+    monkeypatch.setenv("COLUMNS", "120")
     wide = []
     model.summary(line_length=88, print_fn=wide.append)
     table = wide[0].splitlines()[1:-3]
     assert {len(line) for line in table} == {88}
+    monkeypatch.setenv("COLUMNS", "80")
+    cropped = []
+    model.summary(line_length=100, print_fn=cropped.append)   # rich crops lines at its console's 80 columns
+    assert max(len(line) for line in cropped[0].splitlines()) == 80
+    named = keras.Sequential([keras.Input((3,)), layers.Dense(2, name="a_rather_long_dense_layer")])
+    wrapped = []
+    named.summary(print_fn=wrapped.append)   # rich wraps a cell at spaces
+    assert "│ a_rather_long_dense_layer       │ (None, 2)              │             8 │\n" \
+           "│ (Dense)                         │                        │               │" in wrapped[0]
     # rich shrinks the columns 39/31/18 (+2 padding each) to fit 88 - 4 borders: cells of 38, 29 and 17
     assert table[1] == ("┃ " + "Layer (type)".ljust(36) + " ┃ " + "Output Shape".ljust(27) + " ┃ "
                         + "Param #".rjust(15) + " ┃")
@@ -869,6 +879,19 @@ def test_predictions_match_real_keras():
                                atol=64 * np.finfo(np.float32).eps)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_summary_matches_real_keras(monkeypatch):
+    real = pytest.importorskip("keras")
+    monkeypatch.setenv("COLUMNS", "80")
+    real.backend.clear_session()
+    keras.backend.clear_session()
+    theirs, ours = [], []
+    real.Sequential([real.Input((8, 8, 1)), real.layers.Conv2D(4, 3), real.layers.Flatten(),
+                     real.layers.Dense(2, name="a_rather_long_dense_layer")]).summary(print_fn=theirs.append)
+    keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(4, 3), layers.Flatten(),
+                      layers.Dense(2, name="a_rather_long_dense_layer")]).summary(print_fn=ours.append)
+    assert ours[0] == theirs[0].rstrip("\n")
 
 
 def test_face_config_is_json():

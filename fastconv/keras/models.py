@@ -654,10 +654,17 @@ def _ratio_reduce(total, ratios, maximums, values):
     return result
 
 
-def _cell(text, width, right=False):
-    if len(text) > width:
-        text = text[:width - 1] + "…"
-    return text.rjust(width) if right else text.ljust(width)
+def _wrap(text, width):
+    """rich's cell wrapping: words greedily onto lines of ``width``; a longer word ends in an ellipsis."""
+    lines = []
+    for word in text.split(" "):
+        if len(word) > width:
+            word = word[:width - 1] + "…"
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def _summary_text(model, line_length, positions):
@@ -685,8 +692,14 @@ def _summary_text(model, line_length, positions):
         return left + mid.join(fill * c for c in cells) + right
 
     def row(sep, fields):
-        return sep + sep.join(" " + _cell(f, w, right=i == 2) + " " for i, (f, w) in enumerate(zip(fields, inner))) \
-            + sep
+        cells_text = [_wrap(f, w) for f, w in zip(fields, inner)]
+        height = max(len(c) for c in cells_text)
+        lines = []
+        for k in range(height):
+            parts = [(c[k] if k < len(c) else "") for c in cells_text]
+            parts = [p.rjust(w) if i == 2 else p.ljust(w) for i, (p, w) in enumerate(zip(parts, inner))]
+            lines.append(sep + sep.join(" " + p + " " for p in parts) + sep)
+        return "\n".join(lines)
 
     out = [f'Model: "{model.name}"', line("┏", "━", "┳", "┓"), row("┃", ("Layer (type)", "Output Shape", "Param #")),
            line("┡", "━", "╇", "┩")]
@@ -710,7 +723,8 @@ def _summary_text(model, line_length, positions):
     out.append(f" Non-trainable params: {non_trainable:,} ({_readable_size(non_trainable * itemsize)})")
     if opt_count:
         out.append(f" Optimizer params: {opt_count:,} ({_readable_size(opt_bytes)})")
-    return "\n".join(out)
+    console = shutil.get_terminal_size().columns   # rich crops what is wider than its console
+    return "\n".join(line[:console] for text in out for line in text.split("\n"))
 
 
 # -------------------------------------------------------------------------------------- functional API
