@@ -881,6 +881,58 @@ def test_predictions_match_real_keras():
         np.testing.assert_array_equal(a, b)
 
 
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+@needs_conv
+@needs_bn
+@needs_avgpool
+@needs_act
+def test_a_network_of_every_layer_matches_real_keras():
+    real = pytest.importorskip("keras")
+    rng = np.random.default_rng(26)
+
+    def net(k, lay):
+        return k.Sequential([
+            k.Input((9, 8, 3)), lay.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
+            lay.BatchNormalization(), lay.Conv2D(5, 2, dilation_rate=2, activation="elu"),
+            lay.AveragePooling2D(2, padding="same"), lay.LeakyReLU(), lay.Flatten(), lay.Dense(6, activation="gelu"),
+            lay.BatchNormalization(), lay.Dense(3, activation="softmax")])
+
+    theirs, ours = net(real, real.layers), net(keras, layers)
+    weights = [rng.standard_normal(w.shape).astype("float32") * 0.5 for w in theirs.get_weights()]
+    weights = [np.abs(w) + 0.5 if "variance" in v.path else w for w, v in zip(weights, theirs.weights)]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = rng.random((6, 9, 8, 3)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x), np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=64 * EPS32)
+
+
+@needs_optim
+@needs_sgd_keras
+@pytest.mark.parametrize("name, make", [
+    ("sgd", lambda k: k.optimizers.SGD(0.1, momentum=0.9)), ("adam", lambda k: k.optimizers.Adam(0.01)),
+    ("rmsprop", lambda k: k.optimizers.RMSprop(0.01)), ("adagrad", lambda k: k.optimizers.Adagrad(0.1)),
+    ("nadam", lambda k: k.optimizers.Nadam(0.01)), ("adamw", lambda k: k.optimizers.AdamW(0.01))])
+def test_training_matches_real_keras(name, make):
+    real = pytest.importorskip("keras")
+    rng = np.random.default_rng(27)
+    theirs, ours = (k.Sequential([k.Input((4,)), k.layers.Dense(5, activation="tanh"), k.layers.Dense(2)])
+                    for k in (real, keras))
+    weights = [rng.standard_normal(w.shape).astype("float32") for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    theirs.compile(optimizer=make(real), loss="mse")
+    ours.compile(optimizer=make(keras), loss="mse")
+    x, y = rng.standard_normal((16, 4)).astype("float32"), rng.standard_normal((16, 2)).astype("float32")
+    h_theirs = theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    h_ours = ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    # 8 float32 steps, each computed in a different order by each framework: a few eps of O(1) weights per step
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=8 * 64 * EPS32)
+    assert h_ours.history["loss"] == pytest.approx(h_theirs.history["loss"], rel=1e-5)
+
+
 def test_summary_matches_real_keras(monkeypatch):
     real = pytest.importorskip("keras")
     monkeypatch.setenv("COLUMNS", "80")
