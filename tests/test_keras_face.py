@@ -715,6 +715,7 @@ def test_a_batch_shape_given_as_input_shape_says_so():
     (lambda: layers.Softmax(axis=1), "axis"),
     (lambda: layers.LSTM(3), "LSTM"),
     (lambda: keras.Model(), "keras.Model"),
+    (lambda: keras.Sequential([keras.Input((2,)), type("Mine", (layers.Layer,), {})()]), "custom layers"),
     (lambda: keras.datasets.cifar10, "cifar10"),
     (lambda: keras.Sequential([keras.Input((4, 4, 2)), layers.Activation("softmax")]), "softmax"),
     (lambda: classifier(None).compile(optimizer="adam", loss="mse", loss_weights=[1.0]), "loss_weights"),
@@ -761,6 +762,11 @@ def test_save_and_load_model_round_trip(tmp_path):
     loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+    fresh = keras.models.clone_model(model)
+    assert [w.shape for w in fresh.get_weights()] == [w.shape for w in model.get_weights()]
+    assert not np.array_equal(fresh.get_weights()[0], model.get_weights()[0])
+    fresh.load_weights(path)
+    np.testing.assert_array_equal(fresh.predict(x), keras.models.load_model(path).predict(x))
     uncompiled = keras.models.load_model(path, compile=False)
     assert uncompiled.optimizer is None
     with pytest.raises(FileExistsError):

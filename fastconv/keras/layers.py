@@ -132,7 +132,8 @@ class Layer:
     # ---- building (by the model)
     def _build(self, spec, ctx):
         """Create this layer's core layers for input ``spec``; returns the output spec."""
-        raise NotImplementedError
+        raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}): custom layers (subclasses of "
+                                  "keras.layers.Layer) are not supported by fastconv.keras")
 
     def _fail(self, spec, problem):
         return ValueError(f'Exception encountered when calling {type(self).__name__} "{self.name}" on an input of '
