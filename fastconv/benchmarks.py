@@ -262,6 +262,9 @@ def bench_activations(torch, dtype, shapes=None, kinds=None):
                     row.update(torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
                 rows.append(row)
                 _print_row(row)
+    return rows
+
+
 def bench_norm_pool(torch, dtype, batches=(1, 32)):
     """Batch norm (training forward + backward, running statistics updated) and 2x2 average pooling
     (forward + backward) on (N, 32, 26, 26), through the bound calls a training step runs."""
