@@ -9,7 +9,6 @@ Tolerances: a prediction goes through reductions of K_l terms in layer l; each r
 K_l * eps of the sum of its |terms| (conftest.reduction_bound) and the activations are 1-Lipschitz, so two
 implementations of the network agree within c * sum_l(K_l) * eps relative to the outputs' scale.
 """
-import inspect
 import math
 import os
 import subprocess
@@ -28,29 +27,6 @@ DTYPES = [np.float32, np.float64]
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _has_layer(name):
-    return hasattr(fastconv.layers, name)
-
-
-def needs_layer(name):
-    return pytest.mark.skipif(not _has_layer(name), reason=f"needs core {name} (merge pending)")
-
-
-def _has_contract_conv():
-    return "dilation_rate" in inspect.signature(layers.Conv2D).parameters
-
-
-needs_contract_conv = pytest.mark.skipif(not _has_contract_conv(),
-                                         reason="needs core Conv2D dilation_rate and 4-tuple pads (merge pending)")
-needs_maxpool_padding = pytest.mark.skipif("padding" not in inspect.signature(layers.MaxPool2D).parameters,
-                                           reason="needs core MaxPool2D padding (merge pending)")
-
-
-def needs_activation(*names):
-    missing = [n for n in names if n not in activations.ACTIVATIONS]
-    return pytest.mark.skipif(bool(missing), reason=f"needs core activations {missing} (merge pending)")
-
-
 def _reduction_length(model, n=1):
     """Sum over the layers of the terms each output (forward) and each weight gradient (backward, batch
     ``n``) sums; a layer without a reduction still rounds once."""
@@ -421,16 +397,6 @@ def test_from_torch_bad_modules():
         interop.from_torch(mixed)
 
 
-@pytest.mark.skipif(_has_contract_conv(), reason="today's Conv2D only: asymmetric padding is not expressible")
-def test_from_torch_asymmetric_padding_needs_the_contract_conv():
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-    with pytest.raises(NotImplementedError, match="asymmetric padding"):
-        interop.from_torch(nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(1, 2, 3)), input_shape=(1, 6, 6))
-    with pytest.raises(NotImplementedError, match="dilation"):
-        interop.from_torch(nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2)), input_shape=(1, 6, 6))
-
-
 def test_from_torch_folds_a_symmetric_zero_pad_into_the_conv():
     torch = pytest.importorskip("torch")
     nn = torch.nn
@@ -499,7 +465,6 @@ def _bn_model(dtype, convention="torch", momentum=0.1, center=True, scale=True):
         layers.Dense(3, activation="softmax")], dtype=dtype, seed=0).build((2, 6, 6))
 
 
-@needs_layer("BatchNormalization")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batchnorm_to_torch_and_back(dtype):
     torch = pytest.importorskip("torch")
@@ -521,14 +486,12 @@ def test_batchnorm_to_torch_and_back(dtype):
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
 
 
-@needs_layer("BatchNormalization")
 def test_batchnorm_keras_convention_momentum():
     pytest.importorskip("torch")
     net = interop.to_torch(_bn_model(np.float32, convention="keras", momentum=0.99))
     assert net[1].momentum == pytest.approx(0.01)
 
 
-@needs_layer("BatchNormalization")
 def test_batchnorm_without_scale_is_a_fixed_torch_weight():
     torch = pytest.importorskip("torch")
     model = _randomise(_bn_model(np.float64, center=True, scale=False), keep=("1.weight", "5.weight"))
@@ -544,7 +507,6 @@ def test_batchnorm_without_scale_is_a_fixed_torch_weight():
     interop.load_state_dict(model, {k: v for k, v in sd.items() if k != "1.weight"}, strict=False)
 
 
-@needs_layer("BatchNormalization")
 def test_batchnorm_from_torch_names_what_it_cannot_map():
     torch = pytest.importorskip("torch")
     nn = torch.nn
@@ -554,7 +516,6 @@ def test_batchnorm_from_torch_names_what_it_cannot_map():
         interop.from_torch(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False)))
 
 
-@needs_layer("BatchNormalization")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_sgd_step_with_batchnorm_matches_torch(dtype):
     torch = pytest.importorskip("torch")
@@ -576,7 +537,6 @@ def test_one_sgd_step_with_batchnorm_matches_torch(dtype):
         assert_close_to_rounding(new[key], value, model, f"new {key}", n=n, scale=scale)
 
 
-@needs_layer("AveragePooling2D")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", [dict(pool_size=2), dict(pool_size=3, strides=2, padding=1),
                                 dict(pool_size=3, strides=2, padding=1, count_include_pad=False),
@@ -595,7 +555,6 @@ def test_average_pooling_to_torch_and_back(kw, dtype):
     assert_close_to_rounding(back.predict(x), model.predict(x), model, f"avgpool back {kw}")
 
 
-@needs_layer("AveragePooling2D")
 def test_average_pooling_asymmetric_uncounted_pads_have_no_torch_module():
     pytest.importorskip("torch")
     model = Sequential([layers.Conv2D(3, 3), fastconv.layers.AveragePooling2D(2, strides=2, padding="same")],
@@ -611,8 +570,6 @@ def _symmetric_pads(layer):
     return top == bottom and left == right
 
 
-@needs_layer("GlobalAveragePooling2D")
-@needs_layer("GlobalMaxPooling2D")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_global_pooling_to_torch_and_back(dtype):
     torch = pytest.importorskip("torch")
@@ -630,7 +587,6 @@ def test_global_pooling_to_torch_and_back(dtype):
         np.testing.assert_array_equal(back.predict(x), model.predict(x))
 
 
-@needs_layer("Reshape")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reshape_to_torch_and_back(dtype):
     torch = pytest.importorskip("torch")
@@ -647,8 +603,6 @@ def test_reshape_to_torch_and_back(dtype):
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
 
 
-@needs_layer("GlobalAveragePooling2D")
-@needs_layer("Reshape")
 def test_adaptive_pool_without_flatten_becomes_global_pool_and_reshape():
     torch = pytest.importorskip("torch")
     nn = torch.nn
@@ -663,7 +617,6 @@ def test_adaptive_pool_without_flatten_becomes_global_pool_and_reshape():
     assert_close_to_rounding(model.predict(x), _torch_predict(torch, net, x), model, "adaptive pool")
 
 
-@needs_contract_conv
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", [dict(kernel_size=3, dilation_rate=2, padding=2),
                                 dict(kernel_size=4, strides=2, padding="same"),
@@ -685,7 +638,6 @@ def test_contract_conv_to_torch_and_back(kw, dtype):
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
 
 
-@needs_contract_conv
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_from_torch_same_padding_string():
     torch = pytest.importorskip("torch")
@@ -698,7 +650,6 @@ def test_from_torch_same_padding_string():
     assert_close_to_rounding(model.predict(x), _torch_predict(torch, net, x), model, "same string")
 
 
-@needs_maxpool_padding
 @pytest.mark.parametrize("padding", [1, (1, 0), (0, 1, 1, 0)])
 def test_padded_maxpool_to_torch_and_back(padding):
     torch = pytest.importorskip("torch")
@@ -719,8 +670,6 @@ CONTRACT_ACTIVATIONS = [("elu", "ELU"), ("selu", "SELU"), ("gelu", "GELU"), ("ge
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,module", CONTRACT_ACTIVATIONS)
 def test_contract_activations_to_torch_and_back(name, module, dtype):
-    if name not in activations.ACTIVATIONS:
-        pytest.skip(f"needs core activation {name!r} (merge pending)")
     torch = pytest.importorskip("torch")
     model = _randomise(Sequential([layers.Dense(6, activation=name), layers.Activation(name), layers.Dense(2)],
                                   dtype=dtype, seed=0).build((4,)))
@@ -735,8 +684,6 @@ def test_contract_activations_to_torch_and_back(name, module, dtype):
     assert_close_to_rounding(back.predict(x), model.predict(x), model, name)
 
 
-@pytest.mark.skipif(not all(hasattr(activations, c) for c in ("LeakyReLU", "ELU", "GELU")),
-                    reason="needs core parametrised activations LeakyReLU/ELU/GELU (merge pending)")
 @pytest.mark.parametrize("make,module,attr,value", [
     (lambda: activations.LeakyReLU(negative_slope=0.2), "LeakyReLU", "negative_slope", 0.2),
     (lambda: activations.ELU(alpha=0.5), "ELU", "alpha", 0.5),

@@ -18,54 +18,12 @@ import pytest
 
 from fastconv import keras
 from fastconv.keras import layers
-from fastconv.keras._core import accepts
-from fastconv.nn import activations as core_activations
-from fastconv.nn import callbacks as core_callbacks
-from fastconv.nn import layers as core_layers
-from fastconv.nn import metrics as core_metrics
-from fastconv.nn import model as core_model
 from fastconv.nn import optimizers as core_optimizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS64 = np.finfo(np.float64).eps
 
 
-def _core_knows_metric(name):
-    try:
-        core_metrics.get(name)
-    except ValueError:
-        return False
-    return True
-
-
-needs_conv = pytest.mark.skipif(not accepts(core_layers.Conv2D, "dilation_rate"),
-                                reason="needs core Conv2D dilation_rate / 'same' at any stride (merge pending)")
-needs_bn = pytest.mark.skipif(not hasattr(core_layers, "BatchNormalization"),
-                              reason="needs core BatchNormalization and model state (merge pending)")
-needs_avgpool = pytest.mark.skipif(not hasattr(core_layers, "AveragePooling2D"),
-                                   reason="needs core AveragePooling2D (merge pending)")
-needs_global = pytest.mark.skipif(not hasattr(core_layers, "GlobalAveragePooling2D"),
-                                  reason="needs core GlobalAverage/MaxPooling2D (merge pending)")
-needs_reshape = pytest.mark.skipif(not hasattr(core_layers, "Reshape"), reason="needs core Reshape (merge pending)")
-needs_maxpool_padding = pytest.mark.skipif(not accepts(core_layers.MaxPool2D, "padding"),
-                                           reason="needs core MaxPool2D padding (merge pending)")
-needs_act = pytest.mark.skipif(not hasattr(core_activations, "LeakyReLU"),
-                               reason="needs core activations LeakyReLU/ELU/GELU (merge pending)")
-needs_mae = pytest.mark.skipif(not _core_knows_metric("mae"), reason="needs core metric 'mae' (merge pending)")
-needs_metric_objects = pytest.mark.skipif(not accepts(getattr(core_metrics, "BinaryAccuracy", None), "name"),
-                                          reason="needs core metric classes with name= (merge pending)")
-needs_fit = pytest.mark.skipif(not accepts(core_model.Sequential.fit, "sample_weight"),
-                               reason="needs core fit sample_weight/class_weight (merge pending)")
-needs_callbacks = pytest.mark.skipif(not hasattr(core_callbacks, "EarlyStopping"),
-                                     reason="needs core Keras callbacks (merge pending)")
-needs_optim = pytest.mark.skipif(not hasattr(core_optimizers, "RMSprop"),
-                                 reason="needs core RMSprop/Adagrad/AdamW/Nadam (merge pending)")
-needs_sgd_keras = pytest.mark.skipif(not accepts(core_optimizers.SGD, "convention"),
-                                     reason="needs core SGD(convention='keras') (merge pending)")
-needs_clip = pytest.mark.skipif(not accepts(core_optimizers.Adam, "clipnorm"),
-                                reason="needs core clipnorm/clipvalue/global_clipnorm (merge pending)")
-needs_schedules = pytest.mark.skipif(not keras.optimizers.schedules.available(),
-                                     reason="needs core fastconv.nn.schedules (merge pending)")
 
 
 # ------------------------------------------------------------------------------------ NumPy oracle
@@ -446,7 +404,6 @@ def test_keras_adam_step_matches_the_epsilon_hat_formula():
         np.testing.assert_allclose(got, p - alpha * m / (np.sqrt(v) + 1e-7), rtol=1e-12, atol=1e-12)
 
 
-@needs_sgd_keras
 def test_keras_sgd_momentum_carries_the_learning_rate():
     rng = np.random.default_rng(12)
     model = keras.Sequential([keras.Input((2,), dtype="float64"), layers.Dense(1, use_bias=False)])
@@ -463,7 +420,6 @@ def test_keras_sgd_momentum_carries_the_learning_rate():
     np.testing.assert_allclose(model.get_weights()[0], w, rtol=1e-12, atol=1e-12)
 
 
-@needs_optim
 def test_other_keras_optimizers_have_keras_defaults():
     rms = keras.optimizers.get("rmsprop")
     assert (rms.learning_rate, rms.rho, rms.epsilon) == (0.001, 0.9, 1e-7)
@@ -476,7 +432,6 @@ def test_other_keras_optimizers_have_keras_defaults():
     assert type(model.optimizer).__name__ == "RMSprop"
 
 
-@needs_clip
 def test_clipping_arguments_reach_the_core():
     opt = keras.optimizers.Adam(clipnorm=1.0)
     assert opt.clipnorm == 1.0
@@ -484,7 +439,6 @@ def test_clipping_arguments_reach_the_core():
         keras.optimizers.SGD(clipnorm=1.0, clipvalue=1.0)
 
 
-@needs_schedules
 def test_learning_rate_schedule_as_learning_rate():
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
     model = classifier(None)
@@ -530,7 +484,6 @@ def test_activations_by_name_and_as_functions():
         layers.Dense(2, activation=lambda t: t)
 
 
-@needs_act
 def test_parametrised_activations_use_keras_defaults():
     rng = np.random.default_rng(13)
     x = rng.standard_normal((6, 5))
@@ -558,7 +511,6 @@ def test_losses_and_metrics_by_name_and_object():
         keras.metrics.resolve("acuracy")
 
 
-@needs_mae
 def test_several_metrics_are_logged_under_their_keras_names():
     rng = np.random.default_rng(14)
     model = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
@@ -573,7 +525,6 @@ def test_several_metrics_are_logged_under_their_keras_names():
     assert mse == pytest.approx(loss, rel=1e-6)
 
 
-@needs_metric_objects
 def test_metric_objects_keep_their_names_and_arguments():
     rng = np.random.default_rng(25)
     model = keras.Sequential([keras.Input((3,)), layers.Dense(1, activation="sigmoid")])
@@ -587,7 +538,6 @@ def test_metric_objects_keep_their_names_and_arguments():
     assert logs["accuracy"] == pytest.approx(np.mean((p > 0.5) == (y > 0.5)))
 
 
-@needs_fit
 def test_sample_and_class_weights_pass_to_the_core():
     rng = np.random.default_rng(15)
     x, y = rng.standard_normal((20, 4)).astype("float32"), rng.integers(0, 3, 20)
@@ -596,7 +546,6 @@ def test_sample_and_class_weights_pass_to_the_core():
     model.fit(x, y, class_weight={0: 1.0, 1: 2.0, 2: 1.0}, epochs=1, verbose=0)
 
 
-@needs_callbacks
 def test_keras_callbacks_from_the_core(tmp_path):
     rng = np.random.default_rng(16)
     x, y = rng.standard_normal((20, 4)).astype("float32"), rng.integers(0, 3, 20)
@@ -615,7 +564,6 @@ def test_utils_to_categorical():
 
 
 # ------------------------------------------------------------------------ layers of pending core pieces
-@needs_bn
 def test_batch_normalization_weights_in_keras_order_and_inference():
     rng = np.random.default_rng(17)
     model = keras.Sequential([keras.Input((4, 4, 3), dtype="float64"), layers.BatchNormalization(),
@@ -639,7 +587,6 @@ def test_batch_normalization_weights_in_keras_order_and_inference():
         keras.Sequential([keras.Input((4, 4, 3)), layers.BatchNormalization(axis=1)])
 
 
-@needs_avgpool
 def test_average_pooling_matches_numpy():
     x = np.random.default_rng(18).random((2, 6, 6, 3))
     model = keras.Sequential([keras.Input((6, 6, 3), dtype="float64"), layers.AveragePooling2D(2)])
@@ -647,7 +594,6 @@ def test_average_pooling_matches_numpy():
     np.testing.assert_allclose(model.predict(x), ref, rtol=0, atol=TOL)
 
 
-@needs_global
 def test_global_pooling_gives_channels():
     x = np.random.default_rng(19).random((2, 5, 4, 3))
     avg = keras.Sequential([keras.Input((5, 4, 3), dtype="float64"), layers.GlobalAveragePooling2D()])
@@ -656,7 +602,6 @@ def test_global_pooling_gives_channels():
     np.testing.assert_array_equal(mx.predict(x), x.max(axis=(1, 2)))
 
 
-@needs_conv
 def test_same_padding_at_stride_2_and_dilation():
     rng = np.random.default_rng(20)
     model = keras.Sequential([keras.Input((7, 6, 2), dtype="float64"), layers.Conv2D(3, 3, strides=2,
@@ -671,13 +616,11 @@ def test_same_padding_at_stride_2_and_dilation():
     assert dil.output_shape == (None, 5, 4, 3)
 
 
-@needs_maxpool_padding
 def test_max_pooling_same_padding():
     model = keras.Sequential([keras.Input((5, 5, 1)), layers.MaxPooling2D(2, padding="same")])
     assert model.output_shape == (None, 3, 3, 1)
 
 
-@needs_reshape
 def test_reshape_in_keras_order():
     x = np.arange(2 * 12, dtype="float64").reshape(2, 12)
     model = keras.Sequential([keras.Input((12,), dtype="float64"), layers.Reshape((3, 4, 1))])
@@ -861,7 +804,6 @@ def test_keras_mnist_convnet_example_runs_and_learns(tmp_path):
     assert accuracy > 0.6, out   # one epoch on 3,600 images: far above chance (0.1)
 
 
-@needs_mae
 def test_seed002_example_runs_and_beats_the_mean():
     out = _run_example("seed002_keras.py", "30")
     mse = float(out.split("test mse:")[1].split()[0])
@@ -890,10 +832,6 @@ def test_predictions_match_real_keras():
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-@needs_conv
-@needs_bn
-@needs_avgpool
-@needs_act
 def test_a_network_of_every_layer_matches_real_keras():
     real = pytest.importorskip("keras")
     rng = np.random.default_rng(26)
@@ -914,8 +852,6 @@ def test_a_network_of_every_layer_matches_real_keras():
     np.testing.assert_allclose(ours.predict(x), np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=64 * EPS32)
 
 
-@needs_optim
-@needs_sgd_keras
 @pytest.mark.parametrize("name, make", [
     ("sgd", lambda k: k.optimizers.SGD(0.1, momentum=0.9)), ("adam", lambda k: k.optimizers.Adam(0.01)),
     ("rmsprop", lambda k: k.optimizers.RMSprop(0.01)), ("adagrad", lambda k: k.optimizers.Adagrad(0.1)),
