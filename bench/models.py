@@ -11,6 +11,8 @@ every batched model >= 1.5x PyTorch eager, batch 1 >= 8x):
                       fastconv, with the BLAS at its thread count and pinned to one thread (threadpoolctl);
 - ``seed_cnn_b1``     seed 000's CNN (:func:`fastconv.zoo.seed_cnn`), batch 1, float64 (``seed_cnn_b32``: batch
                       32, float32);
+- ``seed_cnn_bn_b1``  seed 000's CNN with BatchNormalization after each convolution, batch 1, float64 (issue
+                      16's target: >= 5x PyTorch);
 - ``moons_mlp``       seed 001's 2-12-6-1 MLP (:func:`fastconv.zoo.moons_mlp`) on make_moons (400 samples,
                       noise 0.2), full-batch SGD lr 0.01, binary cross-entropy, float64;
 - ``keras_face``      Keras's MNIST convnet written with :mod:`fastconv.keras` and fed channels-last images
@@ -39,11 +41,12 @@ from contextlib import nullcontext
 import numpy as np
 
 import fastconv
-from fastconv import datasets, layers, optimizers, zoo
+from fastconv import datasets, interop, layers, optimizers, zoo
 from fastconv.benchmarks import machine_facts
 
 BATCHED_TARGET = 1.5   # PyTorch time / fastconv time, batched models (issue 19)
 BATCH1_TARGET = 8.0    # the same at batch 1
+BN_BATCH1_TARGET = 5.0   # seed 000's CNN with batch norm, batch 1 (issue 16)
 FACE_TARGET = 1.05     # fastconv.keras time / core time, same network (issue 16)
 # Idle time before each timed fit: OpenBLAS's workers spin for about 2**28 cycles after their last call,
 # and a fit started inside that window waits a scheduler time slice whenever it wants the other core.
@@ -77,6 +80,16 @@ def seed_cnn(dtype="float32", seed=0):
     return zoo.seed_cnn(dtype=dtype, seed=seed)
 
 
+def seed_cnn_bn(dtype="float64", seed=0):
+    """Seed 000's CNN with batch normalization after each convolution (before its ReLU)."""
+    return fastconv.Sequential([
+        layers.Conv2D(16, 8, kernel_initializer="glorot_normal"), layers.BatchNormalization(),
+        layers.Activation("relu"),
+        layers.Conv2D(8, 4, strides=2, kernel_initializer="he_normal"), layers.BatchNormalization(),
+        layers.Activation("relu"), layers.Flatten(),
+        layers.Dense(10, activation="softmax", kernel_initializer="he_normal")], dtype=dtype, seed=seed)
+
+
 def moons(dtype="float64", seed=0):
     return zoo.moons_mlp("he_normal", seed, dtype=dtype)
 
@@ -94,6 +107,9 @@ SETUPS = {
                     optimizer="adam", lr=1e-3, full=(4000, 3), quick=(2000, 1), blas_pinned_variant=True),
     "seed_cnn_b1": dict(title="seed 000 CNN", build=seed_cnn, data="image", batch=1, dtype="float64",
                         optimizer="adam", lr=1e-3, full=(1000, 1), quick=(200, 1)),
+    "seed_cnn_bn_b1": dict(title="seed 000 CNN + BatchNorm", build=seed_cnn_bn, data="image", batch=1,
+                           dtype="float64", optimizer="adam", lr=1e-3, full=(1000, 1), quick=(200, 1),
+                           target=BN_BATCH1_TARGET, keras=False),
     "seed_cnn_b32": dict(title="seed 000 CNN", build=seed_cnn, data="image", batch=32, dtype="float32",
                          optimizer="adam", lr=1e-3, full=(4000, 3), quick=(2000, 1)),
     "moons_mlp": dict(title="moons MLP 2-12-6-1", build=moons, data="moons", batch=400, dtype="float64",
@@ -188,43 +204,12 @@ def face_round(setup, data, epochs, seed=0):
 
 # -------------------------------------------------------------------------------------------- PyTorch
 def torch_twin(torch, model):
-    """A ``torch.nn.Sequential`` with ``model``'s layers and its current weights (fastconv keeps PyTorch's
-    layouts: conv (F, C, kh, kw), dense (out, in)).  The last softmax or sigmoid is left to the loss."""
-    nn = torch.nn
-    tdt = torch.float64 if model.dtype == np.float64 else torch.float32
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-    mods = []
-    for i, layer in enumerate(model.layers):
-        cfg, last = layer.get_config(), i == len(model.layers) - 1
-        if isinstance(layer, layers.Conv2D):
-            w = layer.params["kernel"]
-            mod = nn.Conv2d(w.shape[1], w.shape[0], cfg["kernel_size"], stride=cfg["strides"], padding=layer.padding,
-                            bias=cfg["use_bias"], dtype=tdt)
-        elif isinstance(layer, layers.Dense):
-            w = layer.params["kernel"]
-            mod = nn.Linear(w.shape[1], w.shape[0], bias=cfg["use_bias"], dtype=tdt)
-        elif isinstance(layer, layers.MaxPool2D):
-            mods.append(nn.MaxPool2d(cfg["pool_size"], cfg["strides"]))
-            continue
-        elif isinstance(layer, layers.Flatten):
-            mods.append(nn.Flatten())
-            continue
-        elif isinstance(layer, layers.Dropout):
-            mods.append(nn.Dropout(cfg["rate"]))
-            continue
-        else:
-            raise ValueError(f"no PyTorch twin for {type(layer).__name__}")
-        with torch.no_grad():
-            mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.params["kernel"])))
-            if cfg["use_bias"]:
-                mod.bias.copy_(torch.from_numpy(np.ascontiguousarray(layer.params["bias"])))
-        mods.append(mod)
-        act = cfg["activation"]
-        if last and act in ("softmax", "sigmoid"):
-            continue   # cross_entropy / binary_cross_entropy_with_logits apply it
-        if act != "linear":
-            mods.append(acts[act]())
-    return nn.Sequential(*mods)
+    """A ``torch.nn.Sequential`` with ``model``'s layers and current weights (:func:`fastconv.interop.to_torch`);
+    the last softmax or sigmoid is left to the loss."""
+    net = interop.to_torch(model)
+    if isinstance(net[-1], (torch.nn.Softmax, torch.nn.Sigmoid)):
+        net = net[:-1]   # cross_entropy / binary_cross_entropy_with_logits apply it
+    return net
 
 
 def torch_round(torch, setup, data, epochs, seed=0):
@@ -346,9 +331,9 @@ def bench_setup(name, setup, quick=False, rounds=3, torch=None, keras=None, size
             runs["fastconv_blas1"].append(fastconv_round(setup, data, epochs, blas_one_thread=True))
         if torch is not None:
             runs["torch"].append(torch_round(torch, setup, data, epochs))
-        if keras is not None:
+        if keras is not None and setup.get("keras", True):
             runs["keras"].append(keras_round(keras, setup, data, epochs))
-    target = BATCH1_TARGET if setup["batch"] == 1 else BATCHED_TARGET
+    target = setup.get("target", BATCH1_TARGET if setup["batch"] == 1 else BATCHED_TARGET)
     base = {"model": name, "title": setup["title"], "batch": min(setup["batch"], n_train), "dtype": setup["dtype"],
             "optimizer": setup["optimizer"], "samples": n_train, "epochs": epochs, "target": target}
     rows = []
