@@ -113,35 +113,39 @@ def _fmt(stat):
 def _verdicts(stats, spreads):
     """Seed 004's claim and seed 002's suggestion, judged from the spreads and the per-initializer intervals."""
     (s0, l0, h0), (s1, l1, h1) = spreads[False], spreads[True]
-    if h1 < l0:
-        word = "holds"
-        how = "the intervals of the two spreads do not overlap"
+
+    def apart(a, b):  # a's 95% interval lies above b's
+        return a[0] - a[2] > b[0] + b[2]
+
+    best = max(BN_INITS, key=lambda n: stats[n, True][0])
+    lowest = min(BN_INITS, key=lambda n: stats[n, True][0])
+    still = apart(stats[best, True], stats[lowest, True])
+    if h1 < l0 and not still:
+        word, how = "holds", "and with BN no initializer's interval lies apart from the best one's"
+    elif h1 < l0:
+        word = "holds in part"
+        how = "BN shrinks the spread (the two spreads' intervals do not overlap), but does not erase it"
     elif s1 < s0:
-        word = "is not established"
-        how = "the spread is smaller with BN, but the two spreads' intervals overlap"
+        word, how = "is not established", "the spread is smaller with BN, but the two spreads' intervals overlap"
     else:
-        word = "does not hold"
-        how = "batch normalization does not shrink the spread"
+        word, how = "does not hold", "batch normalization does not shrink the spread"
     out = [f"Seed 004's \"The value of initialization techniques gets lost when we use batch normalization\" "
            f"{word}: the means of the five initializers span {s0:.1f} points [{l0:.1f}, {h0:.1f}] without BN and "
            f"{s1:.1f} points [{l1:.1f}, {h1:.1f}] with BN; {how}."]
-    best = max(BN_INITS, key=lambda n: stats[n, True][0])
-    lowest = min(BN_INITS, key=lambda n: stats[n, True][0])
-    distinct = stats[best, True][0] - stats[best, True][2] > stats[lowest, True][0] + stats[lowest, True][2]
-    out.append(f"With BN, the best and the worst initializer {'still differ' if distinct else 'cannot be told apart'}: "
+    out.append(f"With BN, the best and the worst initializer {'still differ' if still else 'cannot be told apart'}: "
                f"{best} {_fmt(stats[best, True])} against {lowest} {_fmt(stats[lowest, True])}"
-               + (" (disjoint 95% intervals)." if distinct else " (overlapping 95% intervals)."))
-    fixes = []
+               + (" (disjoint 95% intervals)." if still else " (overlapping 95% intervals)."))
+    parts, helped = [], []
     for name in ("N(0, 1)", "N(0, 0.01^2)"):
         a, b = stats[name, False], stats[name, True]
-        fixes.append(f"{name} {_fmt(a)} without BN, {_fmt(b)} with")
-    fixed = all(stats[n, True][0] - stats[n, True][2] > stats[n, False][0] + stats[n, False][2]
-                for n in ("N(0, 1)", "N(0, 0.01^2)"))
-    partly = any(stats[n, True][0] - stats[n, True][2] > stats[n, False][0] + stats[n, False][2]
-                 for n in ("N(0, 1)", "N(0, 0.01^2)"))
-    verdict = "holds for both" if fixed else "holds for one of the two" if partly else "does not hold for the"
+        helped.append(apart(b, a))
+        level = "as good as the best" if not apart(stats[best, True], b) else f"still below {best}"
+        parts.append(f"{name} {_fmt(a)} without BN, {_fmt(b)} with ({'better' if apart(b, a) else 'not better'}"
+                     f"{', ' + level if apart(b, a) else ''})")
+    verdict = ("holds for both" if all(helped) else "holds for one of the two" if any(helped) else
+               "does not hold for the")
     out.append(f"Seed 002's \"A method may be using the batch normalization\" (as the fix for a bad initialization) "
-               f"{verdict} badly scaled initializers: {'; '.join(fixes)}.")
+               f"{verdict} badly scaled initializers: {'; '.join(parts)}.")
     return out
 
 
@@ -151,7 +155,7 @@ def _plot(rows, out, seeds, steps, stats, hidden, width):
     plt = pyplot("batchnorm")
     if plt is None:
         return
-    fig, (ax, lax) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (ax, lax) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1.1, 1]})
     rng = np.random.default_rng(0)
     colors = {False: "tab:orange", True: "tab:blue"}
     names = list(BN_INITS)
@@ -170,17 +174,27 @@ def _plot(rows, out, seeds, steps, stats, hidden, width):
            ylabel="test accuracy (%)", ylim=(0, 100))
     ax.grid(alpha=GRID_ALPHA, axis="y")
     palette = plt.cm.tab10(np.arange(len(names)))
+    top, above = 20.0, []
     for bn, style in ((False, "--"), (True, "-")):
         for name, color in zip(names, palette):
             curves = np.array([r["losses"] for r in rows if r["init"] == name and r["bn"] == bn])
             x = np.minimum((np.arange(curves.shape[1]) + 1) * steps / curves.shape[1], steps)
             with np.errstate(all="ignore"):
-                lax.plot(x, np.nanmean(curves, axis=0), style, color=color,
-                         label=f"{name}, {'BN' if bn else 'no BN'}")
-    lax.set(title="Training loss (solid: with BN, dashed: without)", xlabel="training step (64 images each)",
+                mean = np.nanmean(curves, axis=0)
+            lax.plot(x, mean, style, color=color)
+            if np.nanmax(mean, initial=0) > top:
+                above.append(f"{name} {'with' if bn else 'without'} BN (up to {np.nanmax(mean):.0e})")
+    for name, color in zip(names, palette):
+        lax.plot([], [], color=color, lw=6, label=name)
+    lax.plot([], [], "k-", label="with BN")
+    lax.plot([], [], "k--", label="without BN")
+    lax.set(title="Training loss (mean over seeds)", xlabel="training step (64 images each)",
             ylabel="training loss (cross-entropy, nats, log scale)", yscale="log")
+    lax.set_ylim(top=top)
+    if above:
+        lax.text(0.02, 0.97, "above the chart: " + "; ".join(above), transform=lax.transAxes, va="top", fontsize=9)
     lax.grid(alpha=GRID_ALPHA, which="both")
     fig.suptitle(f"{hidden}-layer ReLU MLP ({width} units) on MNIST, {steps} Adam steps, {seeds} seeds")
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=3, frameon=False)
-    lax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2, frameon=False, fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    lax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="initializer")
     save_figure(fig, os.path.join(out, "batchnorm.png"))

@@ -47,7 +47,7 @@ def _layer_moments(model, x):
                 [float(o.std(dtype=np.float64)) for o in outputs])
 
 
-def selu_run(config, seed, steps=300, hidden=32, width=256, lr=0.01, momentum=0.9, record_every=10, train=None,
+def selu_run(config, seed, steps=300, hidden=32, width=256, lr=1e-3, momentum=0.9, record_every=10, train=None,
              data=None):
     """One deep MLP on the standardized MNIST subset: per-layer activation moments at initialization, then
     ``steps`` SGD steps of 64 images, the moments again and the test accuracy."""
@@ -68,7 +68,7 @@ def selu_run(config, seed, steps=300, hidden=32, width=256, lr=0.01, momentum=0.
             "losses": losses}
 
 
-def selu(out="study-selu", seeds=3, jobs=1, scheduler=None, steps=300, hidden=32, width=256, lr=0.01, momentum=0.9,
+def selu(out="study-selu", seeds=3, jobs=1, scheduler=None, steps=300, hidden=32, width=256, lr=1e-3, momentum=0.9,
          train=None, data=None, progress=True):
     """Seed 000's "LeCun normal ... meant for SELU": activation moments per layer and accuracy after training.
 
@@ -188,8 +188,6 @@ def _plot(summary, out, seeds, hidden, width, steps, rows):
                          ylabel="mean of the activations")
         axes[row, 1].set(title=f"Activation std per layer, {when}", xlabel="hidden layer",
                          ylabel="std of the activations (log scale)", yscale="log")
-    axes[0, 1].annotate("fixed point: std 1", (hidden, 1), xytext=(0, 4), textcoords="offset points", ha="right",
-                        fontsize=9)
     ax = axes[0, 2]
     rng = np.random.default_rng(0)
     for i, c in enumerate(SELU_CONFIGS):
