@@ -305,6 +305,10 @@ def _study(args):
     if args.jobs > 1 and importlib.util.find_spec("joblib") is None:
         args.parser.error("argument --jobs: more than one job needs joblib: pip install 'fastconv[study]'")
 
+    if args.steps is not None and args.name not in ("batchnorm", "selu", "trainability", "all"):
+        args.parser.error(f"argument --steps: the {args.name} study has no training steps to set "
+                          "(it is for batchnorm, selu, trainability and all)")
+
     from . import studies
 
     common = dict(out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)

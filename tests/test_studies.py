@@ -262,6 +262,9 @@ def test_cli_study_new_names_and_steps(tmp_path, monkeypatch, capsys):
         assert fastconv.cli.main(["study", name, "--out", str(tmp_path / name), "--quiet", "--steps", "7"]) == 0
     assert [(n, k["steps"], k["seeds"]) for n, k in calls] == [("trainability", 7, 3), ("batchnorm", 7, 5),
                                                                ("selu", 7, 3)]
+    with pytest.raises(SystemExit):
+        fastconv.cli.main(["study", "depth", "--steps", "7", "--out", str(tmp_path / "d")])
+    assert "--steps" in capsys.readouterr().err and not os.path.exists(tmp_path / "d")
     calls.clear()
 
     def fake_all(**kwargs):
