@@ -20,6 +20,9 @@ from . import __version__, datasets, initializers, optimizers
 from .nn.saving import save_model
 from .zoo import SEED_INITS, seed_cnn
 
+# the study subcommand's names and their default --seeds ("all" runs every study with its own default)
+DEFAULT_SEEDS = {"depth": 3, "trainability": 3, "batchnorm": 5, "selu": 3, "moons": 3, "mnist-init": 10}
+STUDY_NAMES = list(DEFAULT_SEEDS) + ["all"]
 SCHEDULER_TIMEOUT = 2.0  # seconds to wait for a Dask scheduler's TCP port before giving up
 # Dask's protocols; all but ucx run over TCP, so a connect() tells whether the scheduler is there
 _SCHEDULER_PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")
@@ -195,12 +198,14 @@ def build_parser():
     p.set_defaults(run=_train, parser=p)
 
     p = commands.add_parser("study", formatter_class=_HelpFormatter,
-                            help="run one of the seeds' initialization studies",
+                            help="run one of the seeds' initialization studies, or all of them and a report",
                             description="The seeds' initialization experiments, with many seeds, error bars, "
-                                        "tables (markdown, CSV, JSON) and PNG plots.")
-    p.add_argument("name", choices=["moons", "mnist-init", "depth"], help="the study")
+                                        "tables (markdown, CSV, JSON) and PNG plots. 'all' runs every study with "
+                                        "its defaults into OUT/NAME/ and writes OUT/index.html and OUT/report.md.")
+    p.add_argument("name", choices=STUDY_NAMES, help="the study")
     p.add_argument("--seeds", type=_positive_int,
-                   help="independent runs per setting (default: moons 3, mnist-init 10, depth 3)")
+                   help="independent runs per setting (default: " + ", ".join(
+                       f"{name} {seeds}" for name, seeds in DEFAULT_SEEDS.items()) + ")")
     p.add_argument("--jobs", type=_positive_int, default=1, help="local worker processes (joblib)")
     p.add_argument("--scheduler", type=_scheduler_address, metavar="ADDRESS",
                    help="run on a Dask cluster (tcp://host:8786); checked for a reply before the study starts")
@@ -208,6 +213,9 @@ def build_parser():
     p.add_argument("--epochs", type=_positive_int, default=15000, help="moons: full-batch epochs")
     p.add_argument("--train", type=_positive_int, default=1000, help="mnist-init: training images")
     p.add_argument("--test", type=_positive_int, default=1000, help="mnist-init: test images")
+    p.add_argument("--steps", type=_positive_int,
+                   help="batchnorm, selu, trainability: training steps of 64 images per run "
+                        "(default: batchnorm 250, selu 300, trainability 600)")
     p.add_argument("--data", type=_existing_path, help="mnist-init: MNIST file or directory (default: embedded subset)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_study, parser=p)
@@ -297,15 +305,42 @@ def _study(args):
     if args.jobs > 1 and importlib.util.find_spec("joblib") is None:
         args.parser.error("argument --jobs: more than one job needs joblib: pip install 'fastconv[study]'")
 
+    if args.steps is not None and args.name not in ("batchnorm", "selu", "trainability", "all"):
+        args.parser.error(f"argument --steps: the {args.name} study has no training steps to set "
+                          "(it is for batchnorm, selu, trainability and all)")
+
     from . import studies
 
     common = dict(out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
-    if args.name == "moons":
-        studies.moons(seeds=args.seeds or 3, epochs=args.epochs, **common)
-    elif args.name == "mnist-init":
-        studies.mnist_init(seeds=args.seeds or 10, train=args.train, test=args.test, data=args.data, **common)
-    else:
-        studies.depth(seeds=args.seeds or 3, **common)
+    if args.name == "all":
+        options = {} if args.steps is None else {n: {"steps": args.steps}
+                                                 for n in ("batchnorm", "selu", "trainability")}
+        if args.epochs != 15000:
+            options["moons"] = {"epochs": args.epochs}
+        mnist = {k: v for k, v in (("train", args.train), ("test", args.test)) if v != 1000}
+        mnist.update({"data": args.data} if args.data else {})
+        if mnist:
+            options["mnist-init"] = mnist
+        sections = studies.study_all(seeds=args.seeds, options=options, **common)
+        for section in sections:
+            status = f"skipped: {section['skipped']}" if section["skipped"] else f"{section['seconds']:.0f} s"
+            print(f"{section['name']}: {status}")
+        print(f"report in {os.path.join(out, 'index.html')} and {os.path.join(out, 'report.md')}")
+        return 0
+    seeds = args.seeds or DEFAULT_SEEDS[args.name]
+    steps = {} if args.steps is None else {"steps": args.steps}
+    try:
+        if args.name == "moons":
+            studies.moons(seeds=seeds, epochs=args.epochs, **common)
+        elif args.name == "mnist-init":
+            studies.mnist_init(seeds=seeds, train=args.train, test=args.test, data=args.data, **common)
+        elif args.name == "depth":
+            studies.depth(seeds=seeds, **common)
+        else:
+            getattr(studies, args.name)(seeds=seeds, **steps, **common)
+    except studies.StudyUnavailable as exc:
+        print(f"fastconv study {args.name}: error: {exc}", file=sys.stderr)
+        return 1
     with open(os.path.join(out, args.name.replace("-", "_") + ".md")) as f:
         print(f.read())
     print(f"results in {out}/")

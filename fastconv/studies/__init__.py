@@ -8,15 +8,26 @@ derives all its randomness from its own seed, so results do not depend on the ba
 
 Modules: :mod:`~fastconv.studies.sweep` (the runner), :mod:`~fastconv.studies.stats` (mean, std, 95%
 interval), :mod:`~fastconv.studies.outputs` (the .json/.csv/.md files), :mod:`~fastconv.studies.plots`
-(matplotlib and the shared figure styling), and one module per study: ``depth``, ``moons``, ``mnist_init``.
+(matplotlib and the shared figure styling), :mod:`~fastconv.studies.mlp` (MNIST as vectors and the step-budget
+training loop of the MLP studies), :mod:`~fastconv.studies.report` (``study all``: every study and one HTML and
+markdown report), and one module per study: ``depth``, ``trainability``, ``batchnorm``, ``selu``, ``moons``,
+``mnist_init``.
 The study functions re-exported here share their modules' names, so ``fastconv.studies.depth`` is the
 function; reach a study's module with ``from fastconv.studies.depth import depth_run`` or through
 ``sys.modules``.
 """
+from .batchnorm import BN_INITS, batchnorm, batchnorm_model, batchnorm_run
 from .depth import DEPTH_INITS, depth, depth_run
+from .mlp import StudyUnavailable
 from .mnist_init import MNIST_INITS, mnist_init, mnist_init_run
 from .moons import MOONS_INITS, MOONS_SEED_FIGURES, moons, moons_model, moons_run
+from .report import STUDIES, study_all, write_report
+from .selu import SELU_CONFIGS, selu, selu_model, selu_run
 from .sweep import run_sweep
+from .trainability import TRAIN_CONFIGS, TRAIN_DEPTHS, trainability, trainability_run
 
-__all__ = ["run_sweep", "depth", "moons", "mnist_init", "DEPTH_INITS", "MOONS_INITS", "MNIST_INITS",
-           "MOONS_SEED_FIGURES", "depth_run", "moons_run", "moons_model", "mnist_init_run"]
+__all__ = ["run_sweep", "depth", "moons", "mnist_init", "trainability", "batchnorm", "selu", "study_all",
+           "write_report", "STUDIES", "StudyUnavailable", "DEPTH_INITS", "MOONS_INITS", "MNIST_INITS", "BN_INITS",
+           "SELU_CONFIGS", "TRAIN_CONFIGS", "TRAIN_DEPTHS", "MOONS_SEED_FIGURES", "depth_run", "moons_run",
+           "moons_model", "mnist_init_run", "trainability_run", "batchnorm_run", "batchnorm_model", "selu_run",
+           "selu_model"]

@@ -6,7 +6,7 @@ import numpy as np
 from ..nn import initializers, layers
 from ..nn.model import Sequential
 from .outputs import write_outputs
-from .plots import GRID_ALPHA, pyplot, save_figure
+from .plots import GRID_ALPHA, legend_below, pyplot, save_figure
 from .sweep import run_sweep
 
 __all__ = ["DEPTH_INITS", "depth_run", "depth"]
@@ -64,19 +64,41 @@ def depth(out="study-depth", seeds=3, jobs=1, scheduler=None, n_layers=20, width
             cells.append(f"{np.mean(vals):.3g}")
         lines.append(f"| {name} | {' | '.join(cells)} |")
     lines += ["", "LeCun (std = 1/sqrt(fan_in)) and Glorot (std = sqrt(2/(fan_in + fan_out))) coincide for these "
-              f"square {width}x{width} layers. He keeps ReLU activations O(1); N(0, 1) explodes and N(0, 0.01^2) "
-              "collapses."]
+              f"square {width}x{width} layers.", "", "**Verdict.**", ""] + [f"- {v}" for v in _verdicts(rows, n_layers)]
     write_outputs(out, "depth", rows, "\n".join(lines) + "\n")
     _plot(rows, out, seeds, n_layers, width)
     return rows
 
 
+def _verdicts(rows, n_layers):
+    """What the last layer's activation std says about seeds 003/004's claims (geometric means over seeds)."""
+    def last(init, act):
+        with np.errstate(divide="ignore"):
+            return float(np.exp(np.mean(np.log(np.maximum(
+                [r["last_std"] for r in rows if r["init"] == init and r["activation"] == act], 1e-300)))))
+
+    he, big, small, lecun = last("He", "relu"), last("N(0, 1)", "relu"), last("N(0, 0.01^2)", "relu"), \
+        last("LeCun 1/D", "relu")
+    out = [f"He (\"For ReLU use: 2 / M1\", seed 003) {'keeps' if 0.3 <= he <= 3 else 'does not keep'} ReLU "
+           f"activations at O(1): std {he:.3g} at layer {n_layers}; LeCun and Glorot (\"1 / M1\", \"2 / (M1 + "
+           f"M2)\") shrink them to {lecun:.3g} (ReLU halves the variance at each layer)."]
+    out.append(f"N(0, 1) weights {'explode' if big > 100 else 'do not explode'} under ReLU (std {big:.3g} at layer "
+               f"{n_layers}): seed 004's \"values across layers basically go to zero\" with standard-normal weights "
+               f"{'does not hold' if big > 1 else 'holds'} for this width; they go to zero when std x sqrt(fan_in) is "
+               f"below sqrt(2), as N(0, 0.01^2) shows ({small:.3g}).")
+    tanh_small = last("N(0, 0.01^2)", "tanh")
+    enough = "is not enough" if small < 1e-3 else "suffices"
+    out.append(f"\"Random and small enough\" (seed 003, e.g. std 0.01) {enough} at depth: N(0, 0.01^2) ends at "
+               f"std {small:.3g} (ReLU) and {tanh_small:.3g} (tanh).")
+    return out
+
+
 def _plot(rows, out, seeds, n_layers, width):
     """depth.png: activation std (top) and weight-gradient norm (bottom) per layer, ReLU and tanh side by side."""
-    plt = pyplot()
+    plt = pyplot("depth")
     if plt is None:
         return
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9.5))
     for col, act in enumerate(("relu", "tanh")):
         for name in DEPTH_INITS:
             sel = [r for r in rows if r["init"] == name and r["activation"] == act]
@@ -87,12 +109,14 @@ def _plot(rows, out, seeds, n_layers, width):
                     label = name + (" (= Glorot: square layers)" if name == "LeCun 1/D" else "")
                     axes[row_i, col].plot(depth_axis, np.exp(np.log(np.maximum(vals, 1e-300)).mean(axis=0)),
                                           "o-" if name != "LeCun 1/D" else "x--", ms=4, label=label)
-        axes[0, col].set(title=f"{act}: activation std per layer", ylabel="std of activations (log scale)")
-        axes[1, col].set(title=f"{act}: weight-gradient norm per layer", ylabel="||dL/dW|| (log scale)")
+        shown = {"relu": "ReLU", "tanh": "tanh"}[act]
+        axes[0, col].set(title=f"{shown}: activation std per layer", ylabel="std of activations (log scale)")
+        axes[1, col].set(title=f"{shown}: weight-gradient norm per layer", ylabel="||dL/dW|| (log scale)")
         for r in range(2):
-            axes[r, col].set(xlabel="layer", yscale="log")
+            axes[r, col].set(xlabel="layer (1 = nearest the input)", yscale="log",
+                             xticks=range(0, n_layers + 1, max(1, n_layers // 4)))
             axes[r, col].grid(alpha=GRID_ALPHA, which="both")
-            axes[r, col].legend(fontsize=8)
-    fig.suptitle(f"Deep plain MLP ({n_layers} layers x {width} units) at initialization, "
+    fig.suptitle(f"Plain MLP of {n_layers} Dense layers x {width} units at initialization, input N(0, 1): "
                  f"geometric mean of {seeds} seeds")
-    save_figure(fig, os.path.join(out, "depth.png"))
+    legend_below(fig, axes, title="weight initializer")
+    save_figure(fig, os.path.join(out, "depth.png"), legend_rows=2)

@@ -8,7 +8,7 @@ from ..nn import initializers
 from ..nn.optimizers import SGD
 from ..zoo import moons_mlp
 from .outputs import write_outputs
-from .plots import GRID_ALPHA, pyplot, save_figure
+from .plots import GRID_ALPHA, legend_right, pyplot, save_figure
 from .stats import mean_std
 from .sweep import run_sweep
 
@@ -75,38 +75,67 @@ def moons(out="study-moons", seeds=3, jobs=1, scheduler=None, epochs=15000, prog
         seed_fig = MOONS_SEED_FIGURES.get(name)
         lines.append(f"| {name} | {tr[0]:.1f} ± {tr[1]:.1f} | {te[0]:.1f} ± {te[1]:.1f} | "
                      f"{'%d / %d' % seed_fig if seed_fig else '—'} |")
-    lines += ["", "± is the standard deviation over seeds (each seed: its own data draw and initialization)."]
+    lines += ["", "± is the standard deviation over seeds (each seed: its own data draw and initialization).", "",
+              "**Verdict.**", ""] + [f"- {v}" for v in _verdicts(rows)]
     write_outputs(out, "moons", rows, "\n".join(lines) + "\n",
                   extra={"grid_x": xs[0].tolist(), "grid_y": ys[:, 0].tolist()})
     _plot(rows, out, seeds, epochs, xs, ys)
     return rows
 
 
+def _verdicts(rows):
+    """Seed 001's three single-run figures against the range of the measured runs (few seeds: no t-interval)."""
+    out = []
+    for name, (train, test) in MOONS_SEED_FIGURES.items():
+        sel = [r for r in rows if r["init"] == name]
+        tr, te = (mean_std([100 * r[k] for r in sel]) for k in ("train_accuracy", "test_accuracy"))
+        runs = [100 * r["test_accuracy"] for r in sel]
+        if min(runs) <= test <= max(runs):
+            where = f"within the range of the {len(runs)} runs ({min(runs):.0f} to {max(runs):.0f}%)"
+        elif test < min(runs):
+            where = f"below all {len(runs)} runs (the lowest: {min(runs):.0f}%)"
+        else:
+            where = f"above all {len(runs)} runs (the highest: {max(runs):.0f}%)"
+        out.append(f"{name}: seed 001's {train}/{test} (one run) against {tr[0]:.1f} ± {tr[1]:.1f} / {te[0]:.1f} ± "
+                   f"{te[1]:.1f} (train/test, mean ± std); the seed's test figure is {where}.")
+    return out
+
+
 def _plot(rows, out, seeds, epochs, xs, ys):
     """moons_loss.png (loss curves per initializer) and moons_boundaries.png (seed 0's decision regions)."""
-    plt = pyplot()
+    plt = pyplot("moons")
     if plt is None:
         return
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     for name in MOONS_INITS:
         curves = np.array([r["losses"] for r in rows if r["init"] == name])
         steps = np.minimum(np.arange(curves.shape[1]) * 100, epochs - 1)
         mean = curves.mean(axis=0)
         ax.plot(steps, mean, label=name)
         ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), alpha=0.2)
-    ax.set(title=f"make_moons training loss (mean, band = min..max over {seeds} seeds)", xlabel="epoch",
-           ylabel="binary cross-entropy (nats, log scale)", yscale="log")
+    ax.set(title=f"make_moons: training loss of the Dense 12-6-1 network\n(mean, band = min to max over {seeds} seeds)",
+           xlabel="epoch (one full-batch gradient step each)", ylabel="binary cross-entropy (nats, log scale)",
+           yscale="log")
     ax.grid(alpha=GRID_ALPHA, which="both")
-    ax.legend()
+    legend_right(ax, title="initializer")
     save_figure(fig, os.path.join(out, "moons_loss.png"))
     x_train, y_train = datasets.make_moons(400, noise=0.2, seed=0)
-    fig, axes = plt.subplots(1, len(MOONS_INITS), figsize=(4 * len(MOONS_INITS), 3.6), sharey=True)
-    for ax, name in zip(axes, MOONS_INITS):
+    fig, axes = plt.subplots(2, 3, figsize=(12, 8), sharex=True, sharey=True)
+    for ax, name in zip(axes.flat, MOONS_INITS):
         row = next(r for r in rows if r["init"] == name and r["seed"] == 0)
         prob = np.array(row["grid_probability"]).reshape(xs.shape)
         ax.contourf(xs, ys, prob, levels=[0, 0.5, 1], colors=["#f4a582", "#92c5de"], alpha=0.8)
-        ax.scatter(x_train[:, 0], x_train[:, 1], c=y_train, cmap="RdBu", s=6, edgecolors="none")
-        ax.set(title=f"{name}\ntest acc {100 * row['test_accuracy']:.0f}% (seed 0)", xlabel="x1")
-    axes[0].set_ylabel("x2")
-    fig.suptitle("Decision boundaries after training (seed 0; orange: class 0, blue: class 1)")
+        ax.scatter(x_train[:, 0], x_train[:, 1], c=y_train, cmap="RdBu", s=8, edgecolors="none")
+        ax.set_title(f"{name}: test accuracy {100 * row['test_accuracy']:.0f}%")
+    for ax in axes[1]:
+        ax.set_xlabel("x1 (input feature 1)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("x2 (input feature 2)")
+    key = axes.flat[len(MOONS_INITS)] if len(MOONS_INITS) < axes.size else None
+    if key is not None:  # the spare panel explains the colours instead of a legend over the data
+        key.axis("off")
+        key.text(0.05, 0.5, "Shaded: the class the network predicts\n(orange: class 0, blue: class 1).\n\n"
+                 "Dots: the 400 training points,\ncoloured by their true class.\n\nSeed 0's data and weights.",
+                 va="center", ha="left", fontsize=11, transform=key.transAxes)
+    fig.suptitle("make_moons: decision regions of the Dense 12-6-1 network after training, per initializer")
     save_figure(fig, os.path.join(out, "moons_boundaries.png"))
