@@ -124,11 +124,6 @@ def test_cli_study(tmp_path, capsys):
 
 # ------------------------------------------------------------- issue 17: trainability, batchnorm, selu, all
 
-needs_batchnorm = pytest.mark.skipif(not hasattr(fastconv.layers, "BatchNormalization"),
-                                     reason="needs core BatchNormalization (merge pending)")
-needs_selu = pytest.mark.skipif(not {"selu", "elu"} <= set(fastconv.nn.activations.ACTIVATIONS),
-                                reason="needs core selu and elu activations (merge pending)")
-
 TINY_TRAIN = dict(seeds=2, depths=(2, 4), steps=12, width=16, train=640, progress=False)
 TINY_BN = dict(seeds=2, steps=8, hidden=2, width=16, train=640, progress=False)
 TINY_SELU = dict(seeds=2, steps=8, hidden=4, width=32, train=640, progress=False)
@@ -192,7 +187,6 @@ def test_missing_core_pieces_are_named_before_any_run(tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "bn") and not os.path.exists(tmp_path / "selu")
 
 
-@needs_batchnorm
 def test_batchnorm_table_files_and_jobs(tmp_path):
     rows = studies.batchnorm(out=str(tmp_path / "a"), jobs=1, **TINY_BN)
     assert len(rows) == len(studies.BN_INITS) * 2 * 2
@@ -206,7 +200,6 @@ def test_batchnorm_table_files_and_jobs(tmp_path):
     assert open(tmp_path / "b" / "batchnorm.md").read() == text
 
 
-@needs_selu
 def test_selu_table_files_and_fixed_point(tmp_path):
     rows = studies.selu(out=str(tmp_path / "a"), jobs=1, **TINY_SELU)
     assert len(rows) == len(studies.SELU_CONFIGS) * 2
