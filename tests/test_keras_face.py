@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import fastconv
 from fastconv import keras
 from fastconv.keras import layers
 from fastconv.nn import optimizers as core_optimizers
@@ -790,7 +791,11 @@ def test_load_data_falls_back_to_the_embedded_subset_in_one_line(tmp_path, monke
 
 # ------------------------------------------------------------------------------------------ examples
 def _run_example(name, *args, env=None, timeout=600):
-    environment = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+    # the fastconv these tests import (a build in place, or the installed package: a plain checkout's
+    # fastconv/ has no compiled modules)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    environment = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                       **(env or {}))
     return subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], capture_output=True,
                           text=True, timeout=timeout, check=True, env=environment).stdout
 
