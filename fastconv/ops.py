@@ -44,7 +44,8 @@ __all__ = [
     "maxpool2d_forward",
     "maxpool2d_backward", "batchnorm_forward", "batchnorm_backward", "avgpool2d_forward", "avgpool2d_backward",
     "global_avgpool2d_forward", "global_avgpool2d_backward", "global_maxpool2d_forward", "global_maxpool2d_backward",
-    "pool_padding", "pool_output_shape", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
+    "pool_padding", "pool_output_shape", "same_padding", "adam_update", "sgd_update", "softmax_cross_entropy",
+    "conv2d_output_shape",
     "set_num_threads", "get_num_threads", "openmp_enabled", "max_threads",
     "rmsprop_update", "adagrad_update", "sgd_keras_update", "adam_keras_update", "nadam_update", "clip_gradient",
     "gradient_sumsq",
@@ -177,6 +178,20 @@ def as_padding(value, name="padding"):
     reads as the tuple) as the 4-tuple (top, bottom, left, right); raises naming ``name`` otherwise.
     The layers check their padding with it."""
     return _padding(value, name)
+
+
+def same_padding(size, kernel, stride, dilation=1):
+    """TensorFlow's "same" padding of one axis as (before, after), for convolution and pooling alike: the
+    output has ceil(size / stride) positions, ``total = max((ceil(size/stride) - 1)*stride + (kernel - 1)*dilation
+    + 1 - size, 0)`` zeros are added, ``total // 2`` before and the rest (one more when odd) after.
+
+    >>> same_padding(28, 3, 2)
+    (0, 1)
+    >>> same_padding(28, 5, 1)
+    (2, 2)
+    """
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 def _kernel_dilation(dilation):
@@ -1264,8 +1279,9 @@ def pool_padding(padding, size, stride=None, input_hw=None):
     """Pooling pads ``(top, bottom, left, right)`` from an int, an (h, w) pair, a 4-tuple, ``"valid"`` or
     ``"same"``.
 
-    ``"same"`` is TensorFlow's rule (needs ``input_hw``): per axis ``total = max((ceil(H/s) - 1)*s + k - H, 0)``,
-    ``top = total//2`` and the extra row (column) at the bottom (right), so the output has ``ceil(H/s)`` rows.
+    ``"same"`` is TensorFlow's rule (needs ``input_hw``; :func:`same_padding` per axis): ``total =
+    max((ceil(H/s) - 1)*s + k - H, 0)``, ``top = total//2`` and the extra row (column) at the bottom (right),
+    so the output has ``ceil(H/s)`` rows.  Numeric padding is checked as :func:`as_padding` checks it.
 
     Examples
     --------
@@ -1283,20 +1299,8 @@ def pool_padding(padding, size, stride=None, input_hw=None):
         if input_hw is None:
             raise ValueError("padding='same' needs the input's (H, W)")
         H, W = _pair(input_hw, "input_hw", 0)
-        th = max((-(-H // sh) - 1) * sh + kh - H, 0)
-        tw = max((-(-W // sw) - 1) * sw + kw - W, 0)
-        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        out = []
-        for v in padding:
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-                raise TypeError(f"padding must hold ints, got {padding!r}")
-            if v < 0:
-                raise ValueError(f"padding must be >= 0, got {padding!r}")
-            out.append(int(v))
-        return tuple(out)
-    ph, pw = _pair(padding, "padding", 0)
-    return (ph, ph, pw, pw)
+        return same_padding(H, kh, sh) + same_padding(W, kw, sw)
+    return _padding(padding)
 
 
 def _pool_axis(n, k, s, lo, hi, ceil_mode, axis):
