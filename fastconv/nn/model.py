@@ -275,8 +275,7 @@ class Sequential:
                 self._check_output_for(self.loss)
             if len(self._steps) >= _MAX_STEPS:
                 self._steps.clear()
-            step = self._steps[key] = Step(self, n, kind, target_dtype, weighted) if weighted else \
-                Step(self, n, kind, target_dtype)
+            step = self._steps[key] = Step(self, n, kind, target_dtype, bool(weighted))
         return step
 
     def _update(self):
