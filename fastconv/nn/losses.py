@@ -42,7 +42,7 @@ def _weighted(loss, out, t, w, gout, logits):
     """The weighted batch loss ``sum(w_i l_i) / n``; dL/d(out) is the unweighted gradient times ``w_i``."""
     value, grad = loss.value_and_grad(out, t, logits)
     np.multiply(grad, w.reshape((-1,) + (1,) * (out.ndim - 1)), out=gout)
-    return float(np.dot(w, loss.per_sample(out, t, logits))) / out.shape[0]
+    return loss.weighted_value(out, t, w, logits)
 
 
 def _weighted_fused(kernel_call, loss, out, t, w, gout, logits):
@@ -50,7 +50,7 @@ def _weighted_fused(kernel_call, loss, out, t, w, gout, logits):
     fn, args = kernel_call
     fn(*args)
     gout *= w.reshape((-1,) + (1,) * (gout.ndim - 1))
-    return float(np.dot(w, loss.per_sample(out, t, logits))) / out.shape[0]
+    return loss.weighted_value(out, t, w, logits)
 
 
 class Loss:
@@ -73,6 +73,10 @@ class Loss:
     def per_sample(self, out, t, logits):
         """Each sample's loss (the mean of its elementwise losses), shape (N,), float64."""
         raise NotImplementedError
+
+    def weighted_value(self, out, t, w, logits):
+        """The loss of a batch with sample weights ``w`` (N,): ``sum(w_i l_i) / N`` (0 for no samples)."""
+        return float(np.dot(w, self.per_sample(out, t, logits))) / max(out.shape[0], 1)
 
     def fuses_with(self, activation_name):
         """True when a training step should hand this loss the logits instead of ``activation``'s output."""
@@ -109,7 +113,7 @@ class Loss:
         if w.shape != (n,):
             raise ValueError(f"sample_weight must have one weight per sample ({n}), "
                              f"got shape {np.shape(sample_weight)}")
-        return float(np.dot(w, self.per_sample(y_pred, t, self.from_logits))) / max(n, 1)
+        return self.weighted_value(y_pred, t, w, self.from_logits)
 
     def get_config(self):
         return {"from_logits": self.from_logits}

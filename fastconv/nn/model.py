@@ -506,7 +506,7 @@ class Sequential:
         if w is None:
             loss, _ = self.loss.value_and_grad(out, t, self.loss.from_logits)  # outputs after the last activation
         else:
-            loss = float(np.dot(w, self.loss.per_sample(out, t, self.loss.from_logits))) / len(x)
+            loss = self.loss.weighted_value(out, t, w, self.loss.from_logits)
         result = {"loss": float(loss)}
         pre = self.loss.pairs_with if self.loss.from_logits else None   # outputs that are logits
         for name, metric, weighted in self._metric_runs():
