@@ -114,8 +114,9 @@ def _same_dtype(ref, ref_name, **arrays):
             raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; they must match")
 
 
-def _bool(value, name):
-    """``value`` (a bool or NumPy bool) as a Python bool, or TypeError naming ``name``."""
+def as_bool(value, name):
+    """``value`` (a bool or NumPy bool) as a Python bool, or TypeError naming ``name``; the layers,
+    losses, optimizers and schedules check their flags with it."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -1342,7 +1343,7 @@ def _pool_geometry(x_shape, size, stride, padding, ceil_mode=False):
     sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", 1)
     N, C, H, W = x_shape
     pads = pool_padding(padding, (kh, kw), (sh, sw), (H, W))
-    ceil_mode = _bool(ceil_mode, "ceil_mode")
+    ceil_mode = as_bool(ceil_mode, "ceil_mode")
     Ho = _pool_axis(H, kh, sh, pads[0], pads[1], ceil_mode, "height")
     Wo = _pool_axis(W, kw, sw, pads[2], pads[3], ceil_mode, "width")
     return (kh, kw), (sh, sw), pads, (N, C, Ho, Wo)
@@ -1387,7 +1388,7 @@ def avgpool2d_forward(x, *, size=2, stride=None, padding=0, ceil_mode=False, cou
     x = _float_array(x, "x", 4)
     (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, size, stride, padding, ceil_mode)
     y = np.empty(shape, x.dtype)
-    _avgpool.avgpool2d_forward(x, y, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+    _avgpool.avgpool2d_forward(x, y, kh, kw, sh, sw, *pads, as_bool(count_include_pad, "count_include_pad"),
                                get_num_threads())
     return y
 
@@ -1401,7 +1402,7 @@ def avgpool2d_backward(dy, x_shape, *, size=2, stride=None, padding=0, ceil_mode
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the pooling output has shape {shape}")
     dx = np.empty(x_shape, dy.dtype)
-    _avgpool.avgpool2d_backward(dy, dx, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+    _avgpool.avgpool2d_backward(dy, dx, kh, kw, sh, sw, *pads, as_bool(count_include_pad, "count_include_pad"),
                                 get_num_threads())
     return dx
 
@@ -1411,8 +1412,8 @@ def bind_avgpool2d_forward(x, y, *, size, stride, padding, ceil_mode=False, coun
     (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, size, stride, padding, ceil_mode)
     _buffer(x, "x", x.shape, x.dtype)
     _buffer(y, "y", shape, x.dtype, write=True)
-    return _avgpool.avgpool2d_forward, (x, y, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
-                                        get_num_threads())
+    return _avgpool.avgpool2d_forward, (x, y, kh, kw, sh, sw, *pads,
+                                        as_bool(count_include_pad, "count_include_pad"), get_num_threads())
 
 
 def bind_avgpool2d_backward(dy, dx, *, size, stride, padding, ceil_mode=False, count_include_pad=True):
@@ -1421,7 +1422,7 @@ def bind_avgpool2d_backward(dy, dx, *, size, stride, padding, ceil_mode=False, c
     _buffer(dy, "dy", shape, dx.dtype)
     _buffer(dx, "dx", dx.shape, dx.dtype, write=True)
     return _avgpool.avgpool2d_backward, (dy, dx, kh, kw, sh, sw, *pads,
-                                         _bool(count_include_pad, "count_include_pad"), get_num_threads())
+                                         as_bool(count_include_pad, "count_include_pad"), get_num_threads())
 
 
 def _planes(x, name):

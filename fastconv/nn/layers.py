@@ -85,9 +85,7 @@ class _WeightedLayer(Layer):
         self.activation = self.activation_fn.name   # the name: losses pair with it
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"use_bias must be True or False, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
+        self.use_bias = ops.as_bool(use_bias, "use_bias")
 
     def _declare_weights(self, kernel_shape):
         self.param_specs = [("kernel", tuple(kernel_shape), self.kernel_initializer)]
@@ -361,13 +359,10 @@ class BatchNormalization(Layer):
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         if not epsilon > 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")
-        for arg, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{arg} must be True or False, got {value!r}")
+        self.center, self.scale = ops.as_bool(center, "center"), ops.as_bool(scale, "scale")
         if convention not in ops.BATCHNORM_CONVENTIONS:
             raise ValueError(f"convention must be one of {ops.BATCHNORM_CONVENTIONS}, got {convention!r}")
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
-        self.center, self.scale, self.convention = bool(center), bool(scale), convention
+        self.momentum, self.epsilon, self.convention = float(momentum), float(epsilon), convention
 
     def build(self, input_shape):
         if len(input_shape) not in (1, 3):
@@ -421,11 +416,9 @@ class AveragePooling2D(Layer):
         self.pool_size = ops.as_pair(pool_size, "pool_size", 1)
         self.strides = self.pool_size if strides is None else ops.as_pair(strides, "strides", 1)
         self.padding_arg = _padding_arg(padding)[0]
-        for arg, value in (("count_include_pad", count_include_pad), ("ceil_mode", ceil_mode)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{arg} must be True or False, got {value!r}")
-        self.count_include_pad = bool(count_include_pad) and self.padding_arg != "same"
-        self.ceil_mode = bool(ceil_mode)
+        count_include_pad = ops.as_bool(count_include_pad, "count_include_pad")
+        self.ceil_mode = ops.as_bool(ceil_mode, "ceil_mode")
+        self.count_include_pad = count_include_pad and self.padding_arg != "same"
         self.pads = (0, 0, 0, 0)
 
     def compute_output_shape(self, input_shape):

@@ -61,12 +61,11 @@ class Loss:
     classification = False     # accuracy counts samples (True) or outputs (False)
 
     def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None, dtype=None):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+        from_logits = ops.as_bool(from_logits, "from_logits")
         _keras_only(type(self).__name__, reduction, dtype)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
-        self.from_logits = bool(from_logits)
+        self.from_logits = from_logits
         self.reduction = "sum_over_batch_size"
         self.loss_name = name or self.name     # Keras's ``name``; the logs call the loss "loss" regardless
 

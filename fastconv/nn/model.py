@@ -316,8 +316,7 @@ class Sequential:
         epochs = _count(epochs, "epochs", 0)
         initial_epoch = _count(initial_epoch, "initial_epoch", 0)
         verbose = _verbose(verbose)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        ops.as_bool(shuffle, "shuffle")
         callbacks = _callback_list(callbacks)
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, numbers.Real) \
                 or not 0 <= validation_split < 1:
