@@ -29,7 +29,6 @@ are accepted as values).  :func:`to_torch` and :func:`from_torch` import torch w
 has no exact counterpart raises ``NotImplementedError`` naming it.
 """
 import collections
-import inspect
 import math
 import numbers
 
@@ -472,10 +471,6 @@ def _check_shape(torch, block, layer, index, dtype):
 
 
 # ------------------------------------------------------------------------------------- from torch
-def _accepts(cls, argument):
-    return argument in inspect.signature(cls).parameters
-
-
 def _core_layer(name, where, module):
     cls = getattr(layers_mod, name, None)
     if cls is None:
@@ -732,17 +727,9 @@ def _from_torch_layer(torch, child, where, shape, pads, activation):
             own = (ph, ph, pw, pw)
         total = tuple(a + b for a, b in zip(own, pads))
         kwargs = {"strides": stride, "use_bias": child.bias is not None, "activation": activation}
-        contract = _accepts(layers_mod.Conv2D, "dilation_rate")
         if dilation != (1, 1):
-            if not contract:
-                raise NotImplementedError(f"{where}: dilation={dilation} needs the core's dilated Conv2D")
             kwargs["dilation_rate"] = dilation
-        if _symmetric(total):
-            kwargs["padding"] = (total[0], total[2])
-        elif contract:
-            kwargs["padding"] = total
-        else:
-            raise NotImplementedError(f"{where}: asymmetric padding {total} needs the core's 4-tuple Conv2D padding")
+        kwargs["padding"] = (total[0], total[2]) if _symmetric(total) else total
         layer = layers_mod.Conv2D(child.out_channels, kernel, **kwargs)
         tensors = {("param", "kernel"): child.weight}
         if child.bias is not None:
@@ -769,13 +756,9 @@ def _from_torch_layer(torch, child, where, shape, pads, activation):
         total = tuple(a + b for a, b in zip((ph, ph, pw, pw), pads))
         kwargs = {"strides": _pair(child.stride)}
         if total != (0, 0, 0, 0):
-            if not _accepts(layers_mod.MaxPool2D, "padding"):
-                raise NotImplementedError(f"{where}: padding {total} needs the core's padded MaxPool2D")
             kwargs["padding"] = total if not _symmetric(total) else (total[0], total[2])
         if child.ceil_mode:
-            if not _accepts(layers_mod.MaxPool2D, "ceil_mode"):
-                raise NotImplementedError(f"{where}: ceil_mode=True: fastconv's MaxPool2D floors")
-            kwargs["ceil_mode"] = True
+            raise NotImplementedError(f"{where}: ceil_mode=True: fastconv's MaxPool2D floors")
         return layers_mod.MaxPool2D(_pair(child.kernel_size), **kwargs), {}
     if kind is nn.AvgPool2d:
         cls = _core_layer("AveragePooling2D", where, child)

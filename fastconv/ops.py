@@ -44,7 +44,8 @@ __all__ = [
     "maxpool2d_forward",
     "maxpool2d_backward", "batchnorm_forward", "batchnorm_backward", "avgpool2d_forward", "avgpool2d_backward",
     "global_avgpool2d_forward", "global_avgpool2d_backward", "global_maxpool2d_forward", "global_maxpool2d_backward",
-    "pool_padding", "pool_output_shape", "adam_update", "sgd_update", "softmax_cross_entropy", "conv2d_output_shape",
+    "pool_padding", "pool_output_shape", "same_padding", "adam_update", "sgd_update", "softmax_cross_entropy",
+    "conv2d_output_shape",
     "set_num_threads", "get_num_threads", "openmp_enabled", "max_threads",
     "rmsprop_update", "adagrad_update", "sgd_keras_update", "adam_keras_update", "nadam_update", "clip_gradient",
     "gradient_sumsq",
@@ -113,6 +114,14 @@ def _same_dtype(ref, ref_name, **arrays):
             raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; they must match")
 
 
+def as_bool(value, name):
+    """``value`` (a bool or NumPy bool) as a Python bool, or TypeError naming ``name``; the layers,
+    losses, optimizers and schedules check their flags with it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _pair(value, name, minimum):
     """An int or a pair of ints, each >= minimum, as a tuple of two Python ints."""
     if type(value) is int and value >= minimum:  # the common case, without the ABC checks below
@@ -177,6 +186,20 @@ def as_padding(value, name="padding"):
     reads as the tuple) as the 4-tuple (top, bottom, left, right); raises naming ``name`` otherwise.
     The layers check their padding with it."""
     return _padding(value, name)
+
+
+def same_padding(size, kernel, stride, dilation=1):
+    """TensorFlow's "same" padding of one axis as (before, after), for convolution and pooling alike: the
+    output has ceil(size / stride) positions, ``total = max((ceil(size/stride) - 1)*stride + (kernel - 1)*dilation
+    + 1 - size, 0)`` zeros are added, ``total // 2`` before and the rest (one more when odd) after.
+
+    >>> same_padding(28, 3, 2)
+    (0, 1)
+    >>> same_padding(28, 5, 1)
+    (2, 2)
+    """
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 def _kernel_dilation(dilation):
@@ -447,20 +470,26 @@ def maxpool2d_forward(x, *, size=2, stride=None, padding=0):
     return y, idx
 
 
+def _argmax_indices(idx, dy, producer):
+    """``idx``, the argmax positions ``producer`` returned, checked against ``dy`` and as C-contiguous int64."""
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"idx must be the integer array returned by {producer}, got dtype {idx.dtype}")
+    if idx.shape != dy.shape:
+        raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
+    return np.ascontiguousarray(idx, dtype=np.int64)
+
+
 def maxpool2d_backward(dy, idx, x_shape):
     """Gradient of :func:`maxpool2d_forward`: ``dx`` of shape ``x_shape`` with dy added at idx."""
     dy = _float_array(dy, "dy", 4)
-    idx = np.asarray(idx)
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"idx must be the integer array returned by maxpool2d_forward, got dtype {idx.dtype}")
-    if idx.shape != dy.shape:
-        raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
+    idx = _argmax_indices(idx, dy, "maxpool2d_forward")
     x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
     if x_shape[:2] != dy.shape[:2]:
         raise ValueError(f"x_shape {x_shape} does not match dy's batch and channels {dy.shape[:2]}")
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
-        _maxpool.maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), dx, get_num_threads())
+        _maxpool.maxpool2d_backward(dy, idx, dx, get_num_threads())
     return dx
 
 
@@ -549,6 +578,15 @@ def _write_back(originals, flats):
             a[...] = f
 
 
+def _step_number(step):
+    """``step``, the 1-based step number, as a Python int, or raise naming it."""
+    if type(step) is not int and (isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral)):
+        raise TypeError(f"step must be an int (1-based step number), got {step!r}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")
+    return int(step)
+
+
 def _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat):
     """The per-step scalars in double precision: (step_size, sqrt(1 - beta2**step), 1 - lr*weight_decay).
     fastconv.reference keeps a twin of this function; the tests hold the two to the same bits."""
@@ -599,17 +637,13 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
         elif vmax is not None:
             raise ValueError("vmax is only used with amsgrad=True")
         _check_disjoint(("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax))
-    if type(step) is not int and (isinstance(step, (bool, np.bool_))
-                                  or not isinstance(step, numbers.Integral)):
-        raise TypeError(f"step must be an int (1-based step number), got {step!r}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")
+    step = _step_number(step)
     lr = _check_scalar(lr, "lr", 0.0)
     beta1 = _check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True)
     beta2 = _check_scalar(beta2, "beta2", 0.0, 1.0, high_open=True)
     eps = _check_scalar(eps, "eps", 0.0)
     weight_decay = _check_scalar(weight_decay, "weight_decay", 0.0)
-    step_size, bc2_sqrt, decay_factor = _adam_coefficients(int(step), lr, beta1, beta2, weight_decay, eps_hat)
+    step_size, bc2_sqrt, decay_factor = _adam_coefficients(step, lr, beta1, beta2, weight_decay, eps_hat)
     if plain:   # its own call: sharing the one below through a tuple of arrays costs more than it saves
         _adam.adam_update(param, grad, m, v, None, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size, bc2_sqrt,
                           eps, weight_decay, decay_factor, bool(decoupled), bool(eps_hat), get_num_threads())
@@ -1264,8 +1298,9 @@ def pool_padding(padding, size, stride=None, input_hw=None):
     """Pooling pads ``(top, bottom, left, right)`` from an int, an (h, w) pair, a 4-tuple, ``"valid"`` or
     ``"same"``.
 
-    ``"same"`` is TensorFlow's rule (needs ``input_hw``): per axis ``total = max((ceil(H/s) - 1)*s + k - H, 0)``,
-    ``top = total//2`` and the extra row (column) at the bottom (right), so the output has ``ceil(H/s)`` rows.
+    ``"same"`` is TensorFlow's rule (needs ``input_hw``; :func:`same_padding` per axis): ``total =
+    max((ceil(H/s) - 1)*s + k - H, 0)``, ``top = total//2`` and the extra row (column) at the bottom (right),
+    so the output has ``ceil(H/s)`` rows.  Numeric padding is checked as :func:`as_padding` checks it.
 
     Examples
     --------
@@ -1283,20 +1318,8 @@ def pool_padding(padding, size, stride=None, input_hw=None):
         if input_hw is None:
             raise ValueError("padding='same' needs the input's (H, W)")
         H, W = _pair(input_hw, "input_hw", 0)
-        th = max((-(-H // sh) - 1) * sh + kh - H, 0)
-        tw = max((-(-W // sw) - 1) * sw + kw - W, 0)
-        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        out = []
-        for v in padding:
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-                raise TypeError(f"padding must hold ints, got {padding!r}")
-            if v < 0:
-                raise ValueError(f"padding must be >= 0, got {padding!r}")
-            out.append(int(v))
-        return tuple(out)
-    ph, pw = _pair(padding, "padding", 0)
-    return (ph, ph, pw, pw)
+        return same_padding(H, kh, sh) + same_padding(W, kw, sw)
+    return _padding(padding)
 
 
 def _pool_axis(n, k, s, lo, hi, ceil_mode, axis):
@@ -1320,8 +1343,7 @@ def _pool_geometry(x_shape, size, stride, padding, ceil_mode=False):
     sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", 1)
     N, C, H, W = x_shape
     pads = pool_padding(padding, (kh, kw), (sh, sw), (H, W))
-    if not isinstance(ceil_mode, (bool, np.bool_)):
-        raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
+    ceil_mode = as_bool(ceil_mode, "ceil_mode")
     Ho = _pool_axis(H, kh, sh, pads[0], pads[1], ceil_mode, "height")
     Wo = _pool_axis(W, kw, sw, pads[2], pads[3], ceil_mode, "width")
     return (kh, kw), (sh, sw), pads, (N, C, Ho, Wo)
@@ -1337,12 +1359,6 @@ def pool_output_shape(input_shape, size, stride=None, padding=0, ceil_mode=False
     """
     return _pool_geometry(_shape4(input_shape, "input_shape", "(N, C, H, W)"), size, stride, padding,
                           ceil_mode)[3]
-
-
-def _bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def avgpool2d_forward(x, *, size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -1372,7 +1388,7 @@ def avgpool2d_forward(x, *, size=2, stride=None, padding=0, ceil_mode=False, cou
     x = _float_array(x, "x", 4)
     (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, size, stride, padding, ceil_mode)
     y = np.empty(shape, x.dtype)
-    _avgpool.avgpool2d_forward(x, y, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+    _avgpool.avgpool2d_forward(x, y, kh, kw, sh, sw, *pads, as_bool(count_include_pad, "count_include_pad"),
                                get_num_threads())
     return y
 
@@ -1386,7 +1402,7 @@ def avgpool2d_backward(dy, x_shape, *, size=2, stride=None, padding=0, ceil_mode
     if dy.shape != shape:
         raise ValueError(f"dy has shape {dy.shape} but the pooling output has shape {shape}")
     dx = np.empty(x_shape, dy.dtype)
-    _avgpool.avgpool2d_backward(dy, dx, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
+    _avgpool.avgpool2d_backward(dy, dx, kh, kw, sh, sw, *pads, as_bool(count_include_pad, "count_include_pad"),
                                 get_num_threads())
     return dx
 
@@ -1396,8 +1412,8 @@ def bind_avgpool2d_forward(x, y, *, size, stride, padding, ceil_mode=False, coun
     (kh, kw), (sh, sw), pads, shape = _pool_geometry(x.shape, size, stride, padding, ceil_mode)
     _buffer(x, "x", x.shape, x.dtype)
     _buffer(y, "y", shape, x.dtype, write=True)
-    return _avgpool.avgpool2d_forward, (x, y, kh, kw, sh, sw, *pads, _bool(count_include_pad, "count_include_pad"),
-                                        get_num_threads())
+    return _avgpool.avgpool2d_forward, (x, y, kh, kw, sh, sw, *pads,
+                                        as_bool(count_include_pad, "count_include_pad"), get_num_threads())
 
 
 def bind_avgpool2d_backward(dy, dx, *, size, stride, padding, ceil_mode=False, count_include_pad=True):
@@ -1406,7 +1422,7 @@ def bind_avgpool2d_backward(dy, dx, *, size, stride, padding, ceil_mode=False, c
     _buffer(dy, "dy", shape, dx.dtype)
     _buffer(dx, "dx", dx.shape, dx.dtype, write=True)
     return _avgpool.avgpool2d_backward, (dy, dx, kh, kw, sh, sw, *pads,
-                                         _bool(count_include_pad, "count_include_pad"), get_num_threads())
+                                         as_bool(count_include_pad, "count_include_pad"), get_num_threads())
 
 
 def _planes(x, name):
@@ -1449,17 +1465,12 @@ def global_maxpool2d_forward(x):
 def global_maxpool2d_backward(dy, idx, x_shape):
     """Gradient of :func:`global_maxpool2d_forward`: dx zero except ``dy`` at each plane's idx."""
     dy = _float_array(dy, "dy", 2)
-    idx = np.asarray(idx)
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"idx must be the integer array returned by global_maxpool2d_forward, got dtype {idx.dtype}")
-    if idx.shape != dy.shape:
-        raise ValueError(f"idx has shape {idx.shape} but dy has shape {dy.shape}")
+    idx = _argmax_indices(idx, dy, "global_maxpool2d_forward")
     x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
     if dy.shape != x_shape[:2]:
         raise ValueError(f"dy has shape {dy.shape} but x_shape {x_shape} pools to {x_shape[:2]}")
     dx = np.empty(x_shape, dy.dtype)
-    _avgpool.global_maxpool2d_backward(dy, np.ascontiguousarray(idx, dtype=np.int64), _planes(dx, "x_shape"),
-                                       get_num_threads())
+    _avgpool.global_maxpool2d_backward(dy, idx, _planes(dx, "x_shape"), get_num_threads())
     return dx
 
 
@@ -1838,14 +1849,6 @@ def sgd_keras_update(param, grad, velocity=None, *, lr=0.01, momentum=0.0, neste
                     lambda p, g, b: bind_sgd_keras_update(
                         p, g, b, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, clipnorm=clipnorm,
                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, segments=segments)(lr))
-
-
-def _step_number(step):
-    if type(step) is not int and (isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral)):
-        raise TypeError(f"step must be an int (1-based step number), got {step!r}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (the 1-based step number), got {step}")
-    return int(step)
 
 
 def adam_keras_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-7, weight_decay=0.0,

@@ -1,6 +1,8 @@
-"""Shared test helpers: the derived rounding bound for reductions, and finite differences."""
+"""Shared test helpers: the derived rounding bound for reductions, finite differences, and conv2d checked
+against its reference."""
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 DTYPES = [np.float32, np.float64]
 
@@ -42,6 +44,37 @@ def numerical_gradient(f, a, indices, h=1e-6):
         flat[i] = old
         grads.append((fp - fm) / (2 * h))
     return np.array(grads)
+
+
+def check_conv_against_reference(x, w, b, stride, padding, dilation=None, dy_seed=0, need_dx=True):
+    """Forward and backward of ops.conv2d_* vs the reference, each within the derived bound: every output
+    element is a sum of at most C*kh*kw (y), N*Ho*Wo (dw, db) or F*kh*kw (dx) products.  ``dilation`` None
+    leaves it to the default.  Returns ``y, (dx, dw, db)``."""
+    from fastconv import ops, reference
+    geo = dict(stride=stride, padding=padding) if dilation is None else \
+        dict(stride=stride, padding=padding, dilation=dilation)
+    y = ops.conv2d_forward(x, w, b, **geo)
+    y_ref = reference.conv2d_forward(x, w, b, **geo)
+    y_abs = reference.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b), **geo)
+    F, C, kh, kw = w.shape
+    assert_reduction_close(y, y_ref, y_abs, C * kh * kw, "y")
+    dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, need_dx=need_dx, **geo)
+    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w, need_dx=need_dx, **geo)
+    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), need_dx=need_dx, **geo)
+    N, _, Ho, Wo = y.shape
+    assert_reduction_close(dw, dw_r, dw_a, N * Ho * Wo, "dw")
+    assert_reduction_close(db, db_r, db_a, N * Ho * Wo, "db")
+    if need_dx:
+        assert_reduction_close(dx, dx_r, dx_a, F * kh * kw, "dx")
+    else:
+        assert dx is None
+    return y, (dx, dw, db)
+
+
+def int_or_pair(lo, hi):
+    """Hypothesis: an int in [lo, hi] or a pair of them (a stride, padding or dilation)."""
+    return st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi), st.integers(lo, hi)))
 
 
 @pytest.fixture

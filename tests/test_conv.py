@@ -3,38 +3,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_reduction_close, numerical_gradient
+from conftest import DTYPES, assert_reduction_close, check_conv_against_reference, int_or_pair, numerical_gradient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastconv import _conv, _runtime, ops, reference, runtime
-
-
-def check_against_reference(x, w, b, stride, padding, dy_seed=0, need_dx=True):
-    """Forward and backward of ops vs reference, each within the derived bound."""
-    y = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
-    y_ref = reference.conv2d_forward(x, w, b, stride=stride, padding=padding)
-    y_abs = reference.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b),
-                                     stride=stride, padding=padding)
-    F, C, kh, kw = w.shape
-    assert_reduction_close(y, y_ref, y_abs, C * kh * kw, "y")
-
-    dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
-    dx, dw, db = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=need_dx)
-    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=need_dx)
-    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), stride=stride,
-                                                 padding=padding, need_dx=need_dx)
-    N, _, Ho, Wo = y.shape
-    assert_reduction_close(dw, dw_r, dw_a, N * Ho * Wo, "dw")
-    assert_reduction_close(db, db_r, db_a, N * Ho * Wo, "db")
-    if need_dx:
-        assert_reduction_close(dx, dx_r, dx_a, F * kh * kw, "dx")
-    else:
-        assert dx is None
-
-
-def pairs(lo, hi):
-    return st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi), st.integers(lo, hi)))
 
 
 @st.composite
@@ -44,8 +17,8 @@ def conv_cases(draw):
     F = draw(st.integers(1, 11))
     H = draw(st.integers(1, 12))
     W = draw(st.integers(1, 12))
-    stride = draw(pairs(1, 3))
-    padding = draw(pairs(0, 2))
+    stride = draw(int_or_pair(1, 3))
+    padding = draw(int_or_pair(0, 2))
     ph, pw = padding if isinstance(padding, tuple) else (padding, padding)
     kh = draw(st.integers(1, H + 2 * ph))
     kw = draw(st.integers(1, W + 2 * pw))
@@ -64,7 +37,7 @@ def test_random_shapes_match_reference(case):
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
     b = rng.standard_normal(F).astype(dtype) if bias else None
-    check_against_reference(x, w, b, stride, padding, dy_seed=seed)
+    check_conv_against_reference(x, w, b, stride, padding, dy_seed=seed)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -117,8 +90,8 @@ def test_edge_sizes(name, xs, ws, stride, padding, dtype, rng):
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
-    check_against_reference(x, w, b, stride, padding)
-    check_against_reference(x, w, None, stride, padding, need_dx=False)
+    check_conv_against_reference(x, w, b, stride, padding)
+    check_conv_against_reference(x, w, None, stride, padding, need_dx=False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -130,7 +103,7 @@ def test_every_partial_row_panel(rows, dtype, rng):
     for extra, stride in ((0, 1), (8, 2)):
         x = rng.standard_normal((2, rows + extra, 11, 13)).astype(dtype)
         w = rng.standard_normal((rows + extra, rows + extra, 3, 2)).astype(dtype)
-        check_against_reference(x, w, rng.standard_normal(rows + extra).astype(dtype), stride, 1)
+        check_conv_against_reference(x, w, rng.standard_normal(rows + extra).astype(dtype), stride, 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -143,8 +116,8 @@ def test_chunked_batches_match_unchunked(monkeypatch, dtype, rng):
     monkeypatch.setattr(_conv, "IMPLICIT_CHUNK_BYTES", 1)
     monkeypatch.setattr(_conv, "BACKWARD_CHUNK_BYTES", 1)
     monkeypatch.setattr(_conv, "CHUNK_SAMPLES_PER_THREAD", 0)
-    check_against_reference(x, w, b, (2, 1), 1)
-    check_against_reference(x, w, b, 1, (0, 2))
+    check_conv_against_reference(x, w, b, (2, 1), 1)
+    check_conv_against_reference(x, w, b, 1, (0, 2))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -157,7 +130,7 @@ def test_noncontiguous_and_fortran_inputs(dtype, rng):
     w_strided = np.repeat(w_base, 2, axis=0)[::2]
     for x in (x_strided, x_fortran):
         for w in (w_fortran, w_strided):
-            check_against_reference(x, w, rng.standard_normal(6).astype(dtype)[::-1], 2, 1)
+            check_conv_against_reference(x, w, rng.standard_normal(6).astype(dtype)[::-1], 2, 1)
             # the compiled result does not depend on the memory layout
             y1 = ops.conv2d_forward(x, w, stride=2, padding=1)
             y2 = ops.conv2d_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), stride=2, padding=1)
@@ -255,7 +228,7 @@ def test_single_sample_split_across_threads(autotune, dtype, xs, ws, stride, pad
         for n in (threads, 1):
             ops.set_num_threads(n)
             if n > 1:
-                check_against_reference(x, w, b, stride, padding)
+                check_conv_against_reference(x, w, b, stride, padding)
             y = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
             dy = np.cos(y)
             results.append((y,) + ops.conv2d_backward(dy, x, w, stride=stride, padding=padding)
@@ -814,8 +787,8 @@ def test_huge_stride_is_fast_and_matches_reference(stride, dtype, rng):
     dx = ops.conv2d_backward(dy, x, w, stride=stride)[0]
     assert time.perf_counter() - t0 < 1.0
     assert y.shape == (2, 4, 1, 1)
-    check_against_reference(x, w, b, stride, 0)
-    check_against_reference(x, w, b, (stride, 3), 1)
+    check_conv_against_reference(x, w, b, stride, 0)
+    check_conv_against_reference(x, w, b, (stride, 3), 1)
     # only x[..., 0, 0] is in the one window
     assert not dx[:, :, 1:, :].any() and not dx[:, :, :, 1:].any()
 
@@ -841,4 +814,4 @@ def test_fuzz_strides_at_least_kernel_match_reference(case):
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
     b = rng.standard_normal(F).astype(dtype) if bias else None
-    check_against_reference(x, w, b, stride, padding, dy_seed=seed)
+    check_conv_against_reference(x, w, b, stride, padding, dy_seed=seed)

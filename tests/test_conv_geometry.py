@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_reduction_close, numerical_gradient
+from conftest import DTYPES, assert_reduction_close, check_conv_against_reference, int_or_pair, numerical_gradient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,33 +22,6 @@ def pads4(padding):
     return tuple(padding)
 
 
-def check_against_reference(x, w, b, stride, padding, dilation, dy_seed=0, need_dx=True):
-    """Forward and backward of ops vs reference, each within the derived bound (as tests/test_conv.py:
-    every output element is a sum of at most C*kh*kw (y), N*Ho*Wo (dw, db) or F*kh*kw (dx) products)."""
-    geo = dict(stride=stride, padding=padding, dilation=dilation)
-    y = ops.conv2d_forward(x, w, b, **geo)
-    y_ref = reference.conv2d_forward(x, w, b, **geo)
-    y_abs = reference.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b), **geo)
-    F, C, kh, kw = w.shape
-    assert_reduction_close(y, y_ref, y_abs, C * kh * kw, "y")
-    dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
-    dx, dw, db = ops.conv2d_backward(dy, x, w, need_dx=need_dx, **geo)
-    dx_r, dw_r, db_r = reference.conv2d_backward(dy, x, w, need_dx=need_dx, **geo)
-    dx_a, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), need_dx=need_dx, **geo)
-    N, _, Ho, Wo = y.shape
-    assert_reduction_close(dw, dw_r, dw_a, N * Ho * Wo, "dw")
-    assert_reduction_close(db, db_r, db_a, N * Ho * Wo, "db")
-    if need_dx:
-        assert_reduction_close(dx, dx_r, dx_a, F * kh * kw, "dx")
-    else:
-        assert dx is None
-    return y, (dx, dw, db)
-
-
-def pairs(lo, hi):
-    return st.one_of(st.integers(lo, hi), st.tuples(st.integers(lo, hi), st.integers(lo, hi)))
-
-
 @st.composite
 def geometry_cases(draw):
     N = draw(st.integers(1, 3))
@@ -56,8 +29,8 @@ def geometry_cases(draw):
     F = draw(st.integers(1, 9))
     H = draw(st.integers(1, 12))
     W = draw(st.integers(1, 12))
-    stride = draw(pairs(1, 3))
-    dilation = draw(pairs(1, 3))
+    stride = draw(int_or_pair(1, 3))
+    dilation = draw(int_or_pair(1, 3))
     padding = draw(st.one_of(st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)),
                              st.tuples(*[st.integers(0, 4)] * 4)))
     top, bottom, left, right = pads4(padding)
@@ -84,7 +57,7 @@ def make(case):
 @given(geometry_cases())
 def test_random_geometry_matches_reference(case):
     x, w, b, stride, padding, dilation, seed = make(case)
-    check_against_reference(x, w, b, stride, padding, dilation, dy_seed=seed, need_dx=seed % 4 != 0)
+    check_conv_against_reference(x, w, b, stride, padding, dilation, dy_seed=seed, need_dx=seed % 4 != 0)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -94,7 +67,7 @@ def test_random_asymmetric_padding_matches_reference(case, batch1):
     N, C, F, H, W, kh, kw, stride, padding, dilation, dtype, bias, seed = case
     case = (1 if batch1 else N, C, F, H, W, kh, kw, stride, pads4(padding), 1, dtype, bias, seed)
     x, w, b, stride, padding, dilation, seed = make(case)
-    check_against_reference(x, w, b, stride, padding, dilation, dy_seed=seed, need_dx=seed % 4 != 0)
+    check_conv_against_reference(x, w, b, stride, padding, dilation, dy_seed=seed, need_dx=seed % 4 != 0)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,8 +118,8 @@ def test_general_edge_geometry(name, xs, ws, stride, padding, dilation, dtype, r
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
-    check_against_reference(x, w, b, stride, padding, dilation)
-    check_against_reference(x, w, None, stride, padding, dilation, need_dx=False)
+    check_conv_against_reference(x, w, b, stride, padding, dilation)
+    check_conv_against_reference(x, w, None, stride, padding, dilation, need_dx=False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -276,71 +276,53 @@ def test_step_and_bind_agree(rng):
 
 # ---- torch as an extra oracle, where its formulas and Keras's coincide ----
 
-@pytest.mark.parametrize("kw", [dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True)])
-def test_keras_sgd_matches_torch_sgd(kw, rng):
-    torch = pytest.importorskip("torch")
-    p0 = rng.standard_normal(300)
+def run_beside_torch(torch, make_torch, opt, n, steps, rng):
+    """``opt`` (built here, float64) and the torch optimizer ``make_torch([tensor])`` from the same random
+    start over the same random gradients, each step in both; returns (ours, torch's) final parameters."""
+    p0 = rng.standard_normal(n)
     tp = torch.tensor(p0.copy(), requires_grad=True)
-    topt = torch.optim.SGD([tp], lr=0.05, **kw)
-    opt = optimizers.SGD(0.05, convention="keras", **kw)
-    opt.build(300, np.float64)
+    topt = make_torch([tp])
+    opt.build(n, np.float64)
     p = p0.copy()
-    for _ in range(30):
-        g = rng.standard_normal(300)
+    for _ in range(steps):
+        g = rng.standard_normal(n)
         tp.grad = torch.tensor(g)
         topt.step()
         opt.step(p, g)
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-11, atol=1e-12)
+    return p, tp.detach().numpy()
+
+
+@pytest.mark.parametrize("kw", [dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True)])
+def test_keras_sgd_matches_torch_sgd(kw, rng):
+    torch = pytest.importorskip("torch")
+    p, expected = run_beside_torch(torch, lambda ps: torch.optim.SGD(ps, lr=0.05, **kw),
+                                   optimizers.SGD(0.05, convention="keras", **kw), 300, 30, rng)
+    np.testing.assert_allclose(p, expected, rtol=1e-11, atol=1e-12)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(momentum=0.9), dict(centered=True), dict(momentum=0.5, centered=True)])
 def test_rmsprop_matches_torch_at_zero_epsilon(kw, rng):
     torch = pytest.importorskip("torch")
-    p0 = rng.standard_normal(200)
-    tp = torch.tensor(p0.copy(), requires_grad=True)
-    topt = torch.optim.RMSprop([tp], lr=0.01, alpha=0.9, eps=0.0, **kw)
-    opt = optimizers.RMSprop(0.01, rho=0.9, epsilon=0.0, **kw)
-    opt.build(200, np.float64)
-    p = p0.copy()
-    for _ in range(20):
-        g = rng.standard_normal(200)
-        tp.grad = torch.tensor(g)
-        topt.step()
-        opt.step(p, g)
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+    p, expected = run_beside_torch(torch, lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=0.0, **kw),
+                                   optimizers.RMSprop(0.01, rho=0.9, epsilon=0.0, **kw), 200, 20, rng)
+    np.testing.assert_allclose(p, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_adagrad_matches_torch_at_zero_epsilon(rng):
     torch = pytest.importorskip("torch")
-    p0 = rng.standard_normal(200)
-    tp = torch.tensor(p0.copy(), requires_grad=True)
-    topt = torch.optim.Adagrad([tp], lr=0.05, eps=0.0, initial_accumulator_value=0.1)
-    opt = optimizers.Adagrad(0.05, epsilon=0.0)
-    opt.build(200, np.float64)
-    p = p0.copy()
-    for _ in range(20):
-        g = rng.standard_normal(200)
-        tp.grad = torch.tensor(g)
-        topt.step()
-        opt.step(p, g)
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-11, atol=1e-12)
+    p, expected = run_beside_torch(torch, lambda ps: torch.optim.Adagrad(ps, lr=0.05, eps=0.0,
+                                                                         initial_accumulator_value=0.1),
+                                   optimizers.Adagrad(0.05, epsilon=0.0), 200, 20, rng)
+    np.testing.assert_allclose(p, expected, rtol=1e-11, atol=1e-12)
 
 
 @pytest.mark.parametrize("convention,eps", [("torch", 1e-8), ("keras", 0.0)])
 def test_adamw_matches_torch(convention, eps, rng):
     torch = pytest.importorskip("torch")
-    p0 = rng.standard_normal(200)
-    tp = torch.tensor(p0.copy(), requires_grad=True)
-    topt = torch.optim.AdamW([tp], lr=0.01, weight_decay=0.05, eps=eps)
-    opt = optimizers.AdamW(0.01, weight_decay=0.05, epsilon=eps, convention=convention)
-    opt.build(200, np.float64)
-    p = p0.copy()
-    for _ in range(20):
-        g = rng.standard_normal(200)
-        tp.grad = torch.tensor(g)
-        topt.step()
-        opt.step(p, g)
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-11, atol=1e-12)
+    p, expected = run_beside_torch(torch, lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.05, eps=eps),
+                                   optimizers.AdamW(0.01, weight_decay=0.05, epsilon=eps, convention=convention),
+                                   200, 20, rng)
+    np.testing.assert_allclose(p, expected, rtol=1e-11, atol=1e-12)
 
 
 def test_clipvalue_matches_torch_clip_grad_value(rng):
@@ -552,19 +534,11 @@ def test_nadam_matches_torch_nadam_with_keras_momentum_schedule(weight_decay, rn
 
 
 def _nadam_vs_torch(torch, weight_decay, rng):
-    p0 = rng.standard_normal(200)
-    tp = torch.tensor(p0.copy(), requires_grad=True)
-    topt = torch.optim.NAdam([tp], lr=0.01, eps=1e-7, momentum_decay=1.0, weight_decay=weight_decay,
-                             decoupled_weight_decay=True)
-    opt = optimizers.Nadam(0.01, weight_decay=weight_decay)
-    opt.build(200, np.float64)
-    p = p0.copy()
-    for _ in range(25):
-        g = rng.standard_normal(200)
-        tp.grad = torch.tensor(g)
-        topt.step()
-        opt.step(p, g)
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-11, atol=1e-12)
+    p, expected = run_beside_torch(torch, lambda ps: torch.optim.NAdam(ps, lr=0.01, eps=1e-7, momentum_decay=1.0,
+                                                                       weight_decay=weight_decay,
+                                                                       decoupled_weight_decay=True),
+                                   optimizers.Nadam(0.01, weight_decay=weight_decay), 200, 25, rng)
+    np.testing.assert_allclose(p, expected, rtol=1e-11, atol=1e-12)
 
 
 try:

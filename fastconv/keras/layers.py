@@ -25,7 +25,7 @@ from ..nn import layers as _core
 from . import activations as _activations
 from . import backend as _backend
 from . import initializers as _initializers
-from ._core import accepts, check_defaults, core_class, unsupported
+from ._core import check_defaults, core_class, unsupported
 
 __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Dense", "Flatten", "Reshape", "Dropout", "MaxPooling2D",
            "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
@@ -382,22 +382,10 @@ class Conv2D(_WeightedMixin, Layer):
 
     def _build(self, spec, ctx):
         _check_image(self, spec)
-        general = accepts(_core.Conv2D, "dilation_rate")   # the core with "same" at any stride and dilation
-        kwargs = {}
-        if self.dilation_rate != (1, 1):
-            if not general:
-                raise NotImplementedError(f"Conv2D: dilation_rate={self.dilation_rate} is not supported by this "
-                                          "fastconv: its core Conv2D has no dilation_rate")
-            kwargs["dilation_rate"] = self.dilation_rate
-        odd = self.kernel_size[0] % 2 and self.kernel_size[1] % 2
-        if self.padding == "same" and not general and (self.strides != (1, 1) or not odd):
-            raise NotImplementedError(f"Conv2D: padding='same' with strides={self.strides} and kernel_size="
-                                      f"{self.kernel_size} is not supported by this fastconv: its core Conv2D pads "
-                                      "'same' at stride 1 with odd kernels only")
         layer = _core.Conv2D(self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
                              activation=self._activation, kernel_initializer=self._core_init(self.kernel_initializer),
                              bias_initializer=self._core_init(self.bias_initializer), use_bias=self.use_bias,
-                             name=self.name, **kwargs)
+                             dilation_rate=self.dilation_rate, name=self.name)
         self._core = [layer]
         C, H, W = self._core_build(layer, spec)
         return _Spec((H, W, C) if spec.channels_last else (C, H, W), spec.channels_last)
@@ -593,13 +581,8 @@ class _Pooling2D(Layer):
     def _build(self, spec, ctx):
         _check_image(self, spec)
         cls = core_class(_core, self._core_name, f"keras.layers.{self._keras_class()}")
-        kwargs = {}
-        if self.padding == "same":
-            if not accepts(cls, "padding"):
-                raise NotImplementedError(f"{self._keras_class()}: padding='same' is not supported by this fastconv: "
-                                          f"its core {self._core_name} has no padding")
-            kwargs["padding"] = "same"
-        layer = cls(self.pool_size, self.strides, name=self.name, **kwargs)
+        # "valid" as the core's default 0, so the core layer's config stays that of an unpadded pooling
+        layer = cls(self.pool_size, self.strides, padding=0 if self.padding == "valid" else "same", name=self.name)
         self._core = [layer]
         C, H, W = self._core_build(layer, spec)
         return _Spec((H, W, C) if spec.channels_last else (C, H, W), spec.channels_last)

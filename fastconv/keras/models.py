@@ -30,7 +30,6 @@ from . import layers as layers_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from ._core import accepts
 
 __all__ = ["Sequential", "Model", "load_model", "clone_model"]
 
@@ -71,6 +70,11 @@ def _batch_size(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)
+
+
+def _weights(sample_weight):
+    """Keras's sample_weight as the core takes it: None, or an array."""
+    return None if sample_weight is None else np.asarray(sample_weight)
 
 
 def _not_none(owner, **kwargs):
@@ -474,18 +478,10 @@ class Sequential:
             sw = None if sw is None else sw[:split_at]
         else:
             validation = None
-        kwargs = {}
-        for key, value in (("sample_weight", sw), ("class_weight", class_weight)):
-            if value is not None:
-                if not accepts(self._core.fit, key):
-                    raise NotImplementedError(f"fit: {key} is not supported by this fastconv: its core fit has no "
-                                              f"{key}")
-                kwargs[key] = value
-        if validation is not None and len(validation) == 3 and not accepts(self._core.evaluate, "sample_weight"):
-            raise NotImplementedError("fit: validation sample weights are not supported by this fastconv")
         history = self._core.fit(xc, t, batch_size=batch_size, epochs=epochs, verbose=verbose,
                                  callbacks=self._core_callbacks(callbacks), validation_data=validation,
-                                 shuffle=bool(shuffle), initial_epoch=initial_epoch, **kwargs)
+                                 shuffle=bool(shuffle), initial_epoch=initial_epoch, class_weight=class_weight,
+                                 sample_weight=sw)
         self._trained = True
         history.model = self
         self.history = history
@@ -498,14 +494,6 @@ class Sequential:
         out = (xv, self._core_y(data[1], len(xv)))
         return out + ((np.asarray(data[2]),) if len(data) == 3 and data[2] is not None else ())
 
-    def _sample_weight_kwargs(self, function, sample_weight):
-        if sample_weight is None:
-            return {}
-        if not accepts(function, "sample_weight"):
-            raise NotImplementedError("sample_weight is not supported by this fastconv: its core has no "
-                                      "sample_weight")
-        return {"sample_weight": np.asarray(sample_weight)}
-
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
         """The loss (a scalar when compiled without metrics) or ``[loss, *metrics]``; a dict with
@@ -515,7 +503,7 @@ class Sequential:
         xc = self._core_x(x)
         t = self._core_y(y, len(xc))
         logs = self._core.evaluate(xc, t, batch_size=_batch_size(batch_size), verbose=_keras_verbose(verbose),
-                                   **self._sample_weight_kwargs(self._core.evaluate, sample_weight))
+                                   sample_weight=_weights(sample_weight))
         return self._results(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -539,12 +527,7 @@ class Sequential:
         self._require_compiled("train_on_batch")
         xc = self._core_x(x)
         t = self._core_y(y, len(xc))
-        kwargs = self._sample_weight_kwargs(self._core.train_on_batch, sample_weight)
-        if class_weight is not None:
-            if not accepts(self._core.train_on_batch, "class_weight"):
-                raise NotImplementedError("train_on_batch: class_weight is not supported by this fastconv")
-            kwargs["class_weight"] = class_weight
-        logs = self._core.train_on_batch(xc, t, **kwargs)
+        logs = self._core.train_on_batch(xc, t, sample_weight=_weights(sample_weight), class_weight=class_weight)
         self._trained = True
         return self._results(logs, return_dict)
 
@@ -553,12 +536,7 @@ class Sequential:
         self._require_compiled("test_on_batch")
         xc = self._core_x(x)
         t = self._core_y(y, len(xc))
-        if hasattr(self._core, "test_on_batch"):
-            logs = self._core.test_on_batch(xc, t, **self._sample_weight_kwargs(self._core.test_on_batch,
-                                                                                 sample_weight))
-        else:
-            logs = self._core.evaluate(xc, t, batch_size=len(xc),
-                                       **self._sample_weight_kwargs(self._core.evaluate, sample_weight))
+        logs = self._core.test_on_batch(xc, t, sample_weight=_weights(sample_weight))
         return self._results(logs, return_dict)
 
     # ------------------------------------------------------------------------------------------ summary

@@ -18,7 +18,7 @@ import sys
 
 from ..nn import optimizers as _core
 from . import schedules
-from ._core import accepts, core_class
+from ._core import core_class
 
 __all__ = ["Adam", "SGD", "RMSprop", "Adagrad", "AdamW", "Nadam", "Optimizer", "get", "schedules"]
 
@@ -29,7 +29,7 @@ _KERAS_ONLY = {"use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency"
                "gradient_accumulation_steps": None}
 
 
-def _common(owner, cls, learning_rate, clipnorm, clipvalue, global_clipnorm, extra):
+def _common(owner, learning_rate, clipnorm, clipvalue, global_clipnorm, extra):
     """The keyword arguments every optimizer passes on: learning rate (number or schedule) and clipping."""
     for key, default in _KERAS_ONLY.items():
         value = extra.pop(key, default)
@@ -38,16 +38,11 @@ def _common(owner, cls, learning_rate, clipnorm, clipvalue, global_clipnorm, ext
     extra.pop("name", None)
     if extra:
         raise ValueError(f"Argument(s) not recognized: {extra}")
-    kwargs = {"learning_rate": learning_rate}
+    kwargs = {"learning_rate": learning_rate, "clipnorm": clipnorm, "clipvalue": clipvalue,
+              "global_clipnorm": global_clipnorm}
     if not isinstance(learning_rate, numbers.Real) and callable(learning_rate) and not schedules.available():
         raise NotImplementedError(f"{owner}: a learning-rate schedule is not supported by this fastconv: its core "
                                   "has no fastconv.nn.schedules")
-    for key, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
-        if value is not None:
-            if not accepts(cls, key):
-                raise NotImplementedError(f"{owner}: {key} is not supported by this fastconv: its core "
-                                          f"{cls.__name__} has no {key}")
-            kwargs[key] = value
     if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
         raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
                          f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
@@ -57,37 +52,26 @@ def _common(owner, cls, learning_rate, clipnorm, clipvalue, global_clipnorm, ext
 def Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, weight_decay=None,
          clipnorm=None, clipvalue=None, global_clipnorm=None, **kwargs):
     """Keras's Adam: ``w -= lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)``."""
-    kw = _common("Adam", _core.Adam, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
+    kw = _common("Adam", learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
     decay = 0.0 if weight_decay is None else weight_decay
-    if accepts(_core.Adam, "convention"):
-        kw["convention"] = "keras"
-    else:   # the same update: epsilon-hat, and decoupled decay p *= 1 - lr*wd (Keras: p -= p*wd*lr)
-        kw.update(epsilon_hat=True, decoupled=True)
-    return _core.Adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, weight_decay=decay, **kw)
+    return _core.Adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, weight_decay=decay,
+                      convention="keras", **kw)
 
 
 def SGD(learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, clipnorm=None, clipvalue=None,
         global_clipnorm=None, **kwargs):
     """Keras's SGD: ``v = momentum * v - lr * g; w += v`` (Nesterov: ``w += momentum * v - lr * g``)."""
-    kw = _common("SGD", _core.SGD, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
-    if accepts(_core.SGD, "convention"):
-        kw["convention"] = "keras"
-    elif momentum:
-        raise NotImplementedError("SGD: momentum in Keras's form (the velocity carries the learning rate) is not "
-                                  "supported by this fastconv: its core SGD has no convention='keras'")
+    kw = _common("SGD", learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
     if weight_decay:
-        if momentum and "convention" not in kw:
-            raise NotImplementedError("SGD: weight_decay with momentum needs the core's convention='keras'")
-        # without momentum, Keras's decoupled w -= lr*wd*w is the same step as L2 on the gradient
         kw["weight_decay"] = weight_decay
-    return _core.SGD(momentum=momentum, nesterov=nesterov, **kw)
+    return _core.SGD(momentum=momentum, nesterov=nesterov, convention="keras", **kw)
 
 
 def RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None,
             clipnorm=None, clipvalue=None, global_clipnorm=None, **kwargs):
     """Keras's RMSprop (``rho=0.9``, ``epsilon=1e-7``; ``centered`` subtracts the mean gradient squared)."""
     cls = core_class(_core, "RMSprop", "keras.optimizers.RMSprop")
-    kw = _common("RMSprop", cls, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
+    kw = _common("RMSprop", learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
     if weight_decay is not None:
         kw["weight_decay"] = weight_decay
     return cls(rho=rho, momentum=momentum, epsilon=epsilon, centered=centered, **kw)
@@ -97,7 +81,7 @@ def Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, we
             clipvalue=None, global_clipnorm=None, **kwargs):
     """Keras's Adagrad (accumulator starts at 0.1, ``epsilon=1e-7``)."""
     cls = core_class(_core, "Adagrad", "keras.optimizers.Adagrad")
-    kw = _common("Adagrad", cls, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
+    kw = _common("Adagrad", learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
     if weight_decay is not None:
         kw["weight_decay"] = weight_decay
     return cls(initial_accumulator_value=initial_accumulator_value, epsilon=epsilon, **kw)
@@ -107,17 +91,16 @@ def AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, eps
           clipnorm=None, clipvalue=None, global_clipnorm=None, **kwargs):
     """Keras's AdamW: Keras's Adam with decoupled ``weight_decay=0.004``."""
     cls = core_class(_core, "AdamW", "keras.optimizers.AdamW")
-    kw = _common("AdamW", cls, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
-    if accepts(cls, "convention"):
-        kw["convention"] = "keras"
-    return cls(weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, **kw)
+    kw = _common("AdamW", learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
+    return cls(weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
+               convention="keras", **kw)
 
 
 def Nadam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None, clipnorm=None,
           clipvalue=None, global_clipnorm=None, **kwargs):
     """Keras's Nadam (Keras's momentum-cache schedule)."""
     cls = core_class(_core, "Nadam", "keras.optimizers.Nadam")
-    kw = _common("Nadam", cls, learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
+    kw = _common("Nadam", learning_rate, clipnorm, clipvalue, global_clipnorm, kwargs)
     if weight_decay is not None:
         kw["weight_decay"] = weight_decay
     return cls(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kw)

@@ -85,9 +85,7 @@ class _WeightedLayer(Layer):
         self.activation = self.activation_fn.name   # the name: losses pair with it
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"use_bias must be True or False, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
+        self.use_bias = ops.as_bool(use_bias, "use_bias")
 
     def _declare_weights(self, kernel_shape):
         self.param_specs = [("kernel", tuple(kernel_shape), self.kernel_initializer)]
@@ -120,20 +118,6 @@ def _positive_int(value, name):
     return int(value)
 
 
-def same_padding(size, kernel, stride, dilation=1):
-    """TensorFlow's "same" padding of one axis as (before, after): the output has ceil(size / stride)
-    positions, ``total = max((ceil(size/stride) - 1)*stride + (kernel - 1)*dilation + 1 - size, 0)`` zeros
-    are added, ``total // 2`` before and the rest (one more when odd) after.
-
-    >>> same_padding(28, 3, 2)
-    (0, 1)
-    >>> same_padding(28, 5, 1)
-    (2, 2)
-    """
-    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
 class Conv2D(_WeightedLayer):
     """2-D convolution, weights ``(filters, in_channels, kh, kw)`` (PyTorch's layout).
 
@@ -143,7 +127,7 @@ class Conv2D(_WeightedLayer):
     kernel_size, strides, dilation_rate : int or (h, w) pair, each >= 1; ``dilation_rate`` d spreads the
         kernel's taps d apart (an effective kernel of ``d*(k - 1) + 1``).
     padding : int, (h, w) pair, (top, bottom, left, right) 4-tuple, "valid" (none) or "same": TensorFlow's
-        rule at any stride, kernel size and dilation (see :func:`same_padding`): the output is
+        rule at any stride, kernel size and dilation (see :func:`fastconv.ops.same_padding`): the output is
         ``ceil(H / stride)`` by ``ceil(W / stride)``, the odd zero row/column going to the bottom/right.
         Computed at build into ``.pads`` = (top, bottom, left, right); ``.padding_arg`` is what was passed.
     activation, kernel_initializer, bias_initializer, use_bias, name : as every weighted layer.
@@ -157,23 +141,15 @@ class Conv2D(_WeightedLayer):
         self.kernel_size = ops.as_pair(kernel_size, "kernel_size", 1)
         self.strides = ops.as_pair(strides, "strides", 1)
         self.dilation_rate = ops.as_pair(dilation_rate, "dilation_rate", 1)
-        if isinstance(padding, str):
-            if padding.lower() not in ("valid", "same"):
-                raise ValueError(f"padding must be an int, a pair, a (top, bottom, left, right) 4-tuple, 'valid' "
-                                 f"or 'same', got {padding!r}")
-            self.padding_arg = padding.lower()
-            self.pads = (0, 0, 0, 0) if self.padding_arg == "valid" else None  # "same": set at build
-        else:
-            self.pads = ops.as_padding(padding, "padding")
-            self.padding_arg = int(padding) if isinstance(padding, numbers.Integral) else tuple(map(int, padding))
+        self.padding_arg, self.pads = _padding_arg(padding)   # pads None for "same": set at build
         if self.pads is None and self.strides == (1, 1):  # "same" at stride 1 does not depend on the input
             self.pads = self._same_pads((self.kernel_size[0], self.kernel_size[1]))
         self._init_weights(activation, kernel_initializer, bias_initializer, use_bias)
 
     def _same_pads(self, size):
         """(top, bottom, left, right) of padding="same" for an input of ``size`` = (H, W)."""
-        return (same_padding(size[0], self.kernel_size[0], self.strides[0], self.dilation_rate[0])
-                + same_padding(size[1], self.kernel_size[1], self.strides[1], self.dilation_rate[1]))
+        return (ops.same_padding(size[0], self.kernel_size[0], self.strides[0], self.dilation_rate[0])
+                + ops.same_padding(size[1], self.kernel_size[1], self.strides[1], self.dilation_rate[1]))
 
     @property
     def padding(self):
@@ -262,7 +238,7 @@ class MaxPool2D(Layer):
         super().__init__(name)
         self.pool_size = ops.as_pair(pool_size, "pool_size", 1)
         self.strides = self.pool_size if strides is None else ops.as_pair(strides, "strides", 1)
-        self.padding_arg = _pool_padding_arg(padding)
+        self.padding_arg = _padding_arg(padding)[0]
         self.pads = (0, 0, 0, 0)
 
     def compute_output_shape(self, input_shape):
@@ -344,18 +320,18 @@ class Activation(Layer):
         return {"name": self.name, "activation": activations.serialize(self.activation_fn)}
 
 
-def _pool_padding_arg(padding):
-    """A pooling layer's ``padding`` argument, checked (the pads themselves are set at build)."""
+def _padding_arg(padding):
+    """A convolution's or pooling's ``padding`` argument, checked, as ``(arg, pads)``: ``arg`` is "valid" or
+    "same" (lower-cased) or the int or tuple of Python ints given; ``pads`` its (top, bottom, left, right),
+    None for "same" (which depends on the input)."""
     if isinstance(padding, str):
         if padding.lower() not in ("valid", "same"):
-            raise ValueError(f"padding must be an int, a pair, a 4-tuple, 'valid' or 'same', got {padding!r}")
-        return padding.lower()
-    if isinstance(padding, (tuple, list)):
-        padding = tuple(padding)
-        if len(padding) not in (2, 4):
-            raise ValueError(f"padding must be an int, a pair, a 4-tuple, 'valid' or 'same', got {padding!r}")
-    ops.pool_padding(padding, 1)   # checks the ints
-    return padding
+            raise ValueError(f"padding must be an int, a pair, a (top, bottom, left, right) 4-tuple, 'valid' "
+                             f"or 'same', got {padding!r}")
+        arg = padding.lower()
+        return arg, (0, 0, 0, 0) if arg == "valid" else None
+    pads = ops.as_padding(padding, "padding")
+    return int(padding) if isinstance(padding, numbers.Integral) else tuple(map(int, padding)), pads
 
 
 class BatchNormalization(Layer):
@@ -383,13 +359,10 @@ class BatchNormalization(Layer):
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         if not epsilon > 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")
-        for arg, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{arg} must be True or False, got {value!r}")
+        self.center, self.scale = ops.as_bool(center, "center"), ops.as_bool(scale, "scale")
         if convention not in ops.BATCHNORM_CONVENTIONS:
             raise ValueError(f"convention must be one of {ops.BATCHNORM_CONVENTIONS}, got {convention!r}")
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
-        self.center, self.scale, self.convention = bool(center), bool(scale), convention
+        self.momentum, self.epsilon, self.convention = float(momentum), float(epsilon), convention
 
     def build(self, input_shape):
         if len(input_shape) not in (1, 3):
@@ -442,12 +415,10 @@ class AveragePooling2D(Layer):
         super().__init__(name)
         self.pool_size = ops.as_pair(pool_size, "pool_size", 1)
         self.strides = self.pool_size if strides is None else ops.as_pair(strides, "strides", 1)
-        self.padding_arg = _pool_padding_arg(padding)
-        for arg, value in (("count_include_pad", count_include_pad), ("ceil_mode", ceil_mode)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{arg} must be True or False, got {value!r}")
-        self.count_include_pad = bool(count_include_pad) and self.padding_arg != "same"
-        self.ceil_mode = bool(ceil_mode)
+        self.padding_arg = _padding_arg(padding)[0]
+        count_include_pad = ops.as_bool(count_include_pad, "count_include_pad")
+        self.ceil_mode = ops.as_bool(ceil_mode, "ceil_mode")
+        self.count_include_pad = count_include_pad and self.padding_arg != "same"
         self.pads = (0, 0, 0, 0)
 
     def compute_output_shape(self, input_shape):

@@ -42,7 +42,7 @@ def _weighted(loss, out, t, w, gout, logits):
     """The weighted batch loss ``sum(w_i l_i) / n``; dL/d(out) is the unweighted gradient times ``w_i``."""
     value, grad = loss.value_and_grad(out, t, logits)
     np.multiply(grad, w.reshape((-1,) + (1,) * (out.ndim - 1)), out=gout)
-    return float(np.dot(w, loss.per_sample(out, t, logits))) / out.shape[0]
+    return loss.weighted_value(out, t, w, logits)
 
 
 def _weighted_fused(kernel_call, loss, out, t, w, gout, logits):
@@ -50,7 +50,7 @@ def _weighted_fused(kernel_call, loss, out, t, w, gout, logits):
     fn, args = kernel_call
     fn(*args)
     gout *= w.reshape((-1,) + (1,) * (gout.ndim - 1))
-    return float(np.dot(w, loss.per_sample(out, t, logits))) / out.shape[0]
+    return loss.weighted_value(out, t, w, logits)
 
 
 class Loss:
@@ -61,18 +61,21 @@ class Loss:
     classification = False     # accuracy counts samples (True) or outputs (False)
 
     def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None, dtype=None):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+        from_logits = ops.as_bool(from_logits, "from_logits")
         _keras_only(type(self).__name__, reduction, dtype)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
-        self.from_logits = bool(from_logits)
+        self.from_logits = from_logits
         self.reduction = "sum_over_batch_size"
         self.loss_name = name or self.name     # Keras's ``name``; the logs call the loss "loss" regardless
 
     def per_sample(self, out, t, logits):
         """Each sample's loss (the mean of its elementwise losses), shape (N,), float64."""
         raise NotImplementedError
+
+    def weighted_value(self, out, t, w, logits):
+        """The loss of a batch with sample weights ``w`` (N,): ``sum(w_i l_i) / N`` (0 for no samples)."""
+        return float(np.dot(w, self.per_sample(out, t, logits))) / max(out.shape[0], 1)
 
     def fuses_with(self, activation_name):
         """True when a training step should hand this loss the logits instead of ``activation``'s output."""
@@ -109,7 +112,7 @@ class Loss:
         if w.shape != (n,):
             raise ValueError(f"sample_weight must have one weight per sample ({n}), "
                              f"got shape {np.shape(sample_weight)}")
-        return float(np.dot(w, self.per_sample(y_pred, t, self.from_logits))) / max(n, 1)
+        return self.weighted_value(y_pred, t, w, self.from_logits)
 
     def get_config(self):
         return {"from_logits": self.from_logits}

@@ -275,8 +275,7 @@ class Sequential:
                 self._check_output_for(self.loss)
             if len(self._steps) >= _MAX_STEPS:
                 self._steps.clear()
-            step = self._steps[key] = Step(self, n, kind, target_dtype, weighted) if weighted else \
-                Step(self, n, kind, target_dtype)
+            step = self._steps[key] = Step(self, n, kind, target_dtype, bool(weighted))
         return step
 
     def _update(self):
@@ -317,8 +316,7 @@ class Sequential:
         epochs = _count(epochs, "epochs", 0)
         initial_epoch = _count(initial_epoch, "initial_epoch", 0)
         verbose = _verbose(verbose)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        ops.as_bool(shuffle, "shuffle")
         callbacks = _callback_list(callbacks)
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, numbers.Real) \
                 or not 0 <= validation_split < 1:
@@ -507,7 +505,7 @@ class Sequential:
         if w is None:
             loss, _ = self.loss.value_and_grad(out, t, self.loss.from_logits)  # outputs after the last activation
         else:
-            loss = float(np.dot(w, self.loss.per_sample(out, t, self.loss.from_logits))) / len(x)
+            loss = self.loss.weighted_value(out, t, w, self.loss.from_logits)
         result = {"loss": float(loss)}
         pre = self.loss.pairs_with if self.loss.from_logits else None   # outputs that are logits
         for name, metric, weighted in self._metric_runs():

@@ -46,12 +46,6 @@ def _real(value, name, low=None, high=None, high_open=False):
     return value
 
 
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _convention(value):
     if value not in ("torch", "keras"):
         raise ValueError(f"convention must be 'torch' or 'keras', got {value!r}")
@@ -213,9 +207,9 @@ class Adam(Optimizer):
         self.beta_2 = _real(beta_2, "beta_2", 0.0, 1.0, high_open=True)
         self.epsilon = _real(epsilon, "epsilon", 0.0)
         self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay", 0.0)
-        self.decoupled = _flag(decoupled, "decoupled")
-        self.amsgrad = _flag(amsgrad, "amsgrad")
-        self.epsilon_hat = _flag(epsilon_hat, "epsilon_hat")
+        self.decoupled = ops.as_bool(decoupled, "decoupled")
+        self.amsgrad = ops.as_bool(amsgrad, "amsgrad")
+        self.epsilon_hat = ops.as_bool(epsilon_hat, "epsilon_hat")
         self.convention = _convention(convention)
         if self.convention == "keras" and (self.epsilon_hat or self.decoupled):
             raise ValueError("epsilon_hat and decoupled select torch-form variants; convention='keras' already "
@@ -321,7 +315,7 @@ class SGD(Optimizer):
         self._init_common(learning_rate, clipnorm, clipvalue, global_clipnorm)
         self.convention = _convention(convention)
         self.momentum = _real(momentum, "momentum", 0.0, 1.0 if self.convention == "keras" else None)
-        self.nesterov = _flag(nesterov, "nesterov")
+        self.nesterov = ops.as_bool(nesterov, "nesterov")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0 (as torch.optim.SGD)")
         self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay", 0.0)
@@ -389,7 +383,7 @@ class RMSprop(Optimizer):
         self.rho = _real(rho, "rho", 0.0, 1.0)
         self.momentum = _real(momentum, "momentum", 0.0)
         self.epsilon = _real(epsilon, "epsilon", 0.0)
-        self.centered = _flag(centered, "centered")
+        self.centered = ops.as_bool(centered, "centered")
         self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay", 0.0)
 
     def build(self, size, dtype):

@@ -16,6 +16,8 @@ import numbers
 
 import numpy as np
 
+from .. import ops
+
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay", "InverseTimeDecay",
            "serialize", "deserialize"]
 
@@ -31,12 +33,6 @@ def _number(value, name, positive=False, low=None):
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return value
-
-
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _name(value, default):
@@ -82,7 +78,7 @@ class ExponentialDecay(LearningRateSchedule):
         self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _number(decay_steps, "decay_steps", positive=True)
         self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase = _flag(staircase, "staircase")
+        self.staircase = ops.as_bool(staircase, "staircase")
         self.name = _name(name, "ExponentialDecay")
 
     def __call__(self, step):
@@ -174,7 +170,7 @@ class InverseTimeDecay(LearningRateSchedule):
         self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _number(decay_steps, "decay_steps", positive=True)
         self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase = _flag(staircase, "staircase")
+        self.staircase = ops.as_bool(staircase, "staircase")
         self.name = _name(name, "InverseTimeDecay")
 
     def __call__(self, step):
