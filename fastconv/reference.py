@@ -358,7 +358,7 @@ def _sigmoid64(x):
     return np.where(x >= 0, 1.0, e) / (1.0 + e)     # one division, as the kernel
 
 
-# The float32 set (fc_expf_, fc_expm1_negf, fc_tanhf, fc_log1p_unitf, fc_erff_ in src_cy/fc_activations.h),
+# The float32 set (fc_exp_negf, fc_expm1_negf, fc_tanhf, fc_log1p_unitf, fc_erff_ in src_cy/fc_activations.h),
 # every constant a np.float32 so that no operation widens to float64.
 _f32 = np.float32
 _INV_LN2_F = _f32("1.442695")
@@ -394,8 +394,8 @@ def _reduce32(xc):
 
 
 def _exp32(x):
-    """exp(x) for float32 x, as _exp64 with float32 constants; beyond [-104, 89] it is 0 or inf already."""
-    xc = np.where(np.isnan(x), _f32(0), np.where(x < -104, _f32(-104), np.where(x > 89, _f32(89), x)))
+    """exp(x) for float32 x <= 0 (fc_exp_negf), as _exp64 with float32 constants; below -104 it is 0."""
+    xc = np.where(x > -104, x, _f32(-104))    # NaN too, put back at the end
     kd, r = _reduce32(xc)
     k = kd.astype(np.int32)
     k1 = np.right_shift(k, 1)
@@ -405,7 +405,7 @@ def _exp32(x):
 
 def _expm1_neg32(x):
     """expm1(x) for float32 x <= 0; below -20 it is -1; NaN and zeros pass."""
-    xc = np.where(np.isnan(x), _f32(0), np.where(x < -20, _f32(-20), x))
+    xc = np.where(x > -20, x, _f32(-20))      # NaN too, put back at the end
     kd, r = _reduce32(xc)
     p = _pow2i32(kd.astype(np.int32))
     y = p * _expm1_poly32(r) + (p - _f32(1))

@@ -250,8 +250,8 @@ FC_SCALAR double fc_silu_b(double d, double x)
 }
 
 /* ---- the float32 kinds: the same formulas in float, with float polynomials ----
- * float32 arrays compute in float (the float64 ones in double, above): the exp below is within 1 ulp of
- * float32's exact exp, expm1 1 ulp, tanh 3 ulp, log1p 3 ulp and erf 3 eps absolute, each a short
+ * float32 arrays compute in float (the float64 ones in double, above): exp (of x <= 0) and expm1 below are
+ * within 1 ulp of float32's exact values, tanh and log1p 3 ulp, erf 3 eps absolute, each a short
  * branch-free polynomial that vectorises 16 lanes wide straight from the float loads.  fastconv/reference.py
  * repeats every float operation with np.float32 arithmetic, so the kernels and the twin agree bit for bit.
  * exp(x) = 2**k * exp(r) as above, ln2 in two parts (FC_LN2_HI_F has 15 significant bits, so k*FC_LN2_HI_F is
@@ -281,11 +281,12 @@ FC_SCALAR float fc_expm1_polyf(float r)   /* expm1(r) for |r| <= 0.35: r + r*r*(
     return r + (r * r) * q;
 }
 
-FC_SCALAR float fc_expf_(float x)          /* beyond [-104, 89] float exp is inf or 0 already */
+/* exp(x) for x <= 0, the only arguments the float kinds give it (-|x|, min(x, 0), -x*x/2); below -104 it is
+ * 0 in float.  One comparison clamps and sends NaN to -104 (x > -104 is false for NaN, so the compiler may use
+ * a max instruction); the last line puts NaN back. */
+FC_SCALAR float fc_exp_negf(float x)
 {
-    float xc = x > 89.0f ? 89.0f : x;
-    xc = xc < -104.0f ? -104.0f : xc;
-    xc = x == x ? xc : 0.0f;
+    float xc = x > -104.0f ? x : -104.0f;
     float kd = (xc * FC_INV_LN2_F + FC_ROUND_SHIFT_F) - FC_ROUND_SHIFT_F;
     float r = (xc - kd * FC_LN2_HI_F) - kd * FC_LN2_LO_F;
     int k = (int)kd, k1 = k >> 1;
@@ -296,8 +297,7 @@ FC_SCALAR float fc_expf_(float x)          /* beyond [-104, 89] float exp is inf
 /* expm1(x) for x <= 0, as fc_expm1_neg; below -20 it is -1 in float. */
 FC_SCALAR float fc_expm1_negf(float x)
 {
-    float xc = x < -20.0f ? -20.0f : x;
-    xc = x == x ? xc : 0.0f;
+    float xc = x > -20.0f ? x : -20.0f;      /* NaN too, put back at the end */
     float kd = (xc * FC_INV_LN2_F + FC_ROUND_SHIFT_F) - FC_ROUND_SHIFT_F;
     float r = (xc - kd * FC_LN2_HI_F) - kd * FC_LN2_LO_F;
     float p = fc_pow2if((int)kd);
@@ -346,14 +346,14 @@ FC_SCALAR float fc_erff_(float x)
     g = g * t + 0.14242694f;
     g = g * t + 0.40981805f;
     g = g * t + 0.42758358f;
-    float r = copysignf(1.0f - fc_expf_(-(ac * ac)) * g, x);
+    float r = copysignf(1.0f - fc_exp_negf(-(ac * ac)) * g, x);
     return x == x ? r : x;
 }
 
 /* one division: (x >= 0 ? 1 : e) / (1 + e) is 1/(1+e) or e/(1+e), each rounded once */
 FC_SCALAR float fc_sigmoidf(float x)
 {
-    float e = fc_expf_(-fabsf(x));
+    float e = fc_exp_negf(-fabsf(x));
     return (x >= 0 ? 1.0f : e) / (1.0f + e);
 }
 
@@ -368,16 +368,16 @@ FC_SCALAR float fc_gelu_tanh_ff(float x)
     float inner = (float)FC_SQRT_2_OVER_PI * (x + (float)FC_GELU_KAPPA * (x * x * x));
     return (0.5f * x) * (1.0f + fc_tanhf(inner));
 }
-FC_SCALAR float fc_softplus_ff(float x) { return (x > 0 ? x : 0.0f) + fc_log1p_unitf(fc_expf_(-fabsf(x))); }
+FC_SCALAR float fc_softplus_ff(float x) { return (x > 0 ? x : 0.0f) + fc_log1p_unitf(fc_exp_negf(-fabsf(x))); }
 FC_SCALAR float fc_elu_bf(float d, float x, float c, float s)
 {
-    float ex = fc_expf_(x <= 0 ? x : 0.0f);
+    float ex = fc_exp_negf(x <= 0 ? x : 0.0f);
     return x <= 0 ? d * (c * ex) : d * s;
 }
 FC_SCALAR float fc_gelu_bf(float d, float x)
 {
     float cdf = 0.5f * (1.0f + fc_erff_(x * (float)FC_SQRT1_2));
-    float pdf = fc_expf_((-0.5f * x) * x) * (float)FC_INV_SQRT_2PI;
+    float pdf = fc_exp_negf((-0.5f * x) * x) * (float)FC_INV_SQRT_2PI;
     return d * (cdf + x * pdf);
 }
 FC_SCALAR float fc_gelu_tanh_bf(float d, float x)
