@@ -231,9 +231,9 @@ def softmax_cross_entropy(logits, labels):
 # ---- activations ----
 # The same formulas and branch conditions as src_cy/fc_activations.h, operation by operation.  Kinds made of
 # +, -, *, /, comparisons (leaky_relu, softsign, relu6, hard_sigmoid; sigmoid's and tanh's backward) compute
-# in x's dtype; the transcendental kinds compute in float64 for either dtype and round once at the end, with
-# the kernels' own polynomial exp, expm1, tanh, log1p and erf (below), so they too are bit-identical to the
-# kernels.
+# in x's dtype; so do the transcendental kinds, with the kernels' own polynomial exp, expm1, tanh, log1p and
+# erf (below: a float64 set and a float32 set, the float32 one in np.float32 arithmetic, constants and all),
+# so they too are bit-identical to the kernels.
 
 __all__ += ["activation_forward", "activation_backward"]
 
@@ -355,7 +355,96 @@ def _erf_poly64(x):
 def _sigmoid64(x):
     """1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere (NaN there), in float64."""
     e = _exp64(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)     # one division, as the kernel
+
+
+# The float32 set (fc_exp_negf, fc_expm1_negf, fc_tanhf, fc_log1p_unitf, fc_erff_ in src_cy/fc_activations.h),
+# every constant a np.float32 so that no operation widens to float64.
+_f32 = np.float32
+_INV_LN2_F = _f32("1.442695")
+_LN2_HI_F = _f32("0.69314575")        # 15 significant bits: k*_LN2_HI_F is exact for |k| <= 150
+_LN2_LO_F = _f32("1.4286068e-06")
+_ROUND_SHIFT_F = _f32("12582912.0")   # 1.5 * 2**23
+_EXPM1_TAYLOR_F = tuple(_f32(c) for c in ("0.0001984127", "0.0013888889", "0.008333334", "0.041666668",
+                                          "0.16666667", "0.5"))   # 1/7!, ..., 1/2!
+_ATANH_SERIES_F = tuple(_f32(c) for c in ("0.06666667", "0.07692308", "0.09090909", "0.11111111", "0.14285715",
+                                          "0.2", "0.33333334", "1.0"))   # 1/15, 1/13, ..., 1/3, 1
+_ERFCX_POLY_F = tuple(_f32(c) for c in (
+    "-8.205218e-06", "3.3165714e-05", "9.8919925e-05", "-0.00086011743", "-0.0016015018", "0.022509178",
+    "0.14242694", "0.40981805", "0.42758358",
+))   # g(a) = exp(a*a)*erfc(a) as a polynomial in t = 3*s - 2, s = 1/(1 + a/2) in [1/3, 1], from the top
+
+
+def _pow2i32(j):
+    """2**j for int32 j in [-126, 127], from the bits."""
+    return np.asarray((j + 127).astype(np.int32) << np.int32(23)).view(np.float32)
+
+
+def _expm1_poly32(r):
+    """expm1(r) for |r| <= 0.35 in float32: r + r*r*(1/2! + ... + r**5/7!)."""
+    q = np.full_like(r, _EXPM1_TAYLOR_F[0])
+    for c in _EXPM1_TAYLOR_F[1:]:
+        q = q * r + c
+    return r + (r * r) * q
+
+
+def _reduce32(xc):
+    kd = (xc * _INV_LN2_F + _ROUND_SHIFT_F) - _ROUND_SHIFT_F
+    return kd, (xc - kd * _LN2_HI_F) - kd * _LN2_LO_F
+
+
+def _exp32(x):
+    """exp(x) for float32 x <= 0 (fc_exp_negf), as _exp64 with float32 constants; below -104 it is 0."""
+    xc = np.where(x > -104, x, _f32(-104))    # NaN too, put back at the end
+    kd, r = _reduce32(xc)
+    k = kd.astype(np.int32)
+    k1 = np.right_shift(k, 1)
+    y = (_f32(1) + _expm1_poly32(r)) * _pow2i32(k1) * _pow2i32(k - k1)
+    return np.where(np.isnan(x), x, y)
+
+
+def _expm1_neg32(x):
+    """expm1(x) for float32 x <= 0; below -20 it is -1; NaN and zeros pass."""
+    xc = np.where(x > -20, x, _f32(-20))      # NaN too, put back at the end
+    kd, r = _reduce32(xc)
+    p = _pow2i32(kd.astype(np.int32))
+    y = p * _expm1_poly32(r) + (p - _f32(1))
+    return np.where(np.isnan(x) | (x == 0), x, y)
+
+
+def _tanh32(x):
+    """tanh(x) = sign(x) * -e/(e + 2), e = expm1(-2|x|), in float32."""
+    e = _expm1_neg32(_f32(-2) * np.abs(x))
+    return np.where(np.isnan(x), x, np.copysign(-e / (e + _f32(2)), x))
+
+
+def _log1p_unit32(e):
+    """log1p(e) for 0 <= e <= 1 as 2*atanh(s), s = e/(2 + e), by the series to s**15, in float32."""
+    s = e / (_f32(2) + e)
+    s2 = s * s
+    p = np.full_like(s, _ATANH_SERIES_F[0])
+    for c in _ATANH_SERIES_F[1:]:
+        p = p * s2 + c
+    return (_f32(2) * s) * p
+
+
+def _erf_poly32(x):
+    """erf(x) = 1 - exp(-a*a)*g(a), a = min(|x|, 4), g by Horner's rule, in float32."""
+    a = np.abs(x)
+    ac = np.where(a > 4, _f32(4), a)
+    s = _f32(1) / (_f32(1) + _f32(0.5) * ac)
+    t = _f32(3) * s - _f32(2)
+    g = np.full_like(t, _ERFCX_POLY_F[0])
+    for c in _ERFCX_POLY_F[1:]:
+        g = g * t + c
+    r = _f32(1) - _exp32(-(ac * ac)) * g
+    return np.where(np.isnan(x), x, np.copysign(r, x))
+
+
+def _sigmoid32(x):
+    """_sigmoid64 in float32."""
+    e = _exp32(-np.abs(x))
+    return np.where(x >= 0, _f32(1), e) / (_f32(1) + e)
 
 
 def _elu_coefficients(kind, alpha):
@@ -391,6 +480,8 @@ def _activation_forward(x, kind, negative_slope, alpha):
         v = x + t(3)
         v = np.where(v < 0, t(0), v)
         return np.where(v > 6, t(6), v) / t(6)
+    if x.dtype == np.float32:
+        return np.asarray(_transcendental_forward32(x, kind, alpha))
     v = x.astype(np.float64)
     if kind == "sigmoid":
         y = _sigmoid64(v)
@@ -427,6 +518,8 @@ def _activation_backward(dy, x, y, kind, negative_slope, alpha):
         return np.where((x <= 0) | (x >= 6), t(0), dy)
     if kind == "hard_sigmoid":
         return np.where((x > -3) & (x < 3), dy / t(6), t(0))
+    if dy.dtype == np.float32:
+        return np.asarray(_transcendental_backward32(dy, x.astype(np.float32), kind, alpha))
     d, v = dy.astype(np.float64), x.astype(np.float64)
     if kind in ("elu", "selu"):
         c, s = _elu_coefficients(kind, alpha)
@@ -448,6 +541,50 @@ def _activation_backward(dy, x, y, kind, negative_slope, alpha):
     else:
         raise ValueError(f"unknown activation kind {kind!r}")
     return dx.astype(dy.dtype)
+
+
+def _transcendental_forward32(v, kind, alpha):
+    """The float64 formulas of _activation_forward with the float32 set (fc_*_ff in src_cy/fc_activations.h)."""
+    f = _f32
+    if kind == "sigmoid":
+        return _sigmoid32(v)
+    if kind == "tanh":
+        return _tanh32(v)
+    if kind in ("elu", "selu"):
+        c, s = (f(p) for p in _elu_coefficients(kind, alpha))
+        return np.where(v <= 0, c * _expm1_neg32(np.where(v <= 0, v, f(0))), s * v)
+    if kind == "gelu":
+        return (v * f(0.5)) * (f(1) + _erf_poly32(v * f(_SQRT1_2)))
+    if kind == "gelu_tanh":
+        return (f(0.5) * v) * (f(1) + _tanh32(f(_SQRT_2_OVER_PI) * (v + f(_GELU_KAPPA) * (v * v * v))))
+    if kind == "silu":
+        return v * _sigmoid32(v)
+    if kind == "softplus":
+        return np.where(v > 0, v, f(0)) + _log1p_unit32(_exp32(-np.abs(v)))
+    raise ValueError(f"unknown activation kind {kind!r}")
+
+
+def _transcendental_backward32(d, v, kind, alpha):
+    """The float64 formulas of _activation_backward with the float32 set (fc_*_bf)."""
+    f = _f32
+    if kind in ("elu", "selu"):
+        c, s = (f(p) for p in _elu_coefficients(kind, alpha))
+        return np.where(v <= 0, d * (c * _exp32(np.where(v <= 0, v, f(0)))), d * s)
+    if kind == "gelu":
+        cdf = f(0.5) * (f(1) + _erf_poly32(v * f(_SQRT1_2)))
+        pdf = _exp32((f(-0.5) * v) * v) * f(_INV_SQRT_2PI)
+        return d * (cdf + v * pdf)
+    if kind == "gelu_tanh":
+        x_sq = v * v
+        th = _tanh32(f(_SQRT_2_OVER_PI) * (v + f(_GELU_KAPPA) * (x_sq * v)))
+        inner_d = f(_SQRT_2_OVER_PI) * (f(1) + f(3.0 * _GELU_KAPPA) * x_sq)
+        return d * (f(0.5) * (f(1) + th) + (f(0.5) * v) * (f(1) - th * th) * inner_d)
+    if kind == "silu":
+        s = _sigmoid32(v)
+        return d * s * (f(1) + v * (f(1) - s))
+    if kind == "softplus":
+        return d * _sigmoid32(v)
+    raise ValueError(f"unknown activation kind {kind!r}")
 # ---- batch norm ----
 
 def batchnorm_forward(x, gamma=None, beta=None, running_mean=None, running_var=None, *, training=True,

@@ -1,13 +1,10 @@
 /* Elementwise activation loops for src_cy/_activations.pyx, forward and backward, float and double.
  *
- * Two precision rules, the same in fastconv.reference:
- * - kinds built from +, -, *, /, comparisons only (leaky_relu, softsign, relu6, hard_sigmoid, and the
- *   backward of sigmoid and tanh, which read y) compute in the array's dtype;
- * - the transcendental kinds compute in double for either dtype and round once at the store, so a float32
- *   result is within one rounding of the double formula.  Their exp, expm1, tanh, log1p and erf are
- *   the branch-free polynomials below (within 1, 1, 3, 3 ulp and 3 eps of the C library's over their
- *   ranges), which vectorise; the reference repeats them operation by operation, so every kind is
- *   bit-identical to its twin.
+ * Every kind computes in the array's dtype, the same in fastconv.reference.  The transcendental ones use
+ * their own exp, expm1, tanh, log1p and erf: branch-free polynomials, one set in double (within 1, 1, 3, 3 ulp
+ * and 3 eps of the C library's over their ranges) and one in float (within 1, 1, 3, 3 ulp and 3 eps of
+ * float32's exact values), which vectorise; the reference repeats them operation by operation, so every kind
+ * is bit-identical to its twin.
  * Each branch is PyTorch's (torch.nn.functional), condition and all, so kinks, signed zeros and NaN go the
  * way PyTorch sends them; the few places that differ say so.  Plain C with restrict pointers: the callers
  * pass arrays that do not overlap; the build has no fused multiply-add contraction (-ffp-contract=off). */
@@ -205,11 +202,12 @@ FC_SCALAR double fc_erf(double x)     /* written out step by step: GCC vectorise
     return x == x ? r : x;
 }
 
-/* 1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere: exp never overflows; NaN stays NaN. */
+/* 1/(1+exp(-x)) where x >= 0, exp(x)/(1+exp(x)) elsewhere: exp never overflows; NaN stays NaN.  Written
+ * with one division, (x >= 0 ? 1 : e)/(1 + e), the same two correctly rounded quotients. */
 FC_SCALAR double fc_sigmoid(double x)
 {
     double e = fc_exp(-fabs(x));
-    return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    return (x >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
 /* ---- forward formulas in double (a = alpha*scale for elu, b = scale) ---- */
@@ -251,12 +249,154 @@ FC_SCALAR double fc_silu_b(double d, double x)
     return d * s * (1.0 + x * (1.0 - s));
 }
 
-/* The transcendental loops compute in double (the _d loops); the float ones (_s) widen a chunk into a
- * double buffer, run the double loop on it and round once on the way back.  GCC vectorises the double
- * loops; the same formulas fed straight from float loads defeat its if-conversion. */
-#define FC_CHUNK 256
-#define FC_FWD_WIDE(NAME, EXPR)                                                                         \
-static inline void fc_##NAME##_fwd_d(const double *restrict x, double *restrict y, long n, double a,     \
+/* ---- the float32 kinds: the same formulas in float, with float polynomials ----
+ * float32 arrays compute in float (the float64 ones in double, above): exp (of x <= 0) and expm1 below are
+ * within 1 ulp of float32's exact values, tanh and log1p 3 ulp, erf 3 eps absolute, each a short
+ * branch-free polynomial that vectorises 16 lanes wide straight from the float loads.  fastconv/reference.py
+ * repeats every float operation with np.float32 arithmetic, so the kernels and the twin agree bit for bit.
+ * exp(x) = 2**k * exp(r) as above, ln2 in two parts (FC_LN2_HI_F has 15 significant bits, so k*FC_LN2_HI_F is
+ * exact for |k| <= 150), |r| <= 0.35, exp(r) by its Taylor polynomial to r**7 (truncation below 1e-8
+ * relative). */
+#define FC_INV_LN2_F 1.442695f
+#define FC_LN2_HI_F 0.69314575f
+#define FC_LN2_LO_F 1.4286068e-06f
+#define FC_ROUND_SHIFT_F 12582912.0f          /* 1.5 * 2**23 */
+
+FC_SCALAR float fc_pow2if(int j)          /* 2**j for -126 <= j <= 127 */
+{
+    unsigned int bits = (unsigned int)(j + 127) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+FC_SCALAR float fc_expm1_polyf(float r)   /* expm1(r) for |r| <= 0.35: r + r*r*(1/2! + ... + r**5/7!) */
+{
+    float q = 0.0001984127f;
+    q = q * r + 0.0013888889f;
+    q = q * r + 0.008333334f;
+    q = q * r + 0.041666668f;
+    q = q * r + 0.16666667f;
+    q = q * r + 0.5f;
+    return r + (r * r) * q;
+}
+
+/* exp(x) for x <= 0, the only arguments the float kinds give it (-|x|, min(x, 0), -x*x/2); below -104 it is
+ * 0 in float.  One comparison clamps and sends NaN to -104 (x > -104 is false for NaN, so the compiler may use
+ * a max instruction); the last line puts NaN back. */
+FC_SCALAR float fc_exp_negf(float x)
+{
+    float xc = x > -104.0f ? x : -104.0f;
+    float kd = (xc * FC_INV_LN2_F + FC_ROUND_SHIFT_F) - FC_ROUND_SHIFT_F;
+    float r = (xc - kd * FC_LN2_HI_F) - kd * FC_LN2_LO_F;
+    int k = (int)kd, k1 = k >> 1;
+    float y = (1.0f + fc_expm1_polyf(r)) * fc_pow2if(k1) * fc_pow2if(k - k1);
+    return x == x ? y : x;
+}
+
+/* expm1(x) for x <= 0, as fc_expm1_neg; below -20 it is -1 in float. */
+FC_SCALAR float fc_expm1_negf(float x)
+{
+    float xc = x > -20.0f ? x : -20.0f;      /* NaN too, put back at the end */
+    float kd = (xc * FC_INV_LN2_F + FC_ROUND_SHIFT_F) - FC_ROUND_SHIFT_F;
+    float r = (xc - kd * FC_LN2_HI_F) - kd * FC_LN2_LO_F;
+    float p = fc_pow2if((int)kd);
+    float y = p * fc_expm1_polyf(r) + (p - 1.0f);
+    return ((x == x) & (x != 0)) ? y : x;
+}
+
+FC_SCALAR float fc_tanhf(float x)
+{
+    float e = fc_expm1_negf(-2.0f * fabsf(x));
+    float t = copysignf(-e / (e + 2.0f), x);
+    return x == x ? t : x;
+}
+
+/* log1p(e) for 0 <= e <= 1 as 2*atanh(s), s = e/(2 + e) <= 1/3, the series to s**15 (complete to 1e-9). */
+FC_SCALAR float fc_log1p_unitf(float e)
+{
+    float s = e / (2.0f + e), s2 = s * s;
+    float p = 0.06666667f;
+    p = p * s2 + 0.07692308f;
+    p = p * s2 + 0.09090909f;
+    p = p * s2 + 0.11111111f;
+    p = p * s2 + 0.14285715f;
+    p = p * s2 + 0.2f;
+    p = p * s2 + 0.33333334f;
+    p = p * s2 + 1.0f;
+    return (2.0f * s) * p;
+}
+
+/* erf(x) = 1 - exp(-a*a) * g(a), a = min(|x|, 4), with g(a) = exp(a*a)*erfc(a) fitted by a polynomial of
+ * degree 8 in t = 3*s - 2, s = 1/(1 + a/2) in [1/3, 1] (Chebyshev interpolation, fit error below 3e-9 once
+ * multiplied by exp(-a*a)); past 4 erf is 1 in float.  Absolute error within 3 eps of float32, which is
+ * what gelu's 1 + erf needs. */
+FC_SCALAR float fc_erff_(float x)
+{
+    float a = fabsf(x);
+    float ac = a > 4.0f ? 4.0f : a;
+    float s = 1.0f / (1.0f + 0.5f * ac);
+    float t = 3.0f * s - 2.0f;
+    float g = -8.205218e-06f;
+    g = g * t + 3.3165714e-05f;
+    g = g * t + 9.8919925e-05f;
+    g = g * t + -0.00086011743f;
+    g = g * t + -0.0016015018f;
+    g = g * t + 0.022509178f;
+    g = g * t + 0.14242694f;
+    g = g * t + 0.40981805f;
+    g = g * t + 0.42758358f;
+    float r = copysignf(1.0f - fc_exp_negf(-(ac * ac)) * g, x);
+    return x == x ? r : x;
+}
+
+/* one division: (x >= 0 ? 1 : e) / (1 + e) is 1/(1+e) or e/(1+e), each rounded once */
+FC_SCALAR float fc_sigmoidf(float x)
+{
+    float e = fc_exp_negf(-fabsf(x));
+    return (x >= 0 ? 1.0f : e) / (1.0f + e);
+}
+
+/* the forward and backward formulas of the double versions above, in float */
+FC_SCALAR float fc_elu_ff(float x, float c, float s)
+{
+    return x <= 0 ? c * fc_expm1_negf(x <= 0 ? x : 0.0f) : s * x;
+}
+FC_SCALAR float fc_gelu_ff(float x) { return (x * 0.5f) * (1.0f + fc_erff_(x * (float)FC_SQRT1_2)); }
+FC_SCALAR float fc_gelu_tanh_ff(float x)
+{
+    float inner = (float)FC_SQRT_2_OVER_PI * (x + (float)FC_GELU_KAPPA * (x * x * x));
+    return (0.5f * x) * (1.0f + fc_tanhf(inner));
+}
+FC_SCALAR float fc_softplus_ff(float x) { return (x > 0 ? x : 0.0f) + fc_log1p_unitf(fc_exp_negf(-fabsf(x))); }
+FC_SCALAR float fc_elu_bf(float d, float x, float c, float s)
+{
+    float ex = fc_exp_negf(x <= 0 ? x : 0.0f);
+    return x <= 0 ? d * (c * ex) : d * s;
+}
+FC_SCALAR float fc_gelu_bf(float d, float x)
+{
+    float cdf = 0.5f * (1.0f + fc_erff_(x * (float)FC_SQRT1_2));
+    float pdf = fc_exp_negf((-0.5f * x) * x) * (float)FC_INV_SQRT_2PI;
+    return d * (cdf + x * pdf);
+}
+FC_SCALAR float fc_gelu_tanh_bf(float d, float x)
+{
+    float x_sq = x * x, x_cube = x_sq * x;
+    float t = fc_tanhf((float)FC_SQRT_2_OVER_PI * (x + (float)FC_GELU_KAPPA * x_cube));
+    float left = 0.5f * x, right = 1.0f + t;
+    float inner_d = (float)FC_SQRT_2_OVER_PI * (1.0f + (float)(3.0 * FC_GELU_KAPPA) * x_sq);
+    return d * (0.5f * right + left * (1.0f - t * t) * inner_d);
+}
+FC_SCALAR float fc_silu_bf(float d, float x)
+{
+    float s = fc_sigmoidf(x);
+    return d * s * (1.0f + x * (1.0f - s));
+}
+
+/* float64 arrays: the double formulas above, element by element. */
+#define FC_FWD_D(NAME, EXPR)                                                                            \
+static inline void fc_##NAME##_fwd_d(const double *restrict x, double *restrict y, long n, double a,    \
                                      double b)                                                          \
 {                                                                                                       \
     long i;                                                                                             \
@@ -265,23 +405,9 @@ static inline void fc_##NAME##_fwd_d(const double *restrict x, double *restrict 
         double v = x[i];                                                                                \
         y[i] = (EXPR);                                                                                  \
     }                                                                                                   \
-}                                                                                                       \
-static inline void fc_##NAME##_fwd_s(const float *restrict x, float *restrict y, long n, double a,       \
-                                     double b)                                                          \
-{                                                                                                       \
-    double in[FC_CHUNK], out[FC_CHUNK];                                                                 \
-    long i0, i, m;                                                                                      \
-    for (i0 = 0; i0 < n; i0 += FC_CHUNK) {                                                              \
-        m = n - i0 < FC_CHUNK ? n - i0 : FC_CHUNK;                                                      \
-        for (i = 0; i < m; i++)                                                                         \
-            in[i] = (double)x[i0 + i];                                                                  \
-        fc_##NAME##_fwd_d(in, out, m, a, b);                                                            \
-        for (i = 0; i < m; i++)                                                                         \
-            y[i0 + i] = (float)out[i];                                                                  \
-    }                                                                                                   \
 }
-#define FC_BWD_WIDE(NAME, EXPR)                                                                         \
-static inline void fc_##NAME##_bwd_d(const double *restrict dy, const double *restrict x,                \
+#define FC_BWD_D(NAME, EXPR)                                                                            \
+static inline void fc_##NAME##_bwd_d(const double *restrict dy, const double *restrict x,               \
                                      double *restrict dx, long n, double a, double b)                   \
 {                                                                                                       \
     long i;                                                                                             \
@@ -290,36 +416,60 @@ static inline void fc_##NAME##_bwd_d(const double *restrict dy, const double *re
         double d = dy[i], v = x[i];                                                                     \
         dx[i] = (EXPR);                                                                                 \
     }                                                                                                   \
-}                                                                                                       \
-static inline void fc_##NAME##_bwd_s(const float *restrict dy, const float *restrict x,                  \
+}
+
+/* float32 arrays: the float formulas above, straight from the float loads (a and b rounded to float once,
+ * as fa and fb). */
+#define FC_FWD_S(NAME, EXPR)                                                                            \
+static inline void fc_##NAME##_fwd_s(const float *restrict x, float *restrict y, long n, double a,      \
+                                     double b)                                                          \
+{                                                                                                       \
+    long i;                                                                                             \
+    float fa = (float)a, fb = (float)b;                                                                 \
+    (void)fa; (void)fb;                                                                                 \
+    for (i = 0; i < n; i++) {                                                                           \
+        float v = x[i];                                                                                 \
+        y[i] = (EXPR);                                                                                  \
+    }                                                                                                   \
+}
+#define FC_BWD_S(NAME, EXPR)                                                                            \
+static inline void fc_##NAME##_bwd_s(const float *restrict dy, const float *restrict x,                 \
                                      float *restrict dx, long n, double a, double b)                    \
 {                                                                                                       \
-    double din[FC_CHUNK], in[FC_CHUNK], out[FC_CHUNK];                                                  \
-    long i0, i, m;                                                                                      \
-    for (i0 = 0; i0 < n; i0 += FC_CHUNK) {                                                              \
-        m = n - i0 < FC_CHUNK ? n - i0 : FC_CHUNK;                                                      \
-        for (i = 0; i < m; i++) {                                                                       \
-            din[i] = (double)dy[i0 + i];                                                                \
-            in[i] = (double)x[i0 + i];                                                                  \
-        }                                                                                               \
-        fc_##NAME##_bwd_d(din, in, out, m, a, b);                                                       \
-        for (i = 0; i < m; i++)                                                                         \
-            dx[i0 + i] = (float)out[i];                                                                 \
+    long i;                                                                                             \
+    float fa = (float)a, fb = (float)b;                                                                 \
+    (void)fa; (void)fb;                                                                                 \
+    for (i = 0; i < n; i++) {                                                                           \
+        float d = dy[i], v = x[i];                                                                      \
+        dx[i] = (EXPR);                                                                                 \
     }                                                                                                   \
 }
 
-FC_FWD_WIDE(sigmoid, fc_sigmoid(v))
-FC_FWD_WIDE(tanh, fc_tanh(v))
-FC_FWD_WIDE(elu, fc_elu_f(v, a, b))
-FC_FWD_WIDE(gelu, fc_gelu_f(v))
-FC_FWD_WIDE(gelu_tanh, fc_gelu_tanh_f(v))
-FC_FWD_WIDE(silu, v * fc_sigmoid(v))
-FC_FWD_WIDE(softplus, fc_softplus_f(v))
-FC_BWD_WIDE(elu, fc_elu_b(d, v, a, b))
-FC_BWD_WIDE(gelu, fc_gelu_b(d, v))
-FC_BWD_WIDE(gelu_tanh, fc_gelu_tanh_b(d, v))
-FC_BWD_WIDE(silu, fc_silu_b(d, v))
-FC_BWD_WIDE(softplus, d * fc_sigmoid(v))
+FC_FWD_D(sigmoid, fc_sigmoid(v))
+FC_FWD_D(tanh, fc_tanh(v))
+FC_FWD_D(elu, fc_elu_f(v, a, b))
+FC_FWD_D(gelu, fc_gelu_f(v))
+FC_FWD_D(gelu_tanh, fc_gelu_tanh_f(v))
+FC_FWD_D(silu, v * fc_sigmoid(v))
+FC_FWD_D(softplus, fc_softplus_f(v))
+FC_BWD_D(elu, fc_elu_b(d, v, a, b))
+FC_BWD_D(gelu, fc_gelu_b(d, v))
+FC_BWD_D(gelu_tanh, fc_gelu_tanh_b(d, v))
+FC_BWD_D(silu, fc_silu_b(d, v))
+FC_BWD_D(softplus, d * fc_sigmoid(v))
+
+FC_FWD_S(sigmoid, fc_sigmoidf(v))
+FC_FWD_S(tanh, fc_tanhf(v))
+FC_FWD_S(elu, fc_elu_ff(v, fa, fb))
+FC_FWD_S(gelu, fc_gelu_ff(v))
+FC_FWD_S(gelu_tanh, fc_gelu_tanh_ff(v))
+FC_FWD_S(silu, v * fc_sigmoidf(v))
+FC_FWD_S(softplus, fc_softplus_ff(v))
+FC_BWD_S(elu, fc_elu_bf(d, v, fa, fb))
+FC_BWD_S(gelu, fc_gelu_bf(d, v))
+FC_BWD_S(gelu_tanh, fc_gelu_tanh_bf(d, v))
+FC_BWD_S(silu, fc_silu_bf(d, v))
+FC_BWD_S(softplus, d * fc_sigmoidf(v))
 
 /* The loops that stay in the array's dtype, one set per type. */
 #define FC_DEFINE_ACTIVATIONS(T, S)                                                                      \

@@ -1,7 +1,7 @@
 """Compiled activations: against the NumPy twin (bit-identical), the accuracy of their polynomial exp, expm1,
-tanh, log1p and erf, PyTorch's semantics (within a derived bound) at kinks and special values,
-finite-difference gradients, thread-count independence, validation, and the model layer (names, objects,
-configs, save/load, fit)."""
+tanh, log1p and erf (a float64 set and a float32 set), PyTorch's semantics (within a derived bound) at kinks
+and special values, finite-difference gradients, thread-count independence, validation, and the model layer
+(names, objects, configs, save/load, fit)."""
 import math
 
 import numpy as np
@@ -139,6 +139,42 @@ def test_polynomial_exp_expm1_tanh_log1p_erf_are_accurate(rng):
         assert same_bits(reference._exp64(special), np.array([np.inf, 0.0, np.nan, np.inf, 0.0]))
     minus_zero = np.array([-0.0])
     assert np.signbit(reference._expm1_neg64(minus_zero)[0]) and np.signbit(reference._tanh64(minus_zero)[0])
+
+
+def test_float32_polynomials_are_accurate(rng):
+    """The float32 set (what float32 arrays compute with) against float64's exact values rounded to float32:
+    exp and expm1 within 1 ulp, tanh and log1p within 3 ulp (each a few roundings after its polynomial), erf
+    within 3 float32 eps absolute; every operation stays in float32."""
+    f32 = np.float32
+
+    def ulps(ours, exact):
+        assert ours.dtype == np.float32
+        return np.max(np.abs(ours - exact) / np.spacing(np.abs(exact.astype(f32))).astype(np.float64))
+
+    x = np.concatenate([rng.uniform(-104, 89, 40000), rng.uniform(-3, 3, 40000), np.logspace(-45, 1.9, 4000),
+                        -np.logspace(-45, 2, 4000)]).astype(f32)
+    neg = -np.abs(x)                                    # the float exp is only ever given x <= 0
+    exact = np.exp(neg.astype(np.float64))
+    ours = reference._exp32(neg)
+    normal = exact > np.finfo(f32).tiny
+    assert ulps(ours[normal], exact[normal]) <= 1
+    sub = ~normal                                       # subnormal results: one rounding, of 2**-149
+    assert np.max(np.abs(ours[sub] - exact[sub])) <= 2.0 ** -149
+    assert ulps(reference._expm1_neg32(neg), np.expm1(neg.astype(np.float64))) <= 1
+    assert ulps(reference._tanh32(x), np.tanh(x.astype(np.float64))) <= 3
+    e = np.concatenate([rng.uniform(0, 1, 40000), np.logspace(-45, 0, 4000)]).astype(f32)
+    assert ulps(reference._log1p_unit32(e), np.log1p(e.astype(np.float64))) <= 3
+    x = np.concatenate([np.linspace(-8, 8, 40001), np.logspace(-40, 1, 2000), -np.logspace(-40, 1, 2000)]).astype(f32)
+    ours = reference._erf_poly32(x)
+    assert ours.dtype == np.float32
+    assert np.max(np.abs(ours - np.array([math.erf(v) for v in x.astype(np.float64)]))) <= 3 * np.finfo(f32).eps
+    with np.errstate(all="ignore"):
+        special = np.array([-np.inf, np.nan, -104.0, -0.0, 0.0], f32)
+        assert same_bits(reference._exp32(special), np.array([0.0, np.nan, 0.0, 1.0, 1.0], f32))
+        assert same_bits(reference._erf_poly32(np.array([np.inf, -np.inf, np.nan, -0.0, 4.0], f32)),
+                         np.array([1.0, -1.0, np.nan, -0.0, 1.0], f32))
+    minus_zero = np.array([-0.0], f32)
+    assert np.signbit(reference._expm1_neg32(minus_zero)[0]) and np.signbit(reference._tanh32(minus_zero)[0])
 
 
 # ------------------------------------------------------------------------------ PyTorch's semantics
