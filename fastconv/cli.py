@@ -323,24 +323,19 @@ def _study(args):
             options["mnist-init"] = mnist
         sections = studies.study_all(seeds=args.seeds, options=options, **common)
         for section in sections:
-            status = f"skipped: {section['skipped']}" if section["skipped"] else f"{section['seconds']:.0f} s"
-            print(f"{section['name']}: {status}")
+            print(f"{section['name']}: {section['seconds']:.0f} s")
         print(f"report in {os.path.join(out, 'index.html')} and {os.path.join(out, 'report.md')}")
         return 0
     seeds = args.seeds or DEFAULT_SEEDS[args.name]
     steps = {} if args.steps is None else {"steps": args.steps}
-    try:
-        if args.name == "moons":
-            studies.moons(seeds=seeds, epochs=args.epochs, **common)
-        elif args.name == "mnist-init":
-            studies.mnist_init(seeds=seeds, train=args.train, test=args.test, data=args.data, **common)
-        elif args.name == "depth":
-            studies.depth(seeds=seeds, **common)
-        else:
-            getattr(studies, args.name)(seeds=seeds, **steps, **common)
-    except studies.StudyUnavailable as exc:
-        print(f"fastconv study {args.name}: error: {exc}", file=sys.stderr)
-        return 1
+    if args.name == "moons":
+        studies.moons(seeds=seeds, epochs=args.epochs, **common)
+    elif args.name == "mnist-init":
+        studies.mnist_init(seeds=seeds, train=args.train, test=args.test, data=args.data, **common)
+    elif args.name == "depth":
+        studies.depth(seeds=seeds, **common)
+    else:
+        getattr(studies, args.name)(seeds=seeds, **steps, **common)
     with open(os.path.join(out, args.name.replace("-", "_") + ".md")) as f:
         print(f.read())
     print(f"results in {out}/")

@@ -72,11 +72,8 @@ def _fake_sections(out):
         for fig in figures:
             (out / name / fig).write_bytes(PNG)
         sections.append({"name": name, "about": f"{name}: what it tests", "command": f"fastconv study {name}",
-                         "dir": name, "figures": figures, "skipped": None, "seconds": 1.5,
+                         "dir": name, "figures": figures, "seconds": 1.5,
                          "markdown": TABLE.replace("demo", name)})
-    sections.append({"name": "gamma", "about": "needs a missing layer", "command": "fastconv study gamma",
-                     "dir": "gamma", "figures": [], "skipped": "the gamma study needs fastconv.layers.Gamma",
-                     "seconds": 0.0})
     return sections
 
 
@@ -90,18 +87,17 @@ def test_report_page_parses_and_embeds_every_figure(tmp_path):
         assert img["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(img["src"].split(",", 1)[1]) == PNG
         assert img["alt"]
-    assert page.sections == ["alpha", "beta", "gamma"]
+    assert page.sections == ["alpha", "beta"]
     text = " ".join(page.text)
     assert "fastconv study all --out X" in text and "fastconv study alpha" in text
     assert "The claim holds" in text and "continued on a second line" in text
-    assert "Skipped: the gamma study needs fastconv.layers.Gamma" in text
     assert "a <tag> & an ampersand" in text  # escaped in the page, the same text once parsed
     assert page.tables >= 1 + 2 + 1  # contents, a table per study, versions
     for name in ("fastconv", "NumPy", "Python"):
         assert name in text
     md = open(tmp_path / "report.md", encoding="utf-8").read()
     assert all(f"]({path})" in md for path in expected)
-    assert "| He | 91.0 ± 1.0 | [88.5, 93.5] |" in md and "Skipped: the gamma study" in md
+    assert "| He | 91.0 ± 1.0 | [88.5, 93.5] |" in md
 
 
 def test_markdown_to_html_tables_lists_and_escapes():
@@ -116,7 +112,7 @@ def test_study_all_runs_the_studies_and_writes_the_report(tmp_path):
     tiny = {"trainability": dict(depths=(2, 3), steps=5, width=8, train=320)}
     sections = studies.study_all(out=str(tmp_path), seeds=1, progress=False, only=["trainability"], options=tiny)
     assert [s["name"] for s in sections] == ["trainability"]
-    assert all(s["skipped"] is None and s["markdown"].startswith("# ") for s in sections)
+    assert all(s["markdown"].startswith("# ") for s in sections)
     page = _parse(tmp_path / "index.html")
     pngs = {f"trainability/{f}" for f in os.listdir(tmp_path / "trainability") if f.endswith(".png")}
     assert {img["data-file"] for img in page.images} == pngs
@@ -129,13 +125,3 @@ def test_study_all_runs_the_studies_and_writes_the_report(tmp_path):
     assert os.path.exists(tmp_path / "report.md")
     with pytest.raises(ValueError, match="unknown study 'bogus'"):
         studies.study_all(out=str(tmp_path), only=["bogus"])
-
-
-def test_study_all_reports_a_study_that_needs_a_missing_piece(tmp_path, monkeypatch):
-    def unavailable(**kwargs):
-        raise studies.StudyUnavailable("the selu study needs the 'selu' activation")
-
-    monkeypatch.setattr(studies, "selu", unavailable)
-    sections = studies.study_all(out=str(tmp_path), progress=False, only=["selu"])
-    assert sections[0]["skipped"] == "the selu study needs the 'selu' activation"
-    assert "Skipped: the selu study needs the 'selu' activation" in " ".join(_parse(tmp_path / "index.html").text)

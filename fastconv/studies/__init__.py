@@ -18,7 +18,6 @@ function; reach a study's module with ``from fastconv.studies.depth import depth
 """
 from .batchnorm import BN_INITS, batchnorm, batchnorm_model, batchnorm_run
 from .depth import DEPTH_INITS, depth, depth_run
-from .mlp import StudyUnavailable
 from .mnist_init import MNIST_INITS, mnist_init, mnist_init_run
 from .moons import MOONS_INITS, MOONS_SEED_FIGURES, moons, moons_model, moons_run
 from .report import STUDIES, study_all, write_report
@@ -27,7 +26,7 @@ from .sweep import run_sweep
 from .trainability import TRAIN_CONFIGS, TRAIN_DEPTHS, trainability, trainability_run
 
 __all__ = ["run_sweep", "depth", "moons", "mnist_init", "trainability", "batchnorm", "selu", "study_all",
-           "write_report", "STUDIES", "StudyUnavailable", "DEPTH_INITS", "MOONS_INITS", "MNIST_INITS", "BN_INITS",
+           "write_report", "STUDIES", "DEPTH_INITS", "MOONS_INITS", "MNIST_INITS", "BN_INITS",
            "SELU_CONFIGS", "TRAIN_CONFIGS", "TRAIN_DEPTHS", "MOONS_SEED_FIGURES", "depth_run", "moons_run",
            "moons_model", "mnist_init_run", "trainability_run", "batchnorm_run", "batchnorm_model", "selu_run",
            "selu_model"]

@@ -6,7 +6,7 @@ import numpy as np
 from ..nn import initializers, layers
 from ..nn.model import Sequential
 from ..nn.optimizers import Adam
-from .mlp import BATCH, accuracy, diverged_note, mnist_flat, require_layer, train_steps
+from .mlp import BATCH, accuracy, diverged_note, mnist_flat, train_steps
 from .outputs import write_outputs
 from .plots import GRID_ALPHA, pyplot, save_figure
 from .stats import ci95_half_width, mean_std, spread_ci95
@@ -36,8 +36,8 @@ def batchnorm_model(init_name, bn, seed, hidden=10, width=128):
     stack = []
     for _ in range(hidden):
         if bn:
-            norm = require_layer("BatchNormalization", "batchnorm")
-            stack += [layers.Dense(width, kernel_initializer=init), norm(), layers.Activation("relu")]
+            stack += [layers.Dense(width, kernel_initializer=init), layers.BatchNormalization(),
+                      layers.Activation("relu")]
         else:
             stack.append(layers.Dense(width, activation="relu", kernel_initializer=init))
     stack.append(layers.Dense(10, activation="softmax", kernel_initializer="glorot_normal"))
@@ -68,7 +68,6 @@ def batchnorm(out="study-batchnorm", seeds=5, jobs=1, scheduler=None, steps=250,
     the means across initializers with a bootstrap interval, the verdict), batchnorm.json/.csv and
     batchnorm.png into ``out``; returns the runs.
     """
-    require_layer("BatchNormalization", "batchnorm")  # before any run: a clear error, not half a sweep
     tasks = [dict(init_name=name, bn=bn, seed=s, steps=steps, hidden=hidden, width=width, lr=lr, train=train,
                   data=data) for bn in (False, True) for name in BN_INITS for s in range(seeds)]
     rows = run_sweep(batchnorm_run, tasks, jobs, scheduler, progress, desc="batchnorm")

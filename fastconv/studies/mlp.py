@@ -1,37 +1,14 @@
-"""What the MNIST MLP studies share: the embedded subset as flat vectors, a step-budget training loop and
-lookups of the core pieces (layers, activations) that a study needs, with a clear error when one is missing."""
+"""What the MNIST MLP studies share: the embedded subset as flat vectors and a step-budget training loop."""
 import functools
 
 import numpy as np
 
 from .. import datasets
-from ..nn import activations, layers
 from ..nn.training import single_threaded_blas
 
-__all__ = ["StudyUnavailable", "mnist_flat", "train_steps", "accuracy", "diverged_note", "require_activation",
-           "require_layer", "BATCH"]
+__all__ = ["mnist_flat", "train_steps", "accuracy", "diverged_note", "BATCH"]
 
 BATCH = 64  # images per optimizer step in every MLP study
-
-
-class StudyUnavailable(RuntimeError):
-    """A study needs a core piece (a layer, an activation) that this fastconv does not have."""
-
-
-def require_layer(name, study):
-    """``fastconv.layers.NAME``, looked up when the study runs (so importing the studies never needs it)."""
-    cls = getattr(layers, name, None)
-    if cls is None:
-        raise StudyUnavailable(f"the {study} study needs fastconv.layers.{name}, which this fastconv lacks")
-    return cls
-
-
-def require_activation(name, study):
-    """Check that the activation ``name`` exists (Dense(activation=name) accepts it); returns ``name``."""
-    if name not in activations.ACTIVATIONS:
-        raise StudyUnavailable(f"the {study} study needs the {name!r} activation, which this fastconv lacks "
-                               f"(it has {', '.join(activations.ACTIVATIONS)})")
-    return name
 
 
 @functools.lru_cache(maxsize=4)

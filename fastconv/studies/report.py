@@ -15,7 +15,6 @@ import re
 import sys
 import time
 
-from .mlp import StudyUnavailable
 from .plots import NO_MATPLOTLIB
 
 __all__ = ["STUDIES", "study_all", "write_report", "versions"]
@@ -60,8 +59,7 @@ def study_all(out="study-all", seeds=None, jobs=1, scheduler=None, progress=True
 
     seeds : runs per setting for every study (default: each study's own default).
     options : ``{name: {argument: value}}``, extra arguments for a study (tests use it for tiny runs).
-    A study that needs a core piece this fastconv lacks (:class:`~fastconv.studies.mlp.StudyUnavailable`) is
-    reported as skipped, with the reason; any other error stops the run.  Returns the report's sections.
+    Returns the report's sections.
     """
     from .. import studies
 
@@ -82,18 +80,14 @@ def study_all(out="study-all", seeds=None, jobs=1, scheduler=None, progress=True
         if extra:
             command += "  # with " + ", ".join(f"{k}={v!r}" for k, v in extra.items())
         t0 = time.perf_counter()
-        section = {"name": name, "about": about, "command": command, "dir": name, "figures": [], "skipped": None}
-        try:
-            getattr(studies, function)(**kwargs)
-        except StudyUnavailable as exc:
-            section["skipped"] = str(exc)
+        section = {"name": name, "about": about, "command": command, "dir": name, "figures": []}
+        getattr(studies, function)(**kwargs)
         section["seconds"] = time.perf_counter() - t0
-        if section["skipped"] is None:
-            with open(os.path.join(kwargs["out"], f"{function}.md"), encoding="utf-8") as f:
-                section["markdown"] = f.read()
-            section["figures"] = [fig for fig in figures if os.path.exists(os.path.join(kwargs["out"], fig))]
-            if len(section["figures"]) < len(figures):
-                section["missing_figures"] = [fig for fig in figures if fig not in section["figures"]]
+        with open(os.path.join(kwargs["out"], f"{function}.md"), encoding="utf-8") as f:
+            section["markdown"] = f.read()
+        section["figures"] = [fig for fig in figures if os.path.exists(os.path.join(kwargs["out"], fig))]
+        if len(section["figures"]) < len(figures):
+            section["missing_figures"] = [fig for fig in figures if fig not in section["figures"]]
         sections.append(section)
     write_report(out, sections, command=_all_command(out, seeds, jobs, scheduler))
     return sections
@@ -139,13 +133,10 @@ def _markdown(sections, command, when, found):
     lines = ["# fastconv studies: the seeds' claims, measured", "",
              f"Produced by `{command}` on {when}.", "", "| study | tests | run time |", "|---|---|---|"]
     for s in sections:
-        status = "skipped" if s["skipped"] else f"{s['seconds']:.0f} s"
+        status = f"{s['seconds']:.0f} s"
         lines.append(f"| [{s['name']}](#{s['name']}) | {s['about']} | {status} |")
     for s in sections:
         lines += ["", f"## {s['name']}", "", f"*{s['about']}*", "", f"Command: `{s['command']}`", ""]
-        if s["skipped"]:
-            lines += [f"Skipped: {s['skipped']}."]
-            continue
         lines += [f"### {_title(s)}", "", _body_markdown(s).rstrip(), ""]
         lines += [f"![{s['name']}: {fig}]({s['dir']}/{fig})" for fig in s["figures"]]
         if _figure_note(s):
@@ -235,16 +226,13 @@ def _html(out, sections, command, when, found):
              "&ldquo;seeds&rdquo;) with many seeds and 95% intervals; its verdict is computed from the numbers "
              "below.</p>", "<table><thead><tr><th>study</th><th>tests</th><th>run time</th></tr></thead><tbody>"]
     for s in sections:
-        status = "skipped" if s["skipped"] else f"{s['seconds']:.0f} s"
+        status = f"{s['seconds']:.0f} s"
         parts.append(f'<tr><td><a href="#{esc(s["name"])}">{esc(s["name"])}</a></td><td>{esc(s["about"])}</td>'
                      f"<td>{status}</td></tr>")
     parts.append("</tbody></table>")
     for s in sections:
         parts += [f'<section id="{esc(s["name"])}">', f"<h2>{esc(s['name'])}</h2>",
                   f'<p class="about">{esc(s["about"])}</p>', f"<p>Command: <code>{esc(s['command'])}</code></p>"]
-        if s["skipped"]:
-            parts += [f'<p class="skipped">Skipped: {esc(s["skipped"])}.</p>', "</section>"]
-            continue
         parts.append(f"<h3>{esc(_title(s))}</h3>")
         body = _body_markdown(s)
         split = body.find("**Verdict.**")

@@ -9,7 +9,7 @@ from ..nn import layers
 from ..nn.model import Sequential
 from ..nn.optimizers import SGD
 from ..nn.training import single_threaded_blas
-from .mlp import BATCH, accuracy, diverged_note, mnist_flat, require_activation, train_steps
+from .mlp import BATCH, accuracy, diverged_note, mnist_flat, train_steps
 from .outputs import write_outputs
 from .plots import GRID_ALPHA, legend_below, pyplot, save_figure
 from .stats import ci95_half_width, mean_std
@@ -34,7 +34,6 @@ def selu_model(config, seed, hidden=32, width=256):
     """``hidden`` Dense layers of ``width`` units with the config's activation, then 10 softmax outputs; the
     config's initializer on every layer, zero biases, float32."""
     activation, init = SELU_CONFIGS[config]
-    require_activation(activation, "selu")
     return Sequential([layers.Dense(width, activation=activation, kernel_initializer=init) for _ in range(hidden)]
                       + [layers.Dense(10, activation="softmax", kernel_initializer=init)], seed=seed)
 
@@ -77,8 +76,6 @@ def selu(out="study-selu", seeds=3, jobs=1, scheduler=None, steps=300, hidden=32
     trains for ``steps`` SGD steps (lr ``lr``, momentum ``momentum``) and measures again.  Writes selu.md/
     .json/.csv and selu.png into ``out``; returns the runs.
     """
-    for activation, _ in SELU_CONFIGS.values():
-        require_activation(activation, "selu")  # before any run: a clear error, not half a sweep
     tasks = [dict(config=c, seed=s, steps=steps, hidden=hidden, width=width, lr=lr, momentum=momentum, train=train,
                   data=data) for c in SELU_CONFIGS for s in range(seeds)]
     rows = run_sweep(selu_run, tasks, jobs, scheduler, progress, desc="selu")
