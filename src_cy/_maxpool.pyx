@@ -14,6 +14,8 @@ from libc.math cimport INFINITY
 
 from fastconv._arrays cimport one_window_stride
 
+PARALLEL_MIN = 1 << 14  # input elements from which the planes are split between threads
+
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y, long long[:, :, :, ::1] idx,
                       Py_ssize_t kh, Py_ssize_t kw, stride_h, stride_w, int nthreads):
@@ -29,7 +31,8 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y, 
             or idx.shape[0] != N or idx.shape[1] != C or idx.shape[2] != Ho or idx.shape[3] != Wo):
         raise ValueError("maxpool2d_forward: inconsistent shapes reached the compiled kernel")
     cdef Py_ssize_t r
-    for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
+    cdef int nt = nthreads if N * C * H * W >= PARALLEL_MIN else 1   # below: no region to wake
+    for r in prange(N * C, schedule='static', num_threads=nt, nogil=True):
         _pool_plane(&x[0, 0, 0, 0] + r * H * W, &y[0, 0, 0, 0] + r * Ho * Wo, &idx[0, 0, 0, 0] + r * Ho * Wo,
                     W, Ho, Wo, kh, kw, sh, sw)
 
@@ -83,7 +86,8 @@ def maxpool2d_forward_padded(const floating[:, :, :, ::1] x,    # IN  (N, C, H, 
     if N * C * Ho * Wo == 0 or H * W == 0:
         return
     cdef Py_ssize_t r
-    for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
+    cdef int nt = nthreads if N * C * H * W >= PARALLEL_MIN else 1
+    for r in prange(N * C, schedule='static', num_threads=nt, nogil=True):
         _pool_plane_padded(&x[0, 0, 0, 0] + r * H * W, &y[0, 0, 0, 0] + r * Ho * Wo,
                            &idx[0, 0, 0, 0] + r * Ho * Wo, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl)
 
@@ -131,7 +135,8 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy, const long long[:, :, :,
         raise ValueError("maxpool2d_backward: inconsistent shapes reached the compiled kernel")
     cdef Py_ssize_t r, n, c, oh, ow, k, HW = H * W
     cdef Py_ssize_t nbad = 0
-    for r in prange(N * C, schedule='static', num_threads=nthreads, nogil=True):
+    cdef int nt = nthreads if N * C * H * W >= PARALLEL_MIN else 1
+    for r in prange(N * C, schedule='static', num_threads=nt, nogil=True):
         n = r // C
         c = r % C
         for oh in range(Ho):
