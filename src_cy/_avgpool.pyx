@@ -20,7 +20,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 # Below this many elements one thread is faster than waking the others.
-PARALLEL_MIN = 1 << 15
+PARALLEL_MIN = 1 << 14
 
 
 cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:

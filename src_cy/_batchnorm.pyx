@@ -27,7 +27,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 # Below this many elements one thread is faster than waking the others.
-PARALLEL_MIN = 1 << 15
+PARALLEL_MIN = 1 << 14
 
 # ``convention`` codes (fastconv.ops.BATCHNORM_CONVENTIONS.index)
 cdef enum:
