@@ -120,7 +120,8 @@ class Optimizer:
             raise RuntimeError("the optimizer has no state yet: build the model (or call optimizer.build) first")
 
     def _required_state(self):
-        return ()
+        """The state arrays this optimizer's settings use (all of ``_STATE`` unless a subclass says less)."""
+        return self._STATE
 
     def state(self):
         s = {"iterations": self.iterations}
@@ -444,9 +445,6 @@ class Adagrad(Optimizer):
         super().build(size, dtype)
         self.accumulator = np.full(size, self.initial_accumulator_value, dtype)
 
-    def _required_state(self):
-        return ("accumulator",)
-
     def step(self, params, grads, segments=None):
         lr = self._lr()
         self.iterations += 1
@@ -497,9 +495,6 @@ class Nadam(Optimizer):
         self.m = np.zeros(size, dtype)
         self.v = np.zeros(size, dtype)
         self.u_product = np.ones((), np.float64)
-
-    def _required_state(self):
-        return ("m", "v", "u_product")
 
     def step(self, params, grads, segments=None):
         lr = self._lr()
