@@ -97,3 +97,24 @@ def test_fit_runs_numpys_blas_on_one_thread_and_restores_it(restore_threads):
         digests.append(hashlib.sha256(model.params.tobytes()).hexdigest())
     assert seen and set(seen) == {1}
     assert digests[0] == digests[1]
+
+
+class _Switching(runtime.ThreadGovernor):
+    """A governor that moves to the next of 1..4 threads after every step."""
+
+    def tick(self, samples):
+        self.threads = self.threads % 4 + 1
+        self.report.append({"threads": self.threads, "action": "probe"})
+        return True
+
+
+def test_a_run_whose_thread_count_changes_every_step_gives_the_same_bits(restore_threads, monkeypatch):
+    """fit's adaptive thread count (fastconv.runtime.ThreadGovernor) may change the count between any two
+    steps; the run stays the bits of a one-thread run, and the count is restored after."""
+    plain = _fit_digest("float32", 16, 1)
+    monkeypatch.setattr(runtime, "ThreadGovernor", _Switching)
+    runtime.set_adaptive_threads(True)
+    switching = _fit_digest("float32", 16, 2)
+    assert len(runtime.adaptive_threads_report()) > 20   # it did switch, at every step
+    assert runtime.get_num_threads() == 2
+    assert switching == plain

@@ -196,3 +196,136 @@ def test_adam_split_below_parallel_min_is_bit_identical(threads, dtype):
         ops.adam_update(p, g, *state, step=step, lr=1e-2)
         reference.adam_update(p_ref, g, *state_ref, step=step, lr=1e-2)
         assert p.tobytes() == p_ref.tobytes(), step
+
+
+# ------------------------------------------------------------------------------------ adaptive threads
+
+class _Clocks:
+    """Fake wall and CPU clocks for a ThreadGovernor: each step takes ``step_s`` at ``load`` cores busy."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def run(self, seconds, cores):
+        self.wall += seconds
+        self.cpu += seconds * cores
+
+
+def _governor(clocks, idle=None, **kw):
+    """A governor on 2 threads reading ``clocks``; ``idle``: a function of nothing giving idle cores."""
+    state = {"idle": 0, "total": 0}
+
+    def cpu_times():
+        if idle is None:
+            return None
+        state["total"] += 100
+        state["idle"] += 50 * idle()    # 2 cores: idle() of them idle over the last 100 jiffies
+        return state["idle"], state["total"]
+
+    return runtime.ThreadGovernor(2, window_s=0.05, min_steps=4, clock=lambda: clocks.wall,
+                                  cpu_clock=lambda: clocks.cpu, cpu_times=cpu_times, cores=2, **kw)
+
+
+def _train(gov, clocks, steps, step_s, cores_of):
+    """Run ``steps`` steps of 8 samples: at n threads a step takes step_s[n] with cores_of[n] cores busy."""
+    for _ in range(steps):
+        n = gov.threads
+        clocks.run(step_s[n], cores_of[n])
+        gov.tick(8)
+
+
+def test_governor_changes_nothing_on_a_quiet_machine():
+    clocks = _Clocks()
+    gov = _governor(clocks)
+    _train(gov, clocks, 400, {1: 0.02, 2: 0.012}, {1: 1.0, 2: 1.97})
+    assert gov.threads == 2
+    assert {r["action"] for r in gov.report} <= {"settle", "keep"}
+    assert len(gov.report) > 40
+
+
+def test_governor_halves_the_threads_when_a_core_is_taken_and_keeps_them():
+    clocks = _Clocks()
+    gov = _governor(clocks, idle=lambda: 0.0)
+    # busy: two threads get 1.3 cores and stall (0.05 s a step); one thread runs at its quiet speed
+    _train(gov, clocks, 200, {1: 0.02, 2: 0.05}, {1: 1.0, 2: 1.3})
+    actions = [r["action"] for r in gov.report]
+    assert gov.threads == gov.home == 1
+    assert actions[:4] == ["settle", "probe", "settle", "take"]
+    assert "probe" not in actions[4:]     # no idle core: it never tries two threads again
+
+
+def test_governor_goes_back_and_waits_longer_when_a_probe_loses():
+    clocks = _Clocks()
+    gov = _governor(clocks)
+    # the process looks oversubscribed (1.2 cores of 2) but one thread is slower: probes lose
+    _train(gov, clocks, 2000, {1: 0.03, 2: 0.012}, {1: 1.0, 2: 1.2})
+    assert gov.threads == 2
+    rows = gov.report
+    probes = [i for i, r in enumerate(rows) if r["action"] == "probe"]
+    gaps = np.diff(probes)
+    # the gap doubles up to max_gap windows (a probe costs a settle window and a measured one: 3 more)
+    assert list(gaps[:6]) == [1 + 2 * 2 ** k + 2 for k in range(6)] and max(gaps) == 64 + 3
+    assert all(rows[i + 2]["action"] == "back" for i in probes)
+
+
+def test_governor_raises_the_threads_again_when_a_core_frees_up():
+    clocks = _Clocks()
+    idle = {"cores": 0.0}
+    gov = _governor(clocks, idle=lambda: idle["cores"])
+    busy = ({1: 0.02, 2: 0.05}, {1: 1.0, 2: 1.3})
+    _train(gov, clocks, 100, *busy)
+    assert gov.threads == 1
+    idle["cores"] = 1.0                   # the other process ends
+    _train(gov, clocks, 200, {1: 0.02, 2: 0.012}, {1: 1.0, 2: 1.97})
+    assert gov.threads == gov.home == 2
+    assert gov.report[-1]["action"] == "keep"
+
+
+def test_governor_leaves_out_paused_time():
+    clocks = _Clocks()
+    gov = _governor(clocks)
+    for k in range(4):
+        clocks.run(0.02, 2)
+        gov.pause()
+        clocks.run(1.0, 0.5)     # a long non-step interval (compiling, validation)
+        gov.resume()
+        gov.tick(8)
+    assert gov.report[-1]["seconds"] == pytest.approx(0.08)
+    assert gov.report[-1]["cpu_per_wall"] == pytest.approx(2.0)
+
+
+def test_adaptive_threads_switch(threads):
+    before = runtime.adaptive_threads_enabled()
+    try:
+        runtime.set_adaptive_threads(False)
+        assert not runtime.adaptive_threads_enabled()
+        with runtime.adaptive_threads() as gov:
+            assert gov is None
+        runtime.set_adaptive_threads(True)
+        fastconv.set_num_threads(1)
+        with runtime.adaptive_threads() as gov:
+            assert gov is None          # nothing to adapt on one thread
+    finally:
+        runtime.set_adaptive_threads(before)
+    for bad in (1, "yes", None):
+        with pytest.raises(TypeError, match="enabled must be True or False"):
+            runtime.set_adaptive_threads(bad)
+
+
+def test_adaptive_threads_environment_variable():
+    code = "from fastconv import runtime; print(runtime.adaptive_threads_enabled())"
+    assert run_python(code, FASTCONV_ADAPTIVE_THREADS="0")[1].strip() == "False"
+    assert run_python(code)[1].strip() == "True"
+
+
+@pytest.mark.skipif(not runtime.openmp_enabled(), reason="built without OpenMP")
+def test_fit_reports_its_windows_and_restores_the_thread_count(threads):
+    fastconv.set_num_threads(2)
+    model = fastconv.Sequential([fastconv.layers.Dense(16, activation="relu"), fastconv.layers.Dense(3)], seed=0)
+    model.compile(fastconv.optimizers.SGD(0.01), "mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.standard_normal((4000, 8)), rng.standard_normal((4000, 3)), batch_size=4, epochs=16, verbose=0)
+    report = runtime.adaptive_threads_report()
+    assert report and report[0]["action"] == "settle"
+    assert {"threads", "seconds", "samples", "us_per_sample", "cpu_per_wall", "idle_cores", "action"} <= set(report[0])
+    assert runtime.get_num_threads() == 2

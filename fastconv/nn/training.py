@@ -3,6 +3,7 @@ import contextlib
 
 import numpy as np
 
+from .. import runtime
 from .callbacks import Callback, History, ProgbarLogger
 
 __all__ = ["fit_loop", "single_threaded_blas"]
@@ -67,15 +68,17 @@ def fit_loop(model, x, t, *, sample_weight=None, batch_size, epochs, shuffle, va
     logs = {}
     for cb in callbacks:
         cb.on_train_begin({})
-    with single_threaded_blas():
-        logs = _epochs(model, x, t, sample_weight, batch_size, epochs, shuffle, validation, callbacks, initial_epoch)
+    with single_threaded_blas(), runtime.adaptive_threads() as governor:
+        logs = _epochs(model, x, t, sample_weight, batch_size, epochs, shuffle, validation, callbacks, initial_epoch,
+                       governor)
     for cb in callbacks:
         cb.on_train_end(logs)
     return history
 
 
-def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, initial_epoch):
-    """The epochs of :func:`fit_loop`; returns the last epoch's logs."""
+def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, initial_epoch, governor):
+    """The epochs of :func:`fit_loop`; returns the last epoch's logs.  ``governor``: a
+    :class:`fastconv.runtime.ThreadGovernor` that may change the thread count between steps, or None."""
     n = len(x)
     steps = {}
     runs = model._metric_runs()
@@ -92,14 +95,21 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
         order = model.rng.permutation(n) if shuffle else np.arange(n)
         total_loss, seen, weight_total = 0.0, 0, 0.0
         totals = [0.0] * len(runs)
+        if governor is not None:
+            governor.resume()
         for batch, start in enumerate(range(0, n, batch_size)):
             if begin_hooks:
                 for hook in begin_hooks:
                     hook(batch, logs={})
             idx = order[start:start + batch_size]
-            step = steps.get(len(idx))
+            key = (len(idx), runtime.get_num_threads())
+            step = steps.get(key)
             if step is None:
-                step = steps[len(idx)] = model._step("train", len(idx), t.dtype, weighted=w is not None)
+                if governor is not None:
+                    governor.pause()
+                step = steps[key] = model._step("train", len(idx), t.dtype, weighted=w is not None)
+                if governor is not None:
+                    governor.resume()
             loss = step.train(x, t, idx, w)
             total_loss += loss * len(idx)
             seen += len(idx)
@@ -109,6 +119,12 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
                 if any_weighted:
                     weight_total += float(np.sum(step.w))
             update()
+            if governor is not None:
+                if runtime.get_num_threads() != governor.threads:
+                    governor = None       # the run chose its own count (a callback): leave it be
+                elif governor.tick(len(idx)):
+                    runtime.set_num_threads(governor.threads)
+                    update = model._update()
             if end_hooks:
                 batch_logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
                 batch_logs["batch_loss"] = float(loss)
@@ -118,6 +134,8 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
             if model.stop_training:
                 break
         logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
+        if governor is not None:
+            governor.pause()      # validation and the epoch's callbacks are not training steps
         if validation is not None:
             for cb in callbacks:
                 cb.on_test_begin({})
