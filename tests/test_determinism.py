@@ -11,6 +11,7 @@ import pytest
 
 import fastconv
 from fastconv import datasets, layers, ops, optimizers, runtime
+from fastconv.nn.callbacks import Callback
 
 THREADS = (1, 2, 3, 4)
 
@@ -118,3 +119,31 @@ def test_a_run_whose_thread_count_changes_every_step_gives_the_same_bits(restore
     assert len(runtime.adaptive_threads_report()) > 20   # it did switch, at every step
     assert runtime.get_num_threads() == 2
     assert switching == plain
+
+
+def test_without_threadpoolctl_fit_pins_numpys_own_openblas(restore_threads, monkeypatch):
+    """Where threadpoolctl is not installed, fit pins the OpenBLAS NumPy bundles through its own thread
+    functions (ctypes), and gives the count back after."""
+    from fastconv.nn import training
+
+    shim = training._OpenBLAS()
+    if not shim.pairs:
+        pytest.skip("NumPy's BLAS here is not a bundled OpenBLAS")
+    monkeypatch.setattr(training, "_controller", shim)
+    getter = shim.pairs[0][1]
+    seen = []
+
+    class Probe(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(getter())
+
+    before = getter()
+    shim.pairs[0][0](2)
+    model = fastconv.Sequential([layers.Dense(64, activation="relu"), layers.Dense(3)], seed=0)
+    model.compile(optimizers.SGD(0.01), "mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.standard_normal((64, 32)), rng.standard_normal((64, 3)), batch_size=32, epochs=1, verbose=0,
+              callbacks=[Probe()])
+    assert seen == [1, 1]
+    assert getter() == 2
+    shim.pairs[0][0](before)

@@ -1,5 +1,7 @@
 """The training loop: one short function that every model's ``fit`` runs, with Keras's callback hooks."""
 import contextlib
+import ctypes
+import os
 
 import numpy as np
 
@@ -8,11 +10,63 @@ from .callbacks import Callback, History, ProgbarLogger
 
 __all__ = ["fit_loop", "single_threaded_blas"]
 
-_controller = None   # threadpoolctl's view of the loaded BLAS libraries, made once
+_controller = None   # threadpoolctl's view of the loaded BLAS libraries, or _OpenBLAS, made once
+
+# (set, get) thread-count functions of the OpenBLAS builds NumPy's wheels bundle, newest naming first
+_OPENBLAS_SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                     ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                     ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+                     ("openblas_set_num_threads", "openblas_get_num_threads"))
+
+
+def _openblas_paths():
+    """Paths of the OpenBLAS libraries this process has loaded (Linux), or that NumPy ships beside itself."""
+    paths = set()
+    try:
+        with open("/proc/self/maps") as f:
+            paths.update(line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line)
+    except OSError:
+        pass
+    if not paths:
+        root = os.path.dirname(os.path.dirname(np.__file__))
+        for folder in (os.path.join(root, "numpy.libs"), os.path.join(os.path.dirname(np.__file__), ".dylibs")):
+            if os.path.isdir(folder):
+                paths.update(os.path.join(folder, name) for name in os.listdir(folder) if "openblas" in name.lower())
+    return sorted(paths)
+
+
+class _OpenBLAS:
+    """NumPy's bundled OpenBLAS, pinned through its own C functions when threadpoolctl is not installed."""
+
+    def __init__(self):
+        self.pairs = []
+        for path in _openblas_paths():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for set_name, get_name in _OPENBLAS_SYMBOLS:
+                if hasattr(lib, set_name) and hasattr(lib, get_name):
+                    setter, getter = getattr(lib, set_name), getattr(lib, get_name)
+                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                    self.pairs.append((setter, getter))
+                    break
+
+    @contextlib.contextmanager
+    def limit(self, limits, user_api):
+        before = [getter() for _, getter in self.pairs]
+        for setter, _ in self.pairs:
+            setter(limits)
+        try:
+            yield
+        finally:
+            for (setter, _), n in zip(self.pairs, before):
+                setter(n)
 
 
 def single_threaded_blas():
-    """A context in which NumPy's BLAS runs on one thread, where threadpoolctl is installed (else nothing).
+    """A context in which NumPy's BLAS runs on one thread: through threadpoolctl where it is installed, else
+    through the thread functions of the OpenBLAS NumPy bundles (else nothing: another BLAS, not found).
 
     The dense layers above ``fastconv.ops.DENSE_SMALL_BATCH`` samples call NumPy's BLAS between fastconv's
     OpenMP kernels; a multi-threaded BLAS then spins its threads against OpenMP's on the same cores, and
@@ -23,11 +77,9 @@ def single_threaded_blas():
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:
-            _controller = False
+            _controller = _OpenBLAS()
         else:
             _controller = ThreadpoolController()
-    if _controller is False:
-        return contextlib.nullcontext()
     return _controller.limit(limits=1, user_api="blas")
 
 
