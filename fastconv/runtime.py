@@ -224,26 +224,30 @@ class ThreadGovernor:
     count is below the top and the machine shows an idle core (``/proc/stat``; always, where it cannot
     tell), a probe of twice the threads follows after some windows.  A probe is taken when its time per
     sample is ``gain`` times better than home's; otherwise the gap before the next probe that way
-    doubles, up to ``max_gap`` windows.
+    doubles, up to ``max_gap`` windows.  When ``current()`` (the thread count in force) is not what the
+    governor set, the run has chosen its own count, and the governor stops (``off``).
     """
 
     def __init__(self, threads, *, window_s=0.05, min_steps=4, oversubscribed=0.8, gain=1.08, max_gap=64,
-                 clock=time.perf_counter, cpu_clock=time.process_time, cpu_times=_cpu_times, cores=None):
+                 clock=time.perf_counter, cpu_clock=time.process_time, cpu_times=_cpu_times, cores=None,
+                 current=get_num_threads):
         self.top = self.home = self.threads = int(threads)
         self.window_s, self.min_steps, self.oversubscribed, self.gain = window_s, min_steps, oversubscribed, gain
         self.max_gap = max_gap
         self.cores = cores or os.cpu_count() or 1
-        self._clock, self._cpu_clock, self._cpu_times = clock, cpu_clock, cpu_times
+        self._clock, self._cpu_clock, self._cpu_times, self._current = clock, cpu_clock, cpu_times, current
         self._gap = {-1: 1, 1: 4}       # windows at home before a probe down (-1) or up (+1)
         self._since = 0                 # windows at home since the last probe or change
         self._home_rate = None          # seconds per sample of home's last window
         self._settle = True
+        self.off = False                # set when the run changes the thread count itself
         self.report = []
         self.restart()
 
     def restart(self):
         """Start a new window now (what ran since the last tick is not counted)."""
         self._t0, self._c0, self._steps, self._samples = self._clock(), self._cpu_clock(), 0, 0
+        self._check = self.min_steps
         self._idle0 = self._cpu_times() if self.home < self.top else None
         self._paused = None
 
@@ -261,11 +265,22 @@ class ThreadGovernor:
             self._paused = None
 
     def tick(self, samples):
-        """Count one step of ``samples``; returns True when :attr:`threads` changed."""
+        """Count one step of ``samples``; returns True when :attr:`threads` changed.  Cheap between the
+        window's clock reads (a few additions), which come only as often as the window could be over."""
         self._steps += 1
         self._samples += samples
+        if self._steps < self._check or self.off:
+            return False
+        return self._window()
+
+    def _window(self):
         wall = self._clock() - self._t0
-        if self._steps < self.min_steps or wall < self.window_s:
+        if wall < self.window_s:
+            # read the clock again about halfway through what is left of the window at this pace
+            self._check = self._steps + max(1, int(self._steps * (self.window_s - wall) / (2 * wall or 1e-9)))
+            return False
+        if self._current is not None and self._current() != self.threads:
+            self.off = True      # the run set its own count (a callback): leave it be
             return False
         cpu = self._cpu_clock() - self._c0
         idle = self._idle_cores(self._idle0, self._cpu_times() if self._idle0 is not None else None)

@@ -223,7 +223,7 @@ def _governor(clocks, idle=None, **kw):
         return state["idle"], state["total"]
 
     return runtime.ThreadGovernor(2, window_s=0.05, min_steps=4, clock=lambda: clocks.wall,
-                                  cpu_clock=lambda: clocks.cpu, cpu_times=cpu_times, cores=2, **kw)
+                                  cpu_clock=lambda: clocks.cpu, cpu_times=cpu_times, cores=2, current=None, **kw)
 
 
 def _train(gov, clocks, steps, step_s, cores_of):
@@ -329,3 +329,17 @@ def test_fit_reports_its_windows_and_restores_the_thread_count(threads):
     assert report and report[0]["action"] == "settle"
     assert {"threads", "seconds", "samples", "us_per_sample", "cpu_per_wall", "idle_cores", "action"} <= set(report[0])
     assert runtime.get_num_threads() == 2
+
+
+def test_governor_stops_when_the_run_sets_its_own_thread_count():
+    clocks, count = _Clocks(), {"n": 2}
+    gov = runtime.ThreadGovernor(2, clock=lambda: clocks.wall, cpu_clock=lambda: clocks.cpu,
+                                 cpu_times=lambda: None, cores=2, current=lambda: count["n"])
+    for step in range(400):
+        if step == 200:
+            count["n"] = 3          # a callback's set_num_threads(3)
+        clocks.run({1: 0.02, 2: 0.05, 3: 0.05}[count["n"]], 1.3)
+        if gov.tick(8):
+            count["n"] = gov.threads   # what the training loop does
+    assert gov.off and count["n"] == 3
+    assert gov.home == 1          # it had moved to one thread before

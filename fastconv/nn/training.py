@@ -171,12 +171,9 @@ def _epochs(model, x, t, w, batch_size, epochs, shuffle, validation, callbacks, 
                 if any_weighted:
                     weight_total += float(np.sum(step.w))
             update()
-            if governor is not None:
-                if runtime.get_num_threads() != governor.threads:
-                    governor = None       # the run chose its own count (a callback): leave it be
-                elif governor.tick(len(idx)):
-                    runtime.set_num_threads(governor.threads)
-                    update = model._update()
+            if governor is not None and governor.tick(len(idx)):
+                runtime.set_num_threads(governor.threads)
+                update = model._update()
             if end_hooks:
                 batch_logs = _logs(total_loss, seen, weight_total, names, totals, weighted)
                 batch_logs["batch_loss"] = float(loss)
