@@ -8,8 +8,10 @@
 # xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
 # Output (oh, ow) is column p = oh*Wc + ow, and term k = (c, i, j) reads, for every p at once, the
 # contiguous view of xs that starts at boff[k]:
-#   shifted (sw == 1 and Wq > 1.25 Wo): ns = kw, Wc = Wo -- xs[c, i%sh, 0, j][oh + i//sh, ow]: no wasted
-#       column, and xs is only kw times the input (an im2col is kh*kw times);
+#   shifted (sw == 1 and Wq > 1.25 Wo; the forward of few channels at any stride, _Plan.forward_plan):
+#       ns = ceil(kw / sw), Wc = Wo -- xs[c, i%sh, j%sw, j//sw][oh + i//sh, ow]: no wasted column, every
+#       tile but the last a run of consecutive outputs, and xs is only ns times the input (an im2col is
+#       kh*kw times);
 #   grid (otherwise): ns = 1, Wc = Wq -- xq[c, i%sh, j%sw][oh + i//sh, ow + j//sw]: columns ow >= Wo are
 #       computed and dropped (the output map sends them nowhere), and xs is the size of the input.
 # y = W @ views and dW = dy_on_columns @ views^T (dy zero on dropped columns) read those views.  dx goes
