@@ -878,3 +878,30 @@ def test_first_layer_shapes_keep_their_bits(dtype, xs, ws, stride, padding, rng)
     finally:
         _conv.FORWARD_SHIFT_MAX_TERMS = old
     assert np.array_equal(ops.conv2d_forward(x, w, b, stride=stride, padding=padding), grid)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws", [
+    ((40, 32, 13, 13), (64, 32, 3, 3)),   # Keras's MNIST convnet, second layer (its dx by Winograd)
+    ((23, 16, 11, 9), (24, 16, 3, 3)),    # dx by implicit GEMM: dW reads dy on the dx grid
+])
+def test_small_map_dw_sums_several_samples_per_tile(dtype, xs, ws, rng):
+    """dW of maps whose rows are a few vectors: each tile of dW sums several samples before its
+    horizontal sums (chunks and a partial group of samples here).  Within the reference's bound, and
+    the same bits on 1-4 threads."""
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    check_conv_against_reference(x, w, b, 1, 0)
+    dy = rng.standard_normal((xs[0], ws[0], xs[2] - 2, xs[3] - 2)).astype(dtype)
+    old = ops.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 4):
+            ops.set_num_threads(threads)
+            results.append(ops.conv2d_backward(dy, x, w) + ops.conv2d_backward(dy, x, w, need_dx=False)[1:])
+    finally:
+        ops.set_num_threads(old)
+    for threads, result in zip((2, 3, 4), results[1:]):
+        for name, got, one in zip(("dx", "dw", "db", "dw (no dx)", "db (no dx)"), result, results[0]):
+            assert np.array_equal(got, one), f"{name} differs between {threads} threads and 1"
