@@ -221,6 +221,16 @@ cdef inline void _dx_item(_Plan g, Py_ssize_t n, Py_ssize_t rest, Py_ssize_t n0,
               &g.boffx[0] + g.toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
               &g.cmapx[0] + q * PX + jt * NR, g.xcontig[q * ntx + jt], <int>mr, NULL)
 
+cdef inline void _row_zero_tail(floating *dst, const floating *src, Py_ssize_t n, Py_ssize_t width) noexcept nogil:
+    """dst[:n] = src[:n], dst[n:width] = 0: a loop, not memcpy and memset (rows of a small map are a few
+    dozen bytes, less than the calls cost)."""
+    cdef Py_ssize_t v
+    for v in range(n):
+        dst[v] = src[v]
+    for v in range(n, width):
+        dst[v] = 0
+
+
 cdef inline void _fill_item(_Plan g, Py_ssize_t n, Py_ssize_t c, Py_ssize_t n0, const floating *x,
                             const floating *dy, floating *dx, floating *xs, floating *dyp, floating *dyf,
                             bint need_dx, bint own_dyp) noexcept nogil:
@@ -248,15 +258,13 @@ cdef inline void _fill_item(_Plan g, Py_ssize_t n, Py_ssize_t c, Py_ssize_t n0, 
             memcpy(d, dy + ((n0 + n) * F + f) * P, P * sizeof(floating))
         else:
             for oh in range(Ho):
-                memcpy(d + oh * Wc, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
-                memset(d + oh * Wc + Wo, 0, (Wc - Wo) * sizeof(floating))
+                _row_zero_tail(d + oh * Wc, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo, Wc)
         memset(d + Ho * Wc, 0, (Ppad - Ho * Wc) * sizeof(floating))
     if need_dx:
         d = dyf + n * Sf + f * Sd
         memset(d, 0, T * sizeof(floating))
         for oh in range(Ho):
-            memcpy(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
-            memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
+            _row_zero_tail(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo, Wq)
         memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
 
 
