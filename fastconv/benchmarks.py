@@ -24,6 +24,12 @@ CONV_SHAPES = [
     ("seed conv2 b64", (64, 16, 21, 21), (8, 16, 4, 4), 2, 0, False),
     ("3x3 64->64 b32", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1, False),
     ("5x5 s2 stem 3->32 b32", (32, 3, 32, 32), (32, 3, 5, 5), 2, 2, False),
+    # Keras's MNIST convnet, LeNet-5, and a CIFAR-size first layer (the shifted forward of few terms)
+    ("mnist conv1 1->32 b128", (128, 1, 28, 28), (32, 1, 3, 3), 1, 0, True),
+    ("mnist conv2 32->64 b128", (128, 32, 13, 13), (64, 32, 3, 3), 1, 0, False),
+    ("lenet conv1 1->6 b1", (1, 1, 28, 28), (6, 1, 5, 5), 1, 2, True),
+    ("lenet conv2 6->16 b1", (1, 6, 14, 14), (16, 6, 5, 5), 1, 0, False),
+    ("3x3 p1 3->32 b64", (64, 3, 32, 32), (32, 3, 3, 3), 1, 1, True),
     # the im2col path: dilation, and TensorFlow's "same" at stride 2 (the extra row/column at the end)
     ("3x3 d2 32->32 b8", (8, 32, 32, 32), (32, 32, 3, 3), 1, 2, False, 2),
     ("3x3 s2 same 32->64 b8", (8, 32, 32, 32), (64, 32, 3, 3), 2, (0, 1, 0, 1), False),

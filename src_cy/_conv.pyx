@@ -153,7 +153,7 @@ cdef int _forward(floating tag, x, w, b, y, stride, padding, dilation, int nthre
         if finite:
             _winograd(xp, N, C, g.H, g.W, wp, F, g.ph, g.pw, bptr, yp, g.Ho, g.Wo, nthreads)
             return 0
-    return _forward_implicit(g, xp, wp, bptr, yp, N, nthreads)
+    return _forward_implicit(g.forward_plan(), xp, wp, bptr, yp, N, nthreads)
 
 
 cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, padding, dilation,

@@ -8,8 +8,10 @@
 # xs[c, a, b, s][u, v] = xq[c, a, b][u, v + s] (Hq x Wc).
 # Output (oh, ow) is column p = oh*Wc + ow, and term k = (c, i, j) reads, for every p at once, the
 # contiguous view of xs that starts at boff[k]:
-#   shifted (sw == 1 and Wq > 1.25 Wo): ns = kw, Wc = Wo -- xs[c, i%sh, 0, j][oh + i//sh, ow]: no wasted
-#       column, and xs is only kw times the input (an im2col is kh*kw times);
+#   shifted (sw == 1 and Wq > 1.25 Wo; the forward of few channels at any stride, _Plan.forward_plan):
+#       ns = ceil(kw / sw), Wc = Wo -- xs[c, i%sh, j%sw, j//sw][oh + i//sh, ow]: no wasted column, every
+#       tile but the last a run of consecutive outputs, and xs is only ns times the input (an im2col is
+#       kh*kw times);
 #   grid (otherwise): ns = 1, Wc = Wq -- xq[c, i%sh, j%sw][oh + i//sh, ow + j//sw]: columns ow >= Wo are
 #       computed and dropped (the output map sends them nowhere), and xs is the size of the input.
 # y = W @ views and dW = dy_on_columns @ views^T (dy zero on dropped columns) read those views.  dx goes
@@ -46,6 +48,11 @@ CHUNK_SAMPLES_PER_THREAD = 4
 cdef enum:
     DW_SLOTS = 8
     DW_THREADS = 2
+    # Rows of dW products (a sample's outputs) shorter than DW_SHORT_ROW vectors are summed over several
+    # samples, DW_RUN_VECTORS vectors or more, before their horizontal sums (which cost as much as a few
+    # vectors of products); longer rows keep the per-sample items, whose buffers stay on one core
+    DW_SHORT_ROW = 16
+    DW_RUN_VECTORS = 32
 
 
 cdef void _split_plane(const floating *xc, floating *dst, Py_ssize_t q, Py_ssize_t H, Py_ssize_t W,
@@ -157,9 +164,13 @@ cdef int _backward_implicit(_Plan g, const floating *dy, const floating *xp, con
     cdef Py_ssize_t nb = g.chunk(N, DW_THREADS * BACKWARD_CHUNK_BYTES, (Sx + Sp + Sf) * sizeof(floating),
                                  DW_THREADS)
     cdef int nt = max(1, nthreads)
-    # dW accumulators: DW_SLOTS when there are several samples; at batch 1 each thread computes whole
-    # elements of dW (see _backward_parallel) straight into dw
-    cdef int nslot = DW_SLOTS if N > 1 else 1
+    # dW accumulators: DW_SLOTS when there are several samples; else (batch 1, or samples whose rows are
+    # short and whose chunk fits its budget: small maps) each thread computes whole elements of dW (see
+    # _backward_parallel) straight into dw
+    cdef Py_ssize_t L = FC_LANES_D if floating is double else FC_LANES_S
+    cdef bint short_rows = (g.Ho * g.Wc + L - 1) // L < DW_SHORT_ROW and \
+        nb * (Sx + Sp + Sf) * sizeof(floating) <= DW_THREADS * BACKWARD_CHUNK_BYTES
+    cdef int nslot = DW_SLOTS if N > 1 and not short_rows else 1
     cdef Py_ssize_t fs = sizeof(floating)
     cdef Py_ssize_t o_dyp = _al(nb * Sx * fs), o_dyf = o_dyp + _al(nb * Sp * fs)
     cdef Py_ssize_t o_dwl = o_dyf + _al(nb * Sf * fs)
@@ -210,27 +221,76 @@ cdef inline void _dx_item(_Plan g, Py_ssize_t n, Py_ssize_t rest, Py_ssize_t n0,
               &g.boffx[0] + g.toff[q], dx + ((n0 + n) * C + m * MR) * H * W, H * W,
               &g.cmapx[0] + q * PX + jt * NR, g.xcontig[q * ntx + jt], <int>mr, NULL)
 
+cdef inline void _row_zero_tail(floating *dst, const floating *src, Py_ssize_t n, Py_ssize_t width) noexcept nogil:
+    """dst[:n] = src[:n], dst[n:width] = 0: a loop, not memcpy and memset (rows of a small map are a few
+    dozen bytes, less than the calls cost)."""
+    cdef Py_ssize_t v
+    for v in range(n):
+        dst[v] = src[v]
+    for v in range(n, width):
+        dst[v] = 0
+
+
+cdef inline void _fill_item(_Plan g, Py_ssize_t n, Py_ssize_t c, Py_ssize_t n0, const floating *x,
+                            const floating *dy, floating *dx, floating *xs, floating *dyp, floating *dyf,
+                            bint need_dx, bint own_dyp) noexcept nogil:
+    """Item c of sample n of the chunk at n0 in _backward_parallel's buffers: c < C * npl a phase plane of
+    xs (and the dx in no window, zero), else filter c - C * npl's dy rows for dW and on the dx grid."""
+    cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F, P = g.P, Ho = g.Ho, Wo = g.Wo, Wq = g.Wq, Wc = g.Wc
+    cdef Py_ssize_t npl = g.npl, CP = C * g.npl, Ppad = g.Ppad, T = g.T, Hcov = g.Hcov, Wcov = g.Wcov
+    cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0, oh, f
+    cdef floating *d
+    if c < CP:                   # shifted phase planes (and the zero tail of each sample)
+        _split_item(n * CP + c, C, x + n0 * C * H * W, xs, g.Sx, g)
+        if need_dx and c % npl == 0:   # dx in no window: zero
+            d = dx + ((n0 + n) * C + c // npl) * H * W
+            if g.dx_gaps:        # stride > kernel: the phases no window reads lie all over the plane
+                memset(d, 0, H * W * sizeof(floating))
+            elif Hcov < H or Wcov < W:
+                for oh in range(Hcov):
+                    memset(d + oh * W + Wcov, 0, (W - Wcov) * sizeof(floating))
+                memset(d + Hcov * W, 0, (H - Hcov) * W * sizeof(floating))
+        return
+    f = c - CP                   # dy rows for dW; dy on the dx grid
+    if own_dyp:
+        d = dyp + n * Sp + f * Ppad
+        if Wc == Wo:
+            memcpy(d, dy + ((n0 + n) * F + f) * P, P * sizeof(floating))
+        else:
+            for oh in range(Ho):
+                _row_zero_tail(d + oh * Wc, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo, Wc)
+        memset(d + Ho * Wc, 0, (Ppad - Ho * Wc) * sizeof(floating))
+    if need_dx:
+        d = dyf + n * Sf + f * Sd
+        memset(d, 0, T * sizeof(floating))
+        for oh in range(Ho):
+            _row_zero_tail(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo, Wq)
+        memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
+
+
 cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, floating *dx, floating *dwp,
                              floating *db, Py_ssize_t N, Py_ssize_t nb, int nt, int nslot, bint own_dyp,
                              bint need_dx, floating *xs, floating *dyp, floating *dyf, floating *dwl,
                              const floating *apx) noexcept nogil:
     """The parallel part of conv2d_backward on the workspace it laid out.
 
-    dW work items: with several samples, whole samples or blocks of output positions (sized for
-    DW_THREADS threads, not the thread count), the chunk's items cut into nslot = DW_SLOTS contiguous
-    runs, each run added in order into its own slot of ``dwl`` by the one thread that owns the slot; the
-    slots are then summed in order.  At batch 1 (nslot = 1), ranges of FC_NT_MR x FC_NT_NR tiles of dW,
-    each a dot product over every position written straight into dw.  Either way every element of dW is
-    summed in an order that the thread count does not change: the results are the same bits on any
-    number of threads (and the batch-1 thread choice, _Plan.trials, never changes one).  Where a loop
-    reads what the loop before it wrote, an explicit fc_barrier()
-    orders them; the loops share their items with fc_share (the split of schedule(static))."""
+    dW work items: with several samples of short rows (fewer than DW_SHORT_ROW vectors) whose chunk
+    fits its budget (nslot = 1), the FC_NT_MR x FC_NT_NR tiles of dW, each thread its share of them, each
+    a dot product over the positions of ng samples at once (their lanes summed once), added into dw
+    group after group.  Otherwise, with several samples, whole samples or blocks of output positions
+    (sized for DW_THREADS threads, not the thread count), the chunk's items cut into nslot = DW_SLOTS
+    contiguous runs, each run added in order into its own slot of ``dwl`` by the one thread that owns the
+    slot; the slots are then summed in order.  At batch 1, ranges of tiles of dW, each a dot product over
+    every position written straight into dw.  Either way every element of dW is summed in an order that
+    the thread count does not change: the results are the same bits on any number of threads (and the
+    batch-1 thread choice, _Plan.trials, never changes one).  Where a loop reads what the loop before it
+    wrote, an explicit fc_barrier() orders them; the loops share their items with fc_share (the split of
+    schedule(static))."""
     cdef int nthreads = nt
-    cdef Py_ssize_t C = g.C, H = g.H, W = g.W, F = g.F
-    cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho, Wo = g.Wo
-    cdef Py_ssize_t Wq = g.Wq, Wc = g.Wc, Ppad = g.Ppad, T = g.T, Hcov = g.Hcov, Wcov = g.Wcov
-    cdef bint dx_gaps = g.dx_gaps
-    cdef Py_ssize_t npl = g.npl, CP = C * g.npl     # split items per sample: one per plane of each channel
+    cdef Py_ssize_t C = g.C, F = g.F
+    cdef Py_ssize_t K = g.K, P = g.P, NR = g.NR, Sx = g.Sx, Ho = g.Ho
+    cdef Py_ssize_t Wc = g.Wc, Ppad = g.Ppad, T = g.T
+    cdef Py_ssize_t CP = C * g.npl     # split items per sample: one per plane of each channel
     cdef Py_ssize_t Sd = g.Sd if need_dx else 0, Sf = F * Sd, Sp = F * Ppad if own_dyp else 0
     cdef Py_ssize_t mbc = g.mbc, nph = g.nph, ntx = g.ntx
     # dx items per phase: tiles x panels of FC_MR channels; one channel (a C = 1 panel would compute
@@ -243,11 +303,12 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
     cdef Py_ssize_t Pl = (Ho * Wc + L - 1) // L * L
     cdef const long *boff = &g.boff[0]
     # private to each thread in the parallel region (Cython makes them firstprivate: initialised here)
-    cdef Py_ssize_t r = 0, n = 0, c = 0, f = 0, item = 0, p0 = 0, blk = 0, f0 = 0, k0 = 0, slot = 0
-    cdef Py_ssize_t t = 0, oh = 0, tile = 0, tile_hi = 0
+    cdef Py_ssize_t r = 0, n = 0, item = 0, p0 = 0, blk = 0, f0 = 0, k0 = 0, slot = 0
+    cdef Py_ssize_t t = 0, tile = 0, tile_hi = 0, grp = 0
     cdef Py_ssize_t n0 = 0, cnt = 0, nhb = 0, HB = 0, nfill = 0, nx = 0, spread = 0, tpi = 0
     cdef Py_ssize_t nkt = (K + FC_NT_NR - 1) // FC_NT_NR, ntt = (F + FC_NT_MR - 1) // FC_NT_MR * nkt
-    cdef floating *d = NULL
+    # samples per dW tile pass (several samples, nslot = 1): enough for DW_RUN_VECTORS vectors per row
+    cdef Py_ssize_t ng = max(1, (DW_RUN_VECTORS * L + Pl - 1) // Pl)
     cdef Py_ssize_t ci = 0, nchunks = (N + nb - 1) // nb
     cdef fc_range share
     share.lo = share.hi = 0
@@ -257,7 +318,7 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
             cnt = min(nb, N - n0)
             # dW items: whole samples (long dot products, few horizontal sums) unless there are too
             # few samples to keep every thread busy; then blocks of output positions.
-            if nslot == 1 and cnt == 1:
+            if N == 1:
                 nhb = min(2 * nt, ntt)        # items of tpi whole dW tiles
                 tpi = (ntt + nhb - 1) // nhb
                 nhb = (ntt + tpi - 1) // tpi
@@ -273,40 +334,26 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
             nfill = cnt * (CP + F) + (nslot if n0 == 0 else 0)
             if ci > 0:
                 fc_barrier()             # the previous chunk's items are done with the buffers
-            share = fc_share(nfill)
-            for r in range(share.lo, share.hi):
-                n = r // (CP + F)
-                c = r % (CP + F)
-                if n >= cnt:             # the per-thread dW accumulators, once per call
-                    memset(dwl + (r - cnt * (CP + F)) * F * K, 0, F * K * sizeof(floating))
-                elif c < CP:             # shifted phase planes (and the zero tail of each sample)
-                    _split_item(n * CP + c, C, x + n0 * C * H * W, xs, Sx, g)
-                    if need_dx and c % npl == 0:   # dx in no window: zero
-                        d = dx + ((n0 + n) * C + c // npl) * H * W
-                        if dx_gaps:      # stride > kernel: the phases no window reads lie all over the plane
-                            memset(d, 0, H * W * sizeof(floating))
-                        elif Hcov < H or Wcov < W:
-                            for oh in range(Hcov):
-                                memset(d + oh * W + Wcov, 0, (W - Wcov) * sizeof(floating))
-                            memset(d + Hcov * W, 0, (H - Hcov) * W * sizeof(floating))
-                else:                    # dy rows for dW; dy on the dx grid
-                    f = c - CP
-                    if own_dyp:
-                        d = dyp + n * Sp + f * Ppad
-                        if Wc == Wo:
-                            memcpy(d, dy + ((n0 + n) * F + f) * P, P * sizeof(floating))
-                        else:
-                            for oh in range(Ho):
-                                memcpy(d + oh * Wc, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
-                                memset(d + oh * Wc + Wo, 0, (Wc - Wo) * sizeof(floating))
-                        memset(d + Ho * Wc, 0, (Ppad - Ho * Wc) * sizeof(floating))
-                    if need_dx:
-                        d = dyf + n * Sf + f * Sd
-                        memset(d, 0, T * sizeof(floating))
-                        for oh in range(Ho):
-                            memcpy(d + T + oh * Wq, dy + ((n0 + n) * F + f) * P + oh * Wo, Wo * sizeof(floating))
-                            memset(d + T + oh * Wq + Wo, 0, (Wq - Wo) * sizeof(floating))
-                        memset(d + T + Ho * Wq, 0, (Sd - T - Ho * Wq) * sizeof(floating))
+            if nslot > 1 or N == 1:
+                share = fc_share(nfill)
+                for r in range(share.lo, share.hi):
+                    n = r // (CP + F)
+                    if n >= cnt:         # the per-thread dW accumulators, once per call
+                        memset(dwl + (r - cnt * (CP + F)) * F * K, 0, F * K * sizeof(floating))
+                    else:
+                        _fill_item(g, n, r % (CP + F), n0, x, dy, dx, xs, dyp, dyf, need_dx, own_dyp)
+            else:
+                # whole dW tiles over the chunk's samples: the dy rows are shared out filter by filter,
+                # as the tiles are, so that a thread's tiles mostly read the rows it wrote
+                share = fc_share(cnt * CP + (1 if n0 == 0 else 0))
+                for r in range(share.lo, share.hi):
+                    if r == cnt * CP:    # dw starts from zero
+                        memset(dwl, 0, F * K * sizeof(floating))
+                    else:
+                        _fill_item(g, r // CP, r % CP, n0, x, dy, dx, xs, dyp, dyf, need_dx, own_dyp)
+                share = fc_share(cnt * F)
+                for r in range(share.lo, share.hi):
+                    _fill_item(g, r % cnt, CP + r // cnt, n0, x, dy, dx, xs, dyp, dyf, need_dx, own_dyp)
             fc_barrier()                 # the buffers are filled, the accumulators zeroed
             nx = nph * nxq if need_dx else 0   # dx items per sample
             if nslot > 1:
@@ -323,6 +370,21 @@ cdef void _backward_parallel(_Plan g, const floating *dy, const floating *x, flo
                             blk = HB
                         _dw_tiles(<int>blk, (dyp + n * Sp if own_dyp else dyf + n * Sf) + Ta + p0, Sa,
                                   xs + n * Sx + p0, boff, dwl + slot * F * K, K, F, K)
+                share = fc_share(cnt * nx)
+                for item in range(share.lo, share.hi):
+                    _dx_item(g, item // nx, item % nx, n0, C, ng1, nxq, mbc, apx, dyf, Sf, dx)
+            elif N > 1:
+                # dW: each thread its whole tiles, over groups of ng samples (each group's rows stay in
+                # cache while the tiles read them); then the dx items, as above
+                share = fc_share(ntt)
+                for grp in range((cnt + ng - 1) // ng):
+                    n = grp * ng
+                    for tile in range(share.lo, share.hi):
+                        f0 = tile // nkt * FC_NT_MR
+                        k0 = tile % nkt * FC_NT_NR
+                        _igemm_ntm(<int>Pl, (dyp + n * Sp if own_dyp else dyf + n * Sf) + f0 * Sa + Ta, Sa,
+                                   Sp if own_dyp else Sf, xs + n * Sx, Sx, boff + k0, <int>min(ng, cnt - n),
+                                   dwl + f0 * K + k0, K, <int>min(FC_NT_MR, F - f0), <int>min(FC_NT_NR, K - k0))
                 share = fc_share(cnt * nx)
                 for item in range(share.lo, share.hi):
                     _dx_item(g, item // nx, item % nx, n0, C, ng1, nxq, mbc, apx, dyf, Sf, dx)

@@ -22,6 +22,10 @@ cdef extern from "conv_micro.h" nogil:
                        double *c, long ldc, int mr, int nr)
     void fc_igemm_nt_s(int np_, const float *a, long lda, const float *base, const long *boff,
                        float *c, long ldc, int mr, int nr)
+    void fc_igemm_ntm_d(int np_, const double *a, long lda, long sa, const double *base, long sb,
+                        const long *boff, int ns, double *c, long ldc, int mr, int nr)
+    void fc_igemm_ntm_s(int np_, const float *a, long lda, long sa, const float *base, long sb,
+                        const long *boff, int ns, float *c, long ldc, int mr, int nr)
     double fc_sum_d(const double *x, long n)
     float fc_sum_s(const float *x, long n)
     int fc_all_finite_d(const double *x, long n)
@@ -50,6 +54,14 @@ cdef void _igemm_nt(int np_, const floating *a, long lda, const floating *base, 
         fc_igemm_nt_d(np_, a, lda, base, boff, c, ldc, mr, nr)
     else:
         fc_igemm_nt_s(np_, a, lda, base, boff, c, ldc, mr, nr)
+
+
+cdef void _igemm_ntm(int np_, const floating *a, long lda, long sa, const floating *base, long sb,
+                     const long *boff, int ns, floating *c, long ldc, int mr, int nr) noexcept nogil:
+    if floating is double:
+        fc_igemm_ntm_d(np_, a, lda, sa, base, sb, boff, ns, c, ldc, mr, nr)
+    else:
+        fc_igemm_ntm_s(np_, a, lda, sa, base, sb, boff, ns, c, ldc, mr, nr)
 
 
 cdef inline void _dw_tiles(int np_, const floating *a, long lda, const floating *base, const long *boff,

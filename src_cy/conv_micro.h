@@ -4,8 +4,8 @@
  * (views into a phase-split input, rows of an im2col buffer, or rows of dy):
  *   nn: C[mr x NR] = A[mr x kd] @ B[kd x NR]  A packed as kd rows of FC_MR values (zero padded),
  *       NR = FC_NV vectors.  Used for y = W @ views, dx = W_phase @ views of dy, dcols = W^T @ dy.
- *   nt: C[FC_NT_MR x FC_NT_NR] += A[. x np] @ B[. x np]^T   dot products along contiguous rows.
- *       Used for dW = dy @ views^T.
+ *   nt: C[FC_NT_MR x FC_NT_NR] += A[. x np] @ B[. x np]^T   dot products along contiguous rows
+ *       (ntm: along the rows of several samples, summed once).  Used for dW = dy @ views^T.
  * GCC/Clang vector extensions keep the accumulators in registers (AVX-512 when the build targets it,
  * otherwise whatever the target has); other compilers get the plain scalar loops below.
  * The tiles fit the register file: 32 vector registers (AVX-512) hold an 8 x 2-vector nn tile and a
@@ -180,6 +180,37 @@ static inline void fc_igemm_nn_##S(int kd, const T *restrict ap, const T *base, 
     }                                                                                               \
 }                                                                                                   \
                                                                                                     \
+/* ns samples at once: sample s reads A at a + s*sa and B at base + s*sb; the lanes accumulate over all  \
+ * of them and are summed once (a row of 11 x 13 outputs is a few vectors: the sums would cost as much \
+ * as the products) */                                                                              \
+static inline void fc_igemm_ntm_##S(int np, const T *a, long lda, long sa, const T *base, long sb,  \
+                                    const long *boff, int ns, T *c, long ldc, int mr, int nr)       \
+{                                                                                                   \
+    const T *ar[FC_NT_MR], *br[FC_NT_NR];                                                           \
+    V acc[FC_NT_MR][FC_NT_NR];                                                                      \
+    T sums[FC_NT];                                                                                  \
+    int i, j, p, s;                                                                                 \
+    for (i = 0; i < FC_NT_MR; i++) ar[i] = a + (i < mr ? i * lda : 0);                              \
+    for (j = 0; j < FC_NT_NR; j++) br[j] = base + boff[j < nr ? j : 0];                              \
+    for (i = 0; i < FC_NT_MR; i++) for (j = 0; j < FC_NT_NR; j++) acc[i][j] = (V){0};                \
+    for (s = 0; s < ns; s++) {                                                                      \
+        for (p = 0; p < np; p += L) {                                                               \
+            V x[FC_NT_MR], y[FC_NT_NR];                                                             \
+            for (i = 0; i < FC_NT_MR; i++) x[i] = fc_load_##S(ar[i] + p);                           \
+            for (j = 0; j < FC_NT_NR; j++) y[j] = fc_load_##S(br[j] + p);                           \
+            for (i = 0; i < FC_NT_MR; i++)                                                          \
+                for (j = 0; j < FC_NT_NR; j++) acc[i][j] += x[i] * y[j];                            \
+        }                                                                                           \
+        for (i = 0; i < FC_NT_MR; i++) ar[i] += sa;                                                 \
+        for (j = 0; j < FC_NT_NR; j++) br[j] += sb;                                                 \
+    }                                                                                               \
+    fc_reduce_nt_##S(&acc[0][0], sums);                                                             \
+    for (i = 0; i < mr; i++)                                                                        \
+        for (j = 0; j < nr; j++)                                                                    \
+            c[(long)i * ldc + j] += sums[i * FC_NT_NR + j];                                         \
+}                                                                                                   \
+                                                                                                    \
+/* one sample: the same sums, in a loop of its own (the pointer updates of ntm's cost a long row) */    \
 static inline void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff,   \
                                    T *c, long ldc, int mr, int nr)                                  \
 {                                                                                                   \
@@ -259,16 +290,23 @@ static void fc_igemm_nn_##S(int kd, const T *ap, const T *base, const long *boff
             c[(long)i * ldc + cmap[j]] = s + (bias ? bias[i] : (T)0);                               \
         }                                                                                           \
 }                                                                                                   \
-static void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff, T *c,    \
-                            long ldc, int mr, int nr)                                               \
+static void fc_igemm_ntm_##S(int np, const T *a, long lda, long sa, const T *base, long sb,         \
+                             const long *boff, int ns, T *c, long ldc, int mr, int nr)              \
 {                                                                                                   \
-    int i, j, p;                                                                                    \
+    int i, j, p, n;                                                                                 \
     for (i = 0; i < mr; i++)                                                                        \
         for (j = 0; j < nr; j++) {                                                                  \
             T s = 0;                                                                                \
-            for (p = 0; p < np; p++) s += a[(long)i * lda + p] * base[boff[j] + p];                 \
+            for (n = 0; n < ns; n++)                                                                \
+                for (p = 0; p < np; p++)                                                            \
+                    s += a[n * sa + (long)i * lda + p] * base[n * sb + boff[j] + p];                \
             c[(long)i * ldc + j] += s;                                                              \
         }                                                                                           \
+}                                                                                                   \
+static void fc_igemm_nt_##S(int np, const T *a, long lda, const T *base, const long *boff, T *c,    \
+                            long ldc, int mr, int nr)                                               \
+{                                                                                                   \
+    fc_igemm_ntm_##S(np, a, lda, 0, base, 0, boff, 1, c, ldc, mr, nr);                              \
 }
 FC_DEFINE_IKERNELS(double, d, FC_LANES_D)
 FC_DEFINE_IKERNELS(float, s, FC_LANES_S)

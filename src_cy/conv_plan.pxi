@@ -8,6 +8,9 @@ WORKSPACE_CACHE_BYTES = 1 << 20
 # The most elements a plan's buffers and tables may hold: far beyond any memory, and small enough that
 # no index the loops form (an element count times the size of a double) overflows a Py_ssize_t.
 cdef Py_ssize_t MAX_ELEMENTS = (<Py_ssize_t>1) << 48
+# The forward takes the shifted layout (see _Plan.forward_plan) up to this many terms C * kh * kw:
+# first layers (1 or 3 channels, kernels up to 5x5).  0 keeps every forward on its plan's layout.
+FORWARD_SHIFT_MAX_TERMS = 75
 
 
 cdef int _check_elements(str what, object n) except -1:
@@ -50,6 +53,7 @@ cdef class _Plan:
     cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
     cdef int[::1] xcontig     # nph * ntx: same for the tiles of cmapx
     cdef tuple tune           # per operation (OP_*): the batch-1 thread choice (a _runtime.Trials)
+    cdef _Plan fwd            # the forward's shifted twin (see forward_plan), or None
     # a reusable workspace (see workspace()); busy is only read and set while holding the GIL
     cdef object ws
     cdef unsigned char[::1] wsv
@@ -57,7 +61,7 @@ cdef class _Plan:
 
     def __init__(self, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t kh,
                  Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t NR,
-                 Py_ssize_t pb=-1, Py_ssize_t pr=-1, Py_ssize_t dh=1, Py_ssize_t dlw=1):
+                 Py_ssize_t pb=-1, Py_ssize_t pr=-1, Py_ssize_t dh=1, Py_ssize_t dlw=1, int shifted=-1):
         self.C, self.H, self.W, self.F, self.kh, self.kw = C, H, W, F, kh, kw
         self.sh, self.sw, self.ph, self.pw, self.NR = sh, sw, ph, pw, NR
         self.pb, self.pr, self.dh, self.dlw = ph if pb < 0 else pb, pw if pr < 0 else pr, dh, dlw
@@ -84,10 +88,13 @@ cdef class _Plan:
         self.Hq, self.Wq = Hq, Wq
         # dx rows >= Hcov and columns >= Wcov are in no window (the planes stop before them)
         self.Hcov, self.Wcov = min(H, Hq * sh - ph), min(W, Wq * sw - pw)
-        if sw == 1 and dlw == 1 and 4 * Wq > 5 * self.Wo:
+        if shifted < 0:
             # shifted copies pay when the grid would waste over a fifth of its columns (seed conv1); with
-            # less waste (3x3, pad 1) the kw times larger buffer costs more than the columns it saves.
-            self.ns, self.Wc = kw, self.Wo
+            # less waste (3x3, pad 1) the kw times larger buffer costs more than the columns it saves
+            # (the forward of few channels decides otherwise: forward_plan).
+            shifted = sw == 1 and 4 * Wq > 5 * self.Wo
+        if dlw == 1 and shifted:   # one copy per column shift j // sw a tap reads: kw at stride 1
+            self.ns, self.Wc = self.kwq, self.Wo
         else:
             self.ns, self.Wc = 1, Wq
         cdef Py_ssize_t ns = self.ns, Wc = self.Wc
@@ -198,6 +205,20 @@ cdef class _Plan:
                                 c = m * MR + i
                                 apx[self.aoff[q] + (m * kq + tt) * MR + i] = \
                                     w[((f * C + c) * kh + self.tapi[a, ii]) * kw + self.tapj[bb, jj]] if c < C else 0
+
+    cdef _Plan forward_plan(self):
+        """The plan the forward runs on: this one, or its shifted twin (made on first use) when the grid's
+        tiles cross output rows and there are at most FORWARD_SHIFT_MAX_TERMS terms C * kh * kw.  With few
+        terms the products are cheap and the grid's scattered stores (tiles that cross rows) dominate;
+        the shifted layout's tiles are runs of consecutive outputs (vector stores), and its ns-fold copy
+        of few channels stays small.  Each output sums its terms in the same order on either layout, so
+        the twin changes no bit of y."""
+        if self.ns != 1 or self.Wc == self.Wo or self.dlw != 1 or self.K > FORWARD_SHIFT_MAX_TERMS:
+            return self
+        if self.fwd is None:
+            self.fwd = _Plan(self.C, self.H, self.W, self.F, self.kh, self.kw, self.sh, self.sw, self.ph,
+                             self.pw, self.NR, self.pb, self.pr, self.dh, self.dlw, shifted=1)
+        return self.fwd
 
     cdef Trials trials(self, Py_ssize_t N, int nthreads, int op):
         """The thread choice of a batch-1 ``op`` (None for several samples or one thread: all threads)."""

@@ -84,8 +84,8 @@ static void fc_wino_input_##S(const T *x, long HW, long W, long C, const long *b
 }                                                                                                         \
                                                                                                           \
 /* The output transform: yb[(r * 2 + s) * n + k] = (A^T M A)[r][s] for the n = F * tp elements k, from    \
- * the 16 planes M[xi] at m + xi * pm. */                                                                  \
-static void fc_wino_output_##S(const T *m, long pm, long n, T *yb)                                        \
+ * the 16 planes M[xi] at m + xi * pm (restrict: the loop vectorises, it never reassociates). */          \
+static void fc_wino_output_##S(const T *restrict m, long pm, long n, T *restrict yb)                      \
 {                                                                                                         \
     long k;                                                                                               \
     int b;                                                                                                \

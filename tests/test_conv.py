@@ -815,3 +815,93 @@ def test_fuzz_strides_at_least_kernel_match_reference(case):
     w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
     b = rng.standard_normal(F).astype(dtype) if bias else None
     check_conv_against_reference(x, w, b, stride, padding, dy_seed=seed)
+
+
+@st.composite
+def first_layer_cases(draw):
+    """First layers: 1 or 3 channels, 3x3 or 5x5 kernels, padding 0-2, stride 1 or 2, batch 1 or more."""
+    N = draw(st.sampled_from([1, 2, 5]))
+    C = draw(st.sampled_from([1, 3]))
+    k = draw(st.sampled_from([3, 5]))
+    stride = draw(st.sampled_from([1, 2, (1, 2), (2, 1)]))
+    padding = draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, k - 2 * padding), 30))
+    W = draw(st.integers(max(1, k - 2 * padding), 30))
+    F = draw(st.integers(1, 33))
+    dtype = draw(st.sampled_from(DTYPES))
+    return N, C, H, W, F, k, stride, padding, dtype, draw(st.booleans()), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first_layer_cases())
+def test_first_layer_forward_matches_reference_and_grid_layout(case):
+    """The forward of few terms runs on the shifted layout (_Plan.forward_plan): within the reference's
+    bound, and bit-identical to the grid layout it replaces (FORWARD_SHIFT_MAX_TERMS = 0) on 1-4 threads."""
+    N, C, H, W, F, k, stride, padding, dtype, bias, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, k, k)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    check_conv_against_reference(x, w, b, stride, padding, dy_seed=seed, need_dx=False)
+    old_threads, old_terms = ops.get_num_threads(), _conv.FORWARD_SHIFT_MAX_TERMS
+    try:
+        _conv.FORWARD_SHIFT_MAX_TERMS = 0
+        ops.set_num_threads(1)
+        grid = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+        _conv.FORWARD_SHIFT_MAX_TERMS = old_terms
+        for threads in (1, 2, 3, 4):
+            ops.set_num_threads(threads)
+            y = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+            assert np.array_equal(y, grid), f"y on {threads} threads differs from the grid layout's"
+    finally:
+        ops.set_num_threads(old_threads)
+        _conv.FORWARD_SHIFT_MAX_TERMS = old_terms
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, stride, padding", [
+    ((128, 1, 28, 28), (32, 1, 3, 3), 1, 0),      # Keras's MNIST convnet, first layer
+    ((1, 1, 28, 28), (6, 1, 5, 5), 1, 2),         # LeNet-5's first layer
+    ((4, 3, 32, 32), (32, 3, 3, 3), 1, 1),
+    ((3, 3, 32, 31), (16, 3, 5, 5), 2, 2),
+])
+def test_first_layer_shapes_keep_their_bits(dtype, xs, ws, stride, padding, rng):
+    """The model shapes the shifted forward serves: the same bits as the grid layout, and they take it."""
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    old = _conv.FORWARD_SHIFT_MAX_TERMS
+    assert ws[1] * ws[2] * ws[3] <= old
+    try:
+        _conv.FORWARD_SHIFT_MAX_TERMS = 0
+        grid = ops.conv2d_forward(x, w, b, stride=stride, padding=padding)
+    finally:
+        _conv.FORWARD_SHIFT_MAX_TERMS = old
+    assert np.array_equal(ops.conv2d_forward(x, w, b, stride=stride, padding=padding), grid)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws", [
+    ((40, 32, 13, 13), (64, 32, 3, 3)),   # Keras's MNIST convnet, second layer (its dx by Winograd)
+    ((23, 16, 11, 9), (24, 16, 3, 3)),    # dx by implicit GEMM: dW reads dy on the dx grid
+])
+def test_small_map_dw_sums_several_samples_per_tile(dtype, xs, ws, rng):
+    """dW of maps whose rows are a few vectors: each tile of dW sums several samples before its
+    horizontal sums (chunks and a partial group of samples here).  Within the reference's bound, and
+    the same bits on 1-4 threads."""
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    check_conv_against_reference(x, w, b, 1, 0)
+    dy = rng.standard_normal((xs[0], ws[0], xs[2] - 2, xs[3] - 2)).astype(dtype)
+    old = ops.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 4):
+            ops.set_num_threads(threads)
+            results.append(ops.conv2d_backward(dy, x, w) + ops.conv2d_backward(dy, x, w, need_dx=False)[1:])
+    finally:
+        ops.set_num_threads(old)
+    for threads, result in zip((2, 3, 4), results[1:]):
+        for name, got, one in zip(("dx", "dw", "db", "dw (no dx)", "db (no dx)"), result, results[0]):
+            assert np.array_equal(got, one), f"{name} differs between {threads} threads and 1"
