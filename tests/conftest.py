@@ -1,10 +1,22 @@
 """Shared test helpers: the derived rounding bound for reductions, finite differences, and conv2d checked
 against its reference."""
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 
 DTYPES = [np.float32, np.float64]
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench")
+
+
+def load_bench(script, module_name):
+    """Import ``bench/<script>.py`` (a script, not a package module) as ``module_name``."""
+    spec = importlib.util.spec_from_file_location(module_name, os.path.join(BENCH, script + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def reduction_bound(K, abs_terms, dtype):

@@ -1,19 +1,14 @@
 """bench/busy.py runs end to end on a tiny job, quiet and with a spinning process; its table and JSON have
 their structure (timings are not tested)."""
-import importlib.util
 import json
-import os
 
 import pytest
-
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "busy.py")
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def busy():
-    spec = importlib.util.spec_from_file_location("bench_busy", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("busy", "bench_busy")
     module.models.SETTLE_S = 0.0
     return module
 

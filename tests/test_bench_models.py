@@ -1,23 +1,18 @@
 """bench/models.py runs end to end on a tiny configuration; the table and JSON have their structure (timings
 are not tested)."""
-import importlib.util
 import json
-import os
 from contextlib import nullcontext
 
 import numpy as np
 import pytest
+from conftest import load_bench
 
 import fastconv
-
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "models.py")
 
 
 @pytest.fixture(scope="module")
 def models():
-    spec = importlib.util.spec_from_file_location("bench_models", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("models", "bench_models")
     module.SETTLE_S = 0.0   # the pause before each timed fit only matters to the timings
     return module
 

@@ -901,11 +901,9 @@ def test_face_config_is_json():
 # --------------------------------------------------------------------------------------------- bench
 @pytest.fixture(scope="module")
 def bench_models():
-    import importlib.util
+    from conftest import load_bench
 
-    spec = importlib.util.spec_from_file_location("bench_models_face", os.path.join(ROOT, "bench", "models.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("models", "bench_models_face")
     module.SETTLE_S = 0.0
     return module
 
