@@ -29,6 +29,9 @@ import models  # noqa: E402  (bench/models.py: the fit rounds and their PyTorch 
 
 BUSY_TARGET = 2.0   # busy / quiet, fastconv train's default job
 TRAIN = [sys.executable, "-c", "import sys; from fastconv.cli import main; sys.exit(main())", "train", "--quiet"]
+# The child runs from the folder holding the fastconv this process imported, so that it imports the same one:
+# run from a source checkout's root, ``-c`` would otherwise put the checkout's unbuilt fastconv/ first.
+HOME = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 
 
 def start_load(n):
@@ -46,7 +49,7 @@ def cli_seconds(adaptive, threads, extra=()):
     """Wall time of one ``fastconv train --quiet`` (plus ``extra`` options) in a fresh process."""
     env = dict(os.environ, FASTCONV_ADAPTIVE_THREADS="1" if adaptive else "0", OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
-    done = subprocess.run(TRAIN + list(extra), env=env, capture_output=True, text=True)
+    done = subprocess.run(TRAIN + list(extra), env=env, capture_output=True, text=True, cwd=HOME)
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"fastconv train failed: {done.stderr.strip()}")
