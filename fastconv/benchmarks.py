@@ -165,6 +165,16 @@ def bench_elementwise(torch, dtype):
                   lambda: reference.maxpool2d_backward(yp, reference.maxpool2d_forward(xp)[1], xp.shape),
                   (lambda t: (lambda: torch.nn.functional.max_pool2d(t, 2).backward(torch.tensor(yp))))
                   if torch else None))
+    xk = rng.standard_normal((128, 32, 26, 26)).astype(dtype)   # Keras's MNIST convnet, after its first conv
+
+    def pool_torch(t):
+        def run():
+            with torch.no_grad():
+                torch.nn.functional.max_pool2d(t, 2, return_indices=True)
+        return run
+
+    cases.append(("maxpool2d fwd", "128x32x26x26 k2", lambda: ops.maxpool2d_forward(xk),
+                  lambda: reference.maxpool2d_forward(xk), pool_torch if torch else None))
     z = rng.standard_normal((64, 10)).astype(dtype)
     lab = rng.integers(0, 10, 64)
     cases.append(("softmax CE", "64x10",
@@ -195,7 +205,8 @@ def bench_elementwise(torch, dtype):
         row = {"kernel": name, "shape": shape, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
                "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
         if tmaker is not None:
-            src = {"relu fwd+bwd": x, "maxpool2d fwd+bwd": xp, "softmax CE": z, "dense fwd+bwd": xd}[name]
+            src = {"relu fwd+bwd": x, "maxpool2d fwd+bwd": xp, "maxpool2d fwd": xk, "softmax CE": z,
+                   "dense fwd+bwd": xd}[name]
             t_fast, t_torch = timeit_interleaved([fast, tmaker(torch.tensor(src, requires_grad=True))])
             row.update(fast_us=t_fast * 1e6, speedup_vs_ref=t_ref / t_fast, torch_us=t_torch * 1e6,
                        torch_over_fast=t_torch / t_fast)

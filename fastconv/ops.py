@@ -487,9 +487,8 @@ def maxpool2d_backward(dy, idx, x_shape):
     x_shape = _shape4(x_shape, "x_shape", "(N, C, H, W)")
     if x_shape[:2] != dy.shape[:2]:
         raise ValueError(f"x_shape {x_shape} does not match dy's batch and channels {dy.shape[:2]}")
-    dx = np.zeros(x_shape, dtype=dy.dtype)
-    if dy.size:
-        _maxpool.maxpool2d_backward(dy, idx, dx, get_num_threads())
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _maxpool.maxpool2d_backward(dy, idx, dx, get_num_threads())   # zeroes dx, then adds dy at idx
     return dx
 
 
@@ -880,16 +879,11 @@ def bind_maxpool2d_forward(x, y, idx, *, size, stride, padding=0):
     return _maxpool.maxpool2d_forward, (x, y, idx, kh, kw, sh, sw, get_num_threads())
 
 
-def _maxpool_backward_into(dy, idx, dx, nthreads):
-    dx.fill(0)                   # the kernel adds each dy at its window's maximum
-    _maxpool.maxpool2d_backward(dy, idx, dx, nthreads)
-
-
 def bind_maxpool2d_backward(dy, idx, dx):
     """``dx = maxpool2d_backward(dy, idx, dx.shape)`` into ``dx``, as a bound call."""
     _buffer(idx, "idx", dy.shape, np.int64)
     _buffer(dx, "dx", dx.shape, dy.dtype, write=True)
-    return _maxpool_backward_into, (_buffer(dy, "dy", dy.shape, dy.dtype), idx, dx, get_num_threads())
+    return _maxpool.maxpool2d_backward, (_buffer(dy, "dy", dy.shape, dy.dtype), idx, dx, get_num_threads())
 
 
 def bind_softmax_cross_entropy(logits, labels, dlogits):

@@ -6,15 +6,23 @@ Forward keeps, per window, the first maximum in row-major order; a NaN, once met
 ``return_indices``.  With padding the pads act as -inf: a window is clipped to the input and the first
 maximum of its input elements wins (fastconv.ops keeps each pad below the window size, so no window is
 padding only).  Backward scatter-adds ``dy`` at ``idx`` plane by plane in output order, so
-overlapping windows (stride < size) accumulate in the same order as the reference.
+overlapping windows (stride < size) accumulate in the same order as the reference; it zeroes dx
+itself, plane by plane in the same parallel pass.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
+from libc.string cimport memset
 
 from fastconv._arrays cimport one_window_stride
 
 PARALLEL_MIN = 1 << 14  # input elements from which the planes are split between threads
+
+cdef extern from "fc_maxpool.h" nogil:
+    void fc_pool2_row_d(const double *r0, const double *r1, double *y, long long *idx, long Wo,
+                        long long base, long W)
+    void fc_pool2_row_s(const float *r0, const float *r1, float *y, long long *idx, long Wo,
+                        long long base, long W)
 
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y, long long[:, :, :, ::1] idx,
@@ -49,6 +57,14 @@ cdef void _pool_plane(const floating *xp, floating *yp, long long *ip, Py_ssize_
     cdef long long *ir
     cdef floating v, b
     cdef bint take
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:    # the common 2x2 pool: a vectorised row (fc_maxpool.h)
+        for oh in range(Ho):
+            off = 2 * oh * W
+            if floating is double:
+                fc_pool2_row_d(xp + off, xp + off + W, yp + oh * Wo, ip + oh * Wo, Wo, off, W)
+            else:
+                fc_pool2_row_s(xp + off, xp + off + W, yp + oh * Wo, ip + oh * Wo, Wo, off, W)
+        return
     for oh in range(Ho):
         yr = yp + oh * Wo
         ir = ip + oh * Wo
@@ -127,24 +143,44 @@ cdef void _pool_plane_padded(const floating *xp, floating *yp, long long *ip, Py
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy, const long long[:, :, :, ::1] idx,
                        floating[:, :, :, ::1] dx, int nthreads):
-    """dx (zero-initialised) += dy scattered to idx."""
+    """dx = dy scattered to idx: each plane of dx is zeroed, then each dy added at its flat position idx
+    (in output order, so overlapping windows accumulate as the reference does).  dx's prior contents are
+    never read."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t Ho = dy.shape[2], Wo = dy.shape[3]
     if (dy.shape[0] != N or dy.shape[1] != C or idx.shape[0] != N or idx.shape[1] != C
             or idx.shape[2] != Ho or idx.shape[3] != Wo):
         raise ValueError("maxpool2d_backward: inconsistent shapes reached the compiled kernel")
-    cdef Py_ssize_t r, n, c, oh, ow, k, HW = H * W
+    if N * C * H * W == 0:
+        return
+    cdef Py_ssize_t r, HW = H * W, HWo = Ho * Wo
     cdef Py_ssize_t nbad = 0
     cdef int nt = nthreads if N * C * H * W >= PARALLEL_MIN else 1
-    for r in prange(N * C, schedule='static', num_threads=nt, nogil=True):
-        n = r // C
-        c = r % C
-        for oh in range(Ho):
-            for ow in range(Wo):
-                k = idx[n, c, oh, ow]
-                if k < 0 or k >= HW:
-                    nbad += 1
-                else:
-                    dx[n, c, k // W, k % W] += dy[n, c, oh, ow]
+    cdef floating *dxp = &dx[0, 0, 0, 0]
+    cdef const floating *dyp = &dy[0, 0, 0, 0] if HWo else NULL
+    cdef const long long *ip = &idx[0, 0, 0, 0] if HWo else NULL
+    if nt == 1:
+        with nogil:
+            for r in range(N * C):
+                nbad += _scatter_plane(dyp + r * HWo, ip + r * HWo, dxp + r * HW, HWo, HW)
+    else:
+        for r in prange(N * C, schedule='static', num_threads=nt, nogil=True):
+            nbad += _scatter_plane(dyp + r * HWo, ip + r * HWo, dxp + r * HW, HWo, HW)
     if nbad:
         raise ValueError(f"maxpool2d_backward: idx holds positions outside the {H}x{W} input plane")
+
+
+cdef Py_ssize_t _scatter_plane(const floating *dyp, const long long *ip, floating *dxp, Py_ssize_t HWo,
+                               Py_ssize_t HW) noexcept nogil:
+    """One plane: dxp[:HW] = 0, then dxp[ip[j]] += dyp[j] for j < HWo; returns how many ip were out of
+    range (those are skipped)."""
+    cdef Py_ssize_t j, bad = 0
+    cdef long long k
+    memset(dxp, 0, HW * sizeof(floating))
+    for j in range(HWo):
+        k = ip[j]
+        if k < 0 or k >= HW:
+            bad += 1
+        else:
+            dxp[k] += dyp[j]
+    return bad

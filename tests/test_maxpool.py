@@ -157,3 +157,38 @@ def test_padded_layer_trains_and_round_trips(rng):
     clone = layers.layer_from_config("MaxPool2D", model.layers[1].get_config())
     assert clone.get_config() == {"name": None, "pool_size": (3, 3), "strides": (2, 2), "padding": 1}
     assert "padding" not in layers.MaxPool2D(2).get_config()   # unpadded configs stay as they were
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bound_backward_overwrites_its_buffer_on_any_thread_count(dtype, rng):
+    """The bound backward (the model's) writes every element of dx, whatever dx held, the same bits on
+    1-3 threads, on a plane count large enough to split between them."""
+    from fastconv import runtime
+    x = rng.standard_normal((8, 16, 26, 26)).astype(dtype)
+    y, idx = ops.maxpool2d_forward(x, size=3, stride=2)       # overlapping windows
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want = reference.maxpool2d_backward(dy, reference.maxpool2d_forward(x, size=3, stride=2)[1], x.shape)
+    before = runtime.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            runtime.set_num_threads(threads)
+            dx = np.full(x.shape, np.nan, dtype)
+            fn, args = ops.bind_maxpool2d_backward(dy, idx, dx)
+            fn(*args)
+            fn(*args)                                         # twice: nothing accumulates across calls
+            assert dx.tobytes() == want.tobytes(), threads
+    finally:
+        runtime.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("H,W", [(2, 2), (5, 7), (26, 26), (11, 11), (4, 35)])
+def test_two_by_two_stride_two_with_ties_and_nan(dtype, H, W, rng):
+    """The 2x2, stride-2 pool has its own vectorised loop: ties, NaN anywhere in a window, odd sizes
+    (the last row or column unused), against the reference."""
+    x = rng.integers(-2, 2, (3, 2, H, W)).astype(dtype)
+    x.reshape(-1)[rng.choice(x.size, x.size // 7 + 1, replace=False)] = np.nan
+    y, idx = ops.maxpool2d_forward(x, size=2)
+    y_ref, idx_ref = reference.maxpool2d_forward(x, size=2)
+    assert y.tobytes() == y_ref.tobytes()
+    np.testing.assert_array_equal(idx, idx_ref)
