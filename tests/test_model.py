@@ -1,6 +1,8 @@
 """Sequential: gradients through every layer, fit/evaluate/predict, save/load, determinism, errors."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastconv
 import fastconv.cli
@@ -345,3 +347,55 @@ def test_new_losses_save_and_load_with_their_settings(tmp_path):
         model.save(tmp_path / f"m{i}.npz")
         loaded = load_model(tmp_path / f"m{i}.npz")
         assert type(loaded.loss) is type(model.loss) and loaded.loss.get_config() == model.loss.get_config()
+
+
+@st.composite
+def relu_pool_cases(draw):
+    pool = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.sampled_from([0, "same"])) if pool > 1 else 0
+    return dict(pool=pool, stride=stride, padding=padding, size=draw(st.integers(max(pool + 2, 5), 9)),
+                as_layer=draw(st.booleans()), dtype=draw(st.sampled_from(["float32", "float64"])),
+                seed=draw(st.integers(0, 2**31)))
+
+
+def _relu_pool_model(case, split):
+    """Conv -> ReLU -> MaxPool -> Dense; ``split`` puts a no-op Reshape between the ReLU and the pooling,
+    which keeps the step from pooling first."""
+    conv = [layers.Conv2D(3, 2, activation="relu")] if not case["as_layer"] else \
+        [layers.Conv2D(3, 2), layers.Activation("relu")]
+    between = [layers.Reshape((3, case["size"] - 1, case["size"] - 1))] if split else []
+    return Sequential(conv + between + [
+        layers.MaxPool2D(case["pool"], strides=case["stride"], padding=case["padding"]), layers.Flatten(),
+        layers.Dense(3, activation="softmax")], dtype=case["dtype"], seed=case["seed"] % 1000)
+
+
+@settings(max_examples=40, deadline=None)
+@given(relu_pool_cases())
+def test_relu_then_max_pool_pools_first_with_the_same_bits(case):
+    """A train or predict step runs ReLU after the pooling (on fewer elements); parameters, losses and
+    predictions stay the same bits as ReLU-then-pool, with ties, windows <= 0 and overlapping windows."""
+    rng = np.random.default_rng(case["seed"])
+    x = rng.integers(-2, 3, (6, 2, case["size"], case["size"])).astype(case["dtype"])  # ties and zeros
+    y = rng.integers(0, 3, 6)
+    runs = []
+    for split in (False, True):
+        model = _relu_pool_model(case, split)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=3, epochs=2, verbose=0)
+        runs.append((model.params.tobytes(), history.history["loss"], model.predict(x).tobytes()))
+        names = [kernel.__name__ for kernel, _ in model._step("train", 3, y.dtype).forward]
+        pool = next(i for i, name in enumerate(names) if name.startswith("maxpool2d_forward"))
+        pooled_first = pool < names.index("relu_forward")
+        assert pooled_first is not split
+    assert runs[0] == runs[1]
+
+
+def test_relu_then_max_pool_keeps_nan():
+    x = np.full((1, 1, 5, 5), -1.0)
+    x[0, 0, 1, 1] = np.nan
+    for split in (False, True):
+        model = Sequential([layers.Activation("relu")] + ([layers.Reshape((1, 5, 5))] if split else [])
+                           + [layers.MaxPool2D(2), layers.Flatten()], dtype="float64")
+        out = model.predict(x)
+        assert np.isnan(out[0, 0]) and (out[0, 1:] == 0).all() and not np.signbit(out[0, 1:]).any()

@@ -8,14 +8,26 @@ sample-weight buffer ``w`` that its loss (and its weighted metrics) read.
 """
 import numpy as np
 
+from . import activations
+from .layers import Activation, Conv2D, MaxPool2D
+
 __all__ = ["Step"]
+
+
+def _relu_then_max_pool(layer, following):
+    """Whether ``layer`` is a Conv2D with ``activation="relu"`` or an ``Activation("relu")`` and ``following``
+    a MaxPool2D (those classes exactly: a subclass may plan differently)."""
+    return (type(layer) in (Conv2D, Activation) and type(layer.activation_fn) is activations.ReLU
+            and type(following) is MaxPool2D)
 
 
 class Step:
     """The step of ``model`` for batches of ``n`` samples (see the module docstring for ``kind``).
 
     Attributes: ``x`` (the input buffer), ``t`` (the targets buffer of a training step), ``w`` (its
-    sample-weight buffer when ``weighted``, else None), ``outputs`` (each layer's output buffer), ``out``
+    sample-weight buffer when ``weighted``, else None), ``outputs`` (each layer's output buffer; in a train
+    or predict step, a layer ending in ReLU before a MaxPool2D holds its value before the ReLU, which
+    runs after the pooling), ``out``
     (the last one), ``gout`` (dL/d(out) of a training or gradient step), ``metric_calls`` (one bound call
     per compiled metric, returning the batch's sum of per-sample values, weighted for weighted metrics).
     """
@@ -28,11 +40,30 @@ class Step:
         fused = loss is not None and loss.fuses_with(getattr(last, "activation", "linear"))
         self.x = x = np.empty((n,) + model.input_shape, model.dtype)
         gx, forward, backward, outputs = None, [], [], []
-        for layer in layers:
+        pool_first = kind != "gradient"   # a gradient step returns every layer's own output
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if pool_first and i + 1 < len(layers) and _relu_then_max_pool(layer, layers[i + 1]):
+                # relu(max-pool(z)) is max-pool(relu(z)) bit for bit, and its gradient too: ReLU is monotone,
+                # keeps positives and NaN as they are, so a window's first maximum is the same element (or
+                # the window is <= 0, all of it ReLU-masked either way).  Pooling first runs ReLU on a
+                # quarter of the elements, forward and backward.
+                pool = layers[i + 1]
+                z, gz, f, b = layer.plan(x, gx, training, logits=True)
+                outputs.append(z)     # the layer's value before its ReLU
+                p, gp, f2, b2 = pool.plan(z, gz, training, logits=False)
+                x, gx, f3, b3 = activations.ACTIVATIONS["relu"].plan(p, gp)
+                forward += f + f2 + f3
+                backward = b3 + b2 + b + backward
+                outputs.append(x)
+                i += 2
+                continue
             x, gx, f, b = layer.plan(x, gx, training, logits=fused and layer is last)
             forward += f
             backward = b + backward
             outputs.append(x)
+            i += 1
         self.forward, self.backward, self.outputs, self.out = forward, backward, outputs, x
         self.loss_call, self.metric_calls, self.w = None, [], None
         if training:
