@@ -822,7 +822,7 @@ def bind_dense_forward(x, w, b, y):
 def _dense_forward_call(x, w, b, y):
     """The call that computes dense_forward into ``y``, for arrays already checked."""
     if x.shape[0] <= _dense.SMALL_BATCH:
-        return _dense.dense_forward, (x, w, b, y)
+        return _dense.dense_forward, (x, w, b, y, get_num_threads())
     return _dense_blas_forward, (x, w.T, b, y)
 
 
@@ -841,7 +841,7 @@ def bind_dense_backward(dy, x, w, dx, dw, db):
 def _dense_backward_call(dy, x, w, dx, dw, db):
     """The call that computes dense_backward into ``dx``, ``dw``, ``db``, for arrays already checked."""
     if x.shape[0] <= _dense.SMALL_BATCH:
-        return _dense.dense_backward, (dy, x, w, dx, dw, db)
+        return _dense.dense_backward, (dy, x, w, dx, dw, db, get_num_threads())
     return _dense_blas_backward, (dy, x, w, dy.T, dx, dw, db)
 
 

@@ -50,17 +50,24 @@ FC_DEFINE_DENSE_DOT(float, s)
 #endif
 
 #define FC_DEFINE_DENSE(T, S)                                                                      \
-static inline void fc_dense_fwd_##S(const T *x, const T *w, const T *b, T *y, long N, long K, long U) \
+/* y[:, u0:u1] (u0 a multiple of 4): the same groups of four rows of w as the whole loop, so a split     \
+ * between threads gives the same bits */                                                        \
+static inline void fc_dense_fwd_rows_##S(const T *x, const T *w, const T *b, T *y, long N, long K,     \
+                                         long U, long u0, long u1)                                  \
 {                                                                                                   \
     long n, u;                                                                                      \
     int j;                                                                                          \
     T s[4];                                                                                         \
     for (n = 0; n < N; n++)                                                                         \
-        for (u = 0; u < U; u += 4) {                                                                \
-            int nb = U - u < 4 ? (int)(U - u) : 4;                                                  \
+        for (u = u0; u < u1; u += 4) {                                                              \
+            int nb = u1 - u < 4 ? (int)(u1 - u) : 4;                                                \
             fc_dense_dot4_##S(x + n * K, w + u * K, K, nb, s);                                      \
             for (j = 0; j < nb; j++) y[n * U + u + j] = s[j] + (b ? b[u + j] : (T)0);               \
         }                                                                                           \
+}                                                                                                   \
+static inline void fc_dense_fwd_##S(const T *x, const T *w, const T *b, T *y, long N, long K, long U) \
+{                                                                                                   \
+    fc_dense_fwd_rows_##S(x, w, b, y, N, K, U, 0, U);                                               \
 }                                                                                                   \
 static inline void fc_dense_axpy_##S(T *restrict out, T a, const T *restrict v, long K, int first)  \
 {                                                                                                   \
@@ -68,12 +75,12 @@ static inline void fc_dense_axpy_##S(T *restrict out, T a, const T *restrict v, 
     if (first) for (k = 0; k < K; k++) out[k] = a * v[k];                                           \
     else for (k = 0; k < K; k++) out[k] += a * v[k];                                                \
 }                                                                                                   \
-static inline void fc_dense_bwd_##S(const T *dy, const T *x, const T *w, T *dx, T *dw, T *db,      \
-                                    long N, long K, long U)                                         \
+/* dw[u0:u1] and db[u0:u1] (N >= 1) */                                                              \
+static inline void fc_dense_bwd_w_##S(const T *dy, const T *x, T *dw, T *db, long N, long K, long U, \
+                                      long u0, long u1)                                             \
 {                                                                                                   \
     long n, u;                                                                                      \
-    if (N == 0) memset(dw, 0, (size_t)(U * K) * sizeof(T));  /* an empty batch: zero gradients */   \
-    for (u = 0; u < U; u++) {                                                                       \
+    for (u = u0; u < u1; u++) {                                                                     \
         T acc = 0;                                                                                  \
         for (n = 0; n < N; n++) {                                                                   \
             fc_dense_axpy_##S(dw + u * K, dy[n * U + u], x + n * K, K, n == 0);                     \
@@ -81,10 +88,55 @@ static inline void fc_dense_bwd_##S(const T *dy, const T *x, const T *w, T *dx, 
         }                                                                                           \
         db[u] = acc;                                                                                \
     }                                                                                               \
-    if (dx)                                                                                         \
-        for (n = 0; n < N; n++)                                                                     \
-            for (u = 0; u < U; u++)                                                                 \
-                fc_dense_axpy_##S(dx + n * K, dy[n * U + u], w + u * K, K, u == 0);                 \
+}                                                                                                   \
+/* out[k] (+)= a0*v0[k], then += a1*v1[k], a2*v2[k], a3*v3[k]: the same additions in the same order \
+ * as four fc_dense_axpy calls, with one load and store of out instead of four */                  \
+static inline void fc_dense_axpy4_##S(T *restrict out, const T *a, const T *restrict v0,          \
+                                      const T *restrict v1, const T *restrict v2,                  \
+                                      const T *restrict v3, long K, int first)                     \
+{                                                                                                   \
+    long k;                                                                                         \
+    const T a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];                                            \
+    if (first)                                                                                      \
+        for (k = 0; k < K; k++) {                                                                   \
+            T t = a0 * v0[k];                                                                       \
+            t += a1 * v1[k]; t += a2 * v2[k]; t += a3 * v3[k];                                      \
+            out[k] = t;                                                                             \
+        }                                                                                           \
+    else                                                                                            \
+        for (k = 0; k < K; k++) {                                                                   \
+            T t = out[k];                                                                           \
+            t += a0 * v0[k]; t += a1 * v1[k]; t += a2 * v2[k]; t += a3 * v3[k];                     \
+            out[k] = t;                                                                             \
+        }                                                                                           \
+}                                                                                                   \
+/* dx[:, k0:k1]: each element summed over u in order, whatever the split */                         \
+static inline void fc_dense_bwd_x_##S(const T *dy, const T *w, T *dx, long N, long K, long U,       \
+                                      long k0, long k1)                                             \
+{                                                                                                   \
+    long n, u;                                                                                      \
+    for (n = 0; n < N; n++) {                                                                       \
+        T *out = dx + n * K + k0;                                                                   \
+        const T *a = dy + n * U;                                                                    \
+        const T *wk = w + k0;                                                                       \
+        for (u = 0; u + 4 <= U; u += 4)                                                             \
+            fc_dense_axpy4_##S(out, a + u, wk + u * K, wk + (u + 1) * K, wk + (u + 2) * K,          \
+                               wk + (u + 3) * K, k1 - k0, u == 0);                                  \
+        for (; u < U; u++)                                                                          \
+            fc_dense_axpy_##S(out, a[u], wk + u * K, k1 - k0, u == 0);                              \
+    }                                                                                               \
+}                                                                                                   \
+static inline void fc_dense_bwd_##S(const T *dy, const T *x, const T *w, T *dx, T *dw, T *db,      \
+                                    long N, long K, long U)                                         \
+{                                                                                                   \
+    long u;                                                                                         \
+    if (N == 0) {                     /* an empty batch: zero gradients */                         \
+        memset(dw, 0, (size_t)(U * K) * sizeof(T));                                                 \
+        for (u = 0; u < U; u++) db[u] = 0;                                                          \
+        return;                                                                                     \
+    }                                                                                               \
+    fc_dense_bwd_w_##S(dy, x, dw, db, N, K, U, 0, U);                                               \
+    if (dx) fc_dense_bwd_x_##S(dy, w, dx, N, K, U, 0, K);                                           \
 }
 FC_DEFINE_DENSE(double, d)
 FC_DEFINE_DENSE(float, s)

@@ -53,6 +53,25 @@ def test_conv_kernels_give_the_same_bits_on_any_thread_count(restore_threads, na
         assert not differ, f"{t} threads differ from 1 in outputs {differ} (y, dx, dw, db)"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,K,U", [(1, 400, 120), (3, 333, 61), (8, 1000, 17), (2, 37, 1000)])
+def test_small_batch_dense_gives_the_same_bits_on_any_thread_count(restore_threads, dtype, N, K, U):
+    """The compiled dense loops (batch <= 8) split large layers between the threads: rows of w in groups
+    of four, columns of dx; every element is still computed as on one thread."""
+    from fastconv import _dense
+    assert N <= _dense.SMALL_BATCH and U * K >= _dense.PARALLEL_MIN
+    rng = np.random.default_rng(N * K + U)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((N, K), (U, K), (U,)))
+    dy = rng.standard_normal((N, U)).astype(dtype)
+    results = []
+    for t in THREADS:
+        runtime.set_num_threads(t)
+        y = ops.dense_forward(x, w, b)
+        dx, dw, db = ops.dense_backward(dy, x, w)
+        results.append([a.tobytes() for a in (y, dx, dw, db)])
+    assert all(r == results[0] for r in results[1:])
+
+
 def _fit_digest(dtype, batch, threads):
     runtime.set_num_threads(threads)
     (x, y), _ = datasets.load_mnist()
