@@ -34,6 +34,10 @@ CONV_SHAPES = [
     ("3x3 d2 32->32 b8", (8, 32, 32, 32), (32, 32, 3, 3), 1, 2, False, 2),
     ("3x3 s2 same 32->64 b8", (8, 32, 32, 32), (64, 32, 3, 3), 2, (0, 1, 0, 1), False),
 ]
+# the backward of a first layer alone (dW and db, no dx): name, x shape, w shape, stride, padding
+CONV_DW_SHAPES = [
+    ("mnist conv1 1->32 b128", (128, 1, 28, 28), (32, 1, 3, 3), 1, 0),
+]
 
 
 def timeit(fn, min_time=0.3, max_reps=10_000):
@@ -141,6 +145,36 @@ def bench_conv(torch, dtype, quick):
                                            dilation=d).backward(tdy)
 
             # the ratio from alternating rounds: the machine's speed drifts between back-to-back timings
+            t_fast, t_torch = timeit_interleaved([fast, tfn])
+            row.update(fast_us=t_fast * 1e6, gflops=flops / t_fast / 1e9, speedup_vs_ref=t_ref / t_fast,
+                       torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+        rows.append(row)
+        _print_row(row)
+    for name, xs, ws, s, p in CONV_DW_SHAPES:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(xs).astype(dtype)
+        w = (rng.standard_normal(ws) * 0.1).astype(dtype)
+        dy = rng.standard_normal(ops.conv2d_output_shape(xs, ws, s, p)).astype(dtype)
+        flops = 2.0 * dy.size * ws[1] * ws[2] * ws[3]
+
+        def fast():
+            ops.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=False)
+
+        def ref():
+            reference.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=False)
+
+        t_fast = timeit(fast)
+        t_ref = timeit(ref, min_time=0.05, max_reps=3) if not quick else float("nan")
+        row = {"kernel": "conv2d dW+db (no dx)", "shape": name, "dtype": np.dtype(dtype).name,
+               "fast_us": t_fast * 1e6, "gflops": flops / t_fast / 1e9, "ref_us": t_ref * 1e6,
+               "speedup_vs_ref": t_ref / t_fast}
+        if torch is not None:
+            tx, tdy = torch.tensor(x), torch.tensor(dy)
+
+            def tfn():   # PyTorch's weight gradient alone, and the bias's
+                torch.nn.grad.conv2d_weight(tx, ws, tdy, stride=s, padding=p)
+                tdy.sum((0, 2, 3))
+
             t_fast, t_torch = timeit_interleaved([fast, tfn])
             row.update(fast_us=t_fast * 1e6, gflops=flops / t_fast / 1e9, speedup_vs_ref=t_ref / t_fast,
                        torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)

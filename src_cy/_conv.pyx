@@ -10,6 +10,8 @@ file of its own that only this module includes:
 * conv_implicit.pxi -- implicit GEMM, every other finite input.  The padded input is split into its stride
   phases, so the rows of the im2col matrix are shifted views of one small buffer and are never written
   out.  y = W @ views, dW = dy_grid @ views^T, dx (phase by phase) = W_phase @ views of dy.
+* conv_dw_shifted.pxi -- dW and db without dx of few terms C*kh*kw (first layers): dot products of dy's
+  rows with the rows of the shifted layout, read where they lie.
 * conv_im2col.pxi -- im2col, the backward for non-finite x or w, whose products must match the
   reference's exactly.
 * conv_plan.pxi -- the plan of a geometry (sizes, index tables, a reusable workspace), cached per layer
@@ -58,6 +60,7 @@ include "conv_kernels.pxi"
 include "conv_plan.pxi"
 include "conv_im2col.pxi"
 include "conv_implicit.pxi"
+include "conv_dw_shifted.pxi"
 include "conv_winograd.pxi"
 
 
@@ -93,6 +96,19 @@ def have_openmp():
 def tile_width(dtype):
     """Columns per nn tile for ``dtype`` (the padding unit of the im2col buffer)."""
     return FC_NR_D if np.dtype(dtype) == np.float64 else FC_NR_S
+
+
+def dw_shifted_taken(xshape, wshape, stride, padding, dilation=1, bint need_dx=False):
+    """True when conv2d_backward of finite inputs of these shapes (N, C, H, W) and (F, C, kh, kw) takes the
+    shifted dW of few terms (conv_dw_shifted.pxi); stride, padding and dilation as ops takes them."""
+    cdef Py_ssize_t s[2]
+    cdef Py_ssize_t p[4]
+    cdef Py_ssize_t d[2]
+    if not (_pair_ok(stride, 1, s) and _pads_ok(padding, p) and _pair_ok(dilation, 1, d)):
+        raise ValueError("dw_shifted_taken: bad stride, padding or dilation")
+    cdef _Plan g = _plan(xshape[1], xshape[2], xshape[3], wshape[0], wshape[1], wshape[2], wshape[3],
+                         (s[0], s[1]), _kernel_padding(p), _kernel_dilation(d), FC_NR_D)
+    return _dw_shifted_fits(g, xshape[0], need_dx)
 
 
 def conv2d_forward(x, w, b, y, stride, padding, int nthreads, dilation=None):
@@ -213,6 +229,8 @@ cdef int _backward(floating tag, dy, x, w, dx_out, dw_out, db_out, stride, paddi
     cdef Trials trial = g.trials(N, nthreads, OP_BACKWARD_DX if need_dx else OP_BACKWARD)
     if trial is not None:
         nthreads = trial.threads(nthreads)
+    if _dw_shifted_fits(g, N, need_dx):
+        return _backward_dw_shifted(g, dyp, xp, <floating *>dwd, <floating *>dbd, N, nthreads)
     return _backward_implicit(g, dyp, xp, wp, dxp, <floating *>dwd, <floating *>dbd, N, need_dx, nthreads)
 
 

@@ -53,7 +53,7 @@ cdef class _Plan:
     cdef int[::1] ycontig     # ntiles: tile of ymap is one contiguous run of outputs
     cdef int[::1] xcontig     # nph * ntx: same for the tiles of cmapx
     cdef tuple tune           # per operation (OP_*): the batch-1 thread choice (a _runtime.Trials)
-    cdef _Plan fwd            # the forward's shifted twin (see forward_plan), or None
+    cdef _Plan fwd            # the shifted twin (see shifted_plan), or None
     # a reusable workspace (see workspace()); busy is only read and set while holding the GIL
     cdef object ws
     cdef unsigned char[::1] wsv
@@ -215,6 +215,15 @@ cdef class _Plan:
         the twin changes no bit of y."""
         if self.ns != 1 or self.Wc == self.Wo or self.dlw != 1 or self.K > FORWARD_SHIFT_MAX_TERMS:
             return self
+        return self.shifted_plan()
+
+    cdef _Plan shifted_plan(self):
+        """A plan of this geometry whose columns are the outputs (Wc == Wo): this one or its shifted twin
+        (made on first use); None with a column dilation, which the shifted copies do not take."""
+        if self.Wc == self.Wo:
+            return self
+        if self.dlw != 1:
+            return None
         if self.fwd is None:
             self.fwd = _Plan(self.C, self.H, self.W, self.F, self.kh, self.kw, self.sh, self.sw, self.ph,
                              self.pw, self.NR, self.pb, self.pr, self.dh, self.dlw, shifted=1)

@@ -905,3 +905,116 @@ def test_small_map_dw_sums_several_samples_per_tile(dtype, xs, ws, rng):
     for threads, result in zip((2, 3, 4), results[1:]):
         for name, got, one in zip(("dx", "dw", "db", "dw (no dx)", "db (no dx)"), result, results[0]):
             assert np.array_equal(got, one), f"{name} differs between {threads} threads and 1"
+
+
+@st.composite
+def few_term_cases(draw):
+    """Layers of few terms C*kh*kw: 1-3 channels, kernels up to 6x6, any stride, symmetric or asymmetric
+    padding, dilation (a column dilation keeps the implicit GEMM), batch 1-9."""
+    N = draw(st.integers(1, 9))
+    C = draw(st.integers(1, 3))
+    F = draw(st.integers(1, 14))
+    kh, kw = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    dilation = (draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 1, 2])))
+    stride = draw(int_or_pair(1, 3))
+    padding = draw(st.one_of(int_or_pair(0, 3), st.tuples(*[st.integers(0, 3)] * 4)))
+    if isinstance(padding, int):
+        pads = (padding,) * 4
+    elif len(padding) == 2:
+        pads = (padding[0], padding[0], padding[1], padding[1])
+    else:
+        pads = padding
+    ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    H = draw(st.integers(max(1, ekh - pads[0] - pads[1]), 20))
+    W = draw(st.integers(max(1, ekw - pads[2] - pads[3]), 20))
+    dtype = draw(st.sampled_from(DTYPES))
+    return N, C, F, H, W, kh, kw, stride, padding, dilation, dtype, draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(few_term_cases())
+def test_few_term_dw_matches_reference_and_keeps_its_bits_on_any_thread_count(case):
+    """dW and db without dx of few terms take the shifted dW (conv_dw_shifted.pxi): within the reference's
+    bound, and the same bits on 1-4 threads."""
+    N, C, F, H, W, kh, kw, stride, padding, dilation, dtype, seed = case
+    sw = stride if isinstance(stride, int) else stride[1]
+    one_column_shift = dilation[1] * (kw - 1) + 1 <= sw   # no column dilation needs shifted copies
+    most = min(_conv.DW_SHIFT_MAX_TERMS, _conv.DW_SHIFT_MAX_TERMS_BATCH1 if N == 1 else _conv.DW_SHIFT_MAX_TERMS)
+    assert _conv.dw_shifted_taken((N, C, H, W), (F, C, kh, kw), stride, padding, dilation) == (
+        C * kh * kw <= most and (dilation[1] == 1 or one_column_shift))
+    assert not _conv.dw_shifted_taken((N, C, H, W), (F, C, kh, kw), stride, padding, dilation, need_dx=True)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    y, (_, dw, db) = check_conv_against_reference(x, w, None, stride, padding, dilation, dy_seed=seed,
+                                                  need_dx=False)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(dtype)
+    old = ops.get_num_threads()
+    try:
+        for threads in (1, 3, 4):
+            ops.set_num_threads(threads)
+            _, dw_t, db_t = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, dilation=dilation,
+                                                need_dx=False)
+            assert np.array_equal(dw_t, dw) and np.array_equal(db_t, db), f"{threads} threads differ"
+    finally:
+        ops.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, stride, padding", [
+    ((128, 1, 28, 28), (32, 1, 3, 3), 1, 0),      # Keras's MNIST convnet, first layer
+    ((64, 1, 28, 28), (6, 1, 5, 5), 1, 2),        # LeNet-5's first layer
+    ((1, 1, 28, 28), (6, 1, 5, 5), 1, 2),
+    ((32, 1, 28, 28), (16, 1, 8, 8), 1, 0),       # seed 000's first layer
+    ((64, 3, 32, 32), (32, 3, 3, 3), 1, 1),       # a CIFAR-size stem
+    ((2, 3, 32, 32), (32, 3, 5, 5), 2, 2),        # two samples: blocks of positions
+    ((3, 1, 28, 28), (32, 1, 3, 3), 1, 0),
+])
+def test_first_layer_dw_takes_the_shifted_dw_and_keeps_its_bits(dtype, xs, ws, stride, padding, rng):
+    """The model shapes the shifted dW serves: within the reference's bound (against the implicit GEMM it
+    replaces), and the same bits on 1-4 threads."""
+    assert _conv.dw_shifted_taken(xs, ws, stride, padding)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    dy = rng.standard_normal(ops.conv2d_output_shape(xs, ws, stride, padding)).astype(dtype)
+    old_threads, old_terms = ops.get_num_threads(), _conv.DW_SHIFT_MAX_TERMS
+    try:
+        _conv.DW_SHIFT_MAX_TERMS = 0
+        _, dw_i, db_i = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=False)
+        _conv.DW_SHIFT_MAX_TERMS = old_terms
+        results = []
+        for threads in (1, 2, 3, 4):
+            ops.set_num_threads(threads)
+            results.append(ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=False)[1:])
+    finally:
+        ops.set_num_threads(old_threads)
+        _conv.DW_SHIFT_MAX_TERMS = old_terms
+    _, dw_a, db_a = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), stride=stride,
+                                              padding=padding, need_dx=False)
+    K = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    assert_reduction_close(results[0][0], dw_i, dw_a, K, "dw")
+    assert_reduction_close(results[0][1], db_i, db_a, K, "db")
+    for threads, (dw, db) in zip((2, 3, 4), results[1:]):
+        assert np.array_equal(dw, results[0][0]) and np.array_equal(db, results[0][1]), f"{threads} threads"
+
+
+@pytest.mark.parametrize("N", [1, 3, 9])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), ((2, 1), (1, 0, 2, 1))])
+def test_few_term_dw_puts_nonfinite_dy_where_the_reference_does(N, stride, padding, rng):
+    """dy is read where it lies, its last partial vector masked: a NaN or an infinity reaches exactly the
+    dW and db elements it reaches in the reference (0 * inf in the padding included), never a neighbour."""
+    x = rng.standard_normal((N, 1, 11, 13))
+    w = rng.standard_normal((5, 1, 3, 4))
+    assert _conv.dw_shifted_taken(x.shape, w.shape, stride, padding)
+    dy = rng.standard_normal(ops.conv2d_output_shape(x.shape, w.shape, stride, padding))
+    dy[-1, 1, -1, -1] = np.nan          # the last element of dy: past it nothing may be read
+    dy[0, 3, 0, 0] = np.inf
+    dy[N // 2, 4, 1, 2] = -np.inf
+    got = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=False)[1:]
+    with np.errstate(invalid="ignore"):   # inf - inf in the reference's sums
+        want = reference.conv2d_backward(dy, x, w, stride=stride, padding=padding, need_dx=False)[1:]
+    for name, g, r in zip(("dw", "db"), got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(r), err_msg=name)
+        fin = np.isfinite(r)
+        np.testing.assert_allclose(g[fin], r[fin], rtol=1e-10, atol=1e-10, err_msg=name)
