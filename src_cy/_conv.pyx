@@ -93,6 +93,11 @@ def have_openmp():
     return _runtime.omp_available()
 
 
+# The instruction set the kernels were compiled for ("avx512f", "avx2", "fma", "avx", "neon", "baseline"):
+# with -march=native the machine's own, with FASTCONV_NATIVE=0 the compiler's default.
+BUILD_ISA = (<bytes>FC_BUILD_ISA).decode("ascii")
+
+
 def tile_width(dtype):
     """Columns per nn tile for ``dtype`` (the padding unit of the im2col buffer)."""
     return FC_NR_D if np.dtype(dtype) == np.float64 else FC_NR_S

@@ -3,6 +3,7 @@
 # Included by _conv.pyx only (its cimports and C declarations are in scope here).
 
 cdef extern from "conv_micro.h" nogil:
+    const char *FC_BUILD_ISA
     int FC_MR
     int FC_NT_MR
     int FC_NT_NR

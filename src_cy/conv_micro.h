@@ -17,6 +17,22 @@
 
 #include <string.h>
 
+/* The instruction set this build's kernels were compiled for (their register tiles and FMA follow it,
+ * and with them the order and rounding of the conv sums): what the golden runs' build key names. */
+#if defined(__AVX512F__)
+#  define FC_BUILD_ISA "avx512f"
+#elif defined(__AVX2__) && defined(__FMA__)
+#  define FC_BUILD_ISA "avx2"
+#elif defined(__FMA__)
+#  define FC_BUILD_ISA "fma"
+#elif defined(__AVX__)
+#  define FC_BUILD_ISA "avx"
+#elif defined(__ARM_NEON)
+#  define FC_BUILD_ISA "neon"
+#else
+#  define FC_BUILD_ISA "baseline"
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #  if defined(__AVX512F__)
 #    define FC_VBYTES 64

@@ -15,21 +15,14 @@ CASES = ("seed_cnn_b1_f64", "seed_cnn_b32_f32", "moons_mlp", "pool_dropout_tanh_
 
 
 def build_key():
-    """What the bits of a conv reduction depend on besides the code: the CPU's vector ISA (the register
-    tiles) and its L2 size (how the backward groups samples into chunks)."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line
-                    break
-    except OSError:
-        pass
-    isa = [f for f in ("avx512f", "avx2", "fma", "avx") if f" {f}" in flags]
-    from fastconv import _conv  # the L2 size the kernels size their chunks by
+    """What the bits of a conv reduction depend on besides the code: the vector ISA the kernels were
+    compiled for (their register tiles and FMA) and the L2 size (how the backward groups samples into
+    chunks)."""
+    from fastconv import _conv
 
-    return {"machine": platform.machine(), "isa": isa[:1] if isa else [], "l2": int(_conv.BACKWARD_CHUNK_BYTES)}
+    isa = _conv.BUILD_ISA
+    return {"machine": platform.machine(), "isa": [isa] if isa != "baseline" else [],
+            "l2": int(_conv.BACKWARD_CHUNK_BYTES)}
 
 
 def _mnist(n_train):
