@@ -52,6 +52,7 @@ cdef enum:
     # samples, DW_RUN_VECTORS vectors or more, before their horizontal sums (which cost as much as a few
     # vectors of products); longer rows keep the per-sample items, whose buffers stay on one core
     DW_SHORT_ROW = 16
+    DW_SHORT_MIN_F64_FILTERS = 32
     DW_RUN_VECTORS = 32
 
 
@@ -168,7 +169,9 @@ cdef int _backward_implicit(_Plan g, const floating *dy, const floating *xp, con
     # short and whose chunk fits its budget: small maps) each thread computes whole elements of dW (see
     # _backward_parallel) straight into dw
     cdef Py_ssize_t L = FC_LANES_D if floating is double else FC_LANES_S
-    cdef bint short_rows = (g.Ho * g.Wc + L - 1) // L < DW_SHORT_ROW and \
+    # (in float64 only with 32 filters or more: below, the per-sample items measured faster)
+    cdef bint short_rows = (floating is float or g.F >= DW_SHORT_MIN_F64_FILTERS) and \
+        (g.Ho * g.Wc + L - 1) // L < DW_SHORT_ROW and \
         nb * (Sx + Sp + Sf) * sizeof(floating) <= DW_THREADS * BACKWARD_CHUNK_BYTES
     cdef int nslot = DW_SLOTS if N > 1 and not short_rows else 1
     cdef Py_ssize_t fs = sizeof(floating)
