@@ -29,7 +29,9 @@ order).  The machines are shared and their speed drifts, so fastconv and PyTorch
 ``--rounds`` rounds, each a fresh model doing the same work, and each reports its fastest round (all
 rounds are in the JSON); each fit starts after ``SETTLE_S`` idle, so thread pools left spinning by the
 previous fit do not land on it.  Without PyTorch only fastconv's column is printed.  Keras 3 is timed
-beside them when ``import keras`` works (on whatever backend it is configured with).
+beside them when ``import keras`` works (on whatever backend it is configured with).  For every model
+short of its target (all with ``--profile``) a training step is then profiled (:func:`step_profile`), so
+that the table says what is short and where its time goes.
 """
 import argparse
 import json
@@ -172,6 +174,55 @@ def fastconv_round(setup, data, epochs, seed=0, blas_free=False):
         model.fit(x, y, batch_size=setup["batch"], epochs=epochs, verbose=0)
         seconds = time.perf_counter() - t0
     return seconds / (len(x) * epochs) * 1e6, float(model.evaluate(xt, yt)["accuracy"])
+
+
+def _call_name(kernel, args):
+    """``kernel-name (shape of its first array argument)`` for the profile table."""
+    name = getattr(kernel, "__name__", type(kernel).__name__).lstrip("_")
+    shape = next((a.shape for a in args if isinstance(a, np.ndarray)), None)
+    return f"{name} {tuple(shape)}" if shape is not None else name
+
+
+def step_profile(setup, data, budget_s=0.5, top=8):
+    """Where a training step of ``setup`` goes, as ``fit`` runs it: the step with its optimizer update (min and
+    median µs over repeated steps on random batches), the update alone, and each bound call of the
+    compiled step timed on its own in the step's order (min µs over the repetitions), the ``top`` costliest
+    first.  The model is trained on a few batches first, so that the kernels' one-time trials are done."""
+    from fastconv.nn import training
+
+    x, y = data[0], data[1]
+    model = _fastconv_model(setup, x, 0)
+    n = setup["batch"]
+    model.fit(x[:4 * n], y[:4 * n], batch_size=n, epochs=1, verbose=0)
+    step, update = model._step("train", n, y.dtype), model._update()
+    calls = ([("forward",) + tuple(c) for c in step.forward] + [("loss",) + tuple(step.loss_call)]
+             + [("backward",) + tuple(c) for c in step.backward])
+    rng = np.random.default_rng(0)
+    whole, best, best_update = [], [float("inf")] * len(calls), float("inf")
+    with training.single_threaded_blas():
+        t_end = time.perf_counter() + budget_s / 2
+        while len(whole) < 5 or (time.perf_counter() < t_end and len(whole) < 2000):
+            idx = rng.integers(0, len(x), n)
+            t0 = time.perf_counter()
+            step.train(x, y, idx)
+            update()
+            whole.append(time.perf_counter() - t0)
+        for _ in range(len(whole)):
+            idx = rng.integers(0, len(x), n)
+            x.take(idx, axis=0, out=step.x, mode="clip")
+            y.take(idx, axis=0, out=step.t, mode="clip")
+            for i, (_, kernel, args) in enumerate(calls):
+                t0 = time.perf_counter()
+                kernel(*args)
+                best[i] = min(best[i], time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            update()
+            best_update = min(best_update, time.perf_counter() - t0)
+    rows = sorted(((best[i] * 1e6, phase, _call_name(kernel, args)) for i, (phase, kernel, args) in enumerate(calls)),
+                  reverse=True)
+    return {"step_us_min": min(whole) * 1e6, "step_us_median": float(np.median(whole)) * 1e6,
+            "update_us": best_update * 1e6, "calls": len(calls), "steps": len(whole),
+            "top": [{"us": us, "phase": phase, "call": call} for us, phase, call in rows[:top]]}
 
 
 def keras_face_twin(model):
@@ -321,8 +372,10 @@ def import_frameworks(threads):
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def bench_setup(name, setup, quick=False, rounds=3, torch=None, keras=None, sizes=None):
-    """Time one setup in alternating rounds; returns its rows (two for the MLP: pinned BLAS and not)."""
+def bench_setup(name, setup, quick=False, rounds=3, torch=None, keras=None, sizes=None, profile=None):
+    """Time one setup in alternating rounds; returns its rows (two for the MLP: pinned BLAS and not).
+    ``profile``: add :func:`step_profile` to the default row -- True always, None (the default) when that
+    row misses its target, False never."""
     n_train, epochs = sizes or (setup["quick"] if quick else setup["full"])
     data = load_data(setup["data"], setup["dtype"], n_train)
     free = setup.get("blas_free_variant", False)
@@ -363,6 +416,8 @@ def bench_setup(name, setup, quick=False, rounds=3, torch=None, keras=None, size
         rows.append(row)
     if len(rows) == 2:   # what fit's BLAS pin buys: the unpinned fit's time over the default one's
         rows[1]["free_over_default"] = rows[1]["fastconv_us"] / rows[0]["fastconv_us"]
+    if rows and (profile or (profile is None and rows[0].get("met") is False)):
+        rows[0]["profile"] = step_profile(setup, data)
     return rows
 
 
@@ -399,6 +454,16 @@ def to_markdown(rows, facts=None):
                           f"through the core API (accuracy {r['fastconv_acc']:.3f}): face/core "
                           f"{r['face_over_core']:.3f} (target ≤ {r['face_target']:g}: {met})."]
     for r in rows:
+        if "profile" in r:
+            pr = r["profile"]
+            lines += ["", f"Where a training step of {r['title']} (batch {r['batch']}, {r['dtype']}) goes: "
+                          f"{pr['step_us_min']:,.1f} µs min, {pr['step_us_median']:,.1f} median over "
+                          f"{pr['steps']} steps, of which the optimizer update {pr['update_us']:,.1f}; the "
+                          f"costliest of its {pr['calls']} kernel calls, each timed alone in the step's order "
+                          "(min µs):",
+                      "", "| µs | phase | call |", "|---|---|---|"]
+            lines += [f"| {c['us']:,.1f} | {c['phase']} | {c['call']} |" for c in pr["top"]]
+    for r in rows:
         if "free_over_default" in r:
             lines += ["", f"{r['title']}: with fit's one-thread pin of NumPy's BLAS taken out (the BLAS on its "
                           f"own threads beside OpenMP's), fastconv's fit took {r['free_over_default']:.2f}x "
@@ -406,7 +471,7 @@ def to_markdown(rows, facts=None):
     return "\n".join(lines) + "\n"
 
 
-def run(names, quick=False, rounds=3, threads=2, torch=None, keras=None, sizes=None, progress=print):
+def run(names, quick=False, rounds=3, threads=2, torch=None, keras=None, sizes=None, progress=print, profile=None):
     """Run the named setups; returns ``{"machine": facts, "rows": [...]}``."""
     facts = machine_facts()
     facts.update(torch=torch.__version__ if torch is not None else "not installed",
@@ -421,7 +486,7 @@ def run(names, quick=False, rounds=3, threads=2, torch=None, keras=None, sizes=N
     rows = []
     for name in names:
         t0 = time.perf_counter()
-        new = bench_setup(name, SETUPS[name], quick, rounds, torch, keras, sizes)
+        new = bench_setup(name, SETUPS[name], quick, rounds, torch, keras, sizes, profile)
         rows += new
         if progress:
             for r in new:
@@ -441,6 +506,8 @@ def main(argv=None):
     p.add_argument("--models", default=",".join(SETUPS),
                    help=f"comma-separated subset of: {', '.join(SETUPS)} (default: all)")
     p.add_argument("--out", default="bench/results/models.json", help="JSON output (default bench/results/models.json)")
+    p.add_argument("--profile", action="store_true",
+                   help="profile a training step of every model (default: of those short of their target)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETUPS]
@@ -459,7 +526,7 @@ def main(argv=None):
     if os.path.isdir(here) and not os.path.samefile(here, measured):
         print(f"note: measuring the fastconv in {measured}, not this checkout's {os.path.abspath(here)} "
               "(run with PYTHONPATH=. or pip install -e . to measure this one)", flush=True)
-    result = run(names, args.quick, args.rounds, args.threads, torch, keras)
+    result = run(names, args.quick, args.rounds, args.threads, torch, keras, profile=True if args.profile else None)
     print(json.dumps(result["machine"], indent=1))
     print(to_markdown(result["rows"]))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

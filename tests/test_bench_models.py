@@ -58,7 +58,11 @@ def test_tiny_run_table_and_rows(models, with_torch):
     lines = table.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| model |"))
     assert "| fastconv µs/sample | PyTorch µs/sample | PyTorch/fastconv | target | met |" in lines[header]
-    body = [line for line in lines[header + 2:] if line.startswith("| ")]
+    body = []
+    for line in lines[header + 2:]:
+        if not line.startswith("| "):
+            break
+        body.append(line)
     assert len(body) == len(rows)
     assert all(line.count("|") == lines[header].count("|") for line in body)
     assert ("| — | — | ≥ 8x | — |" in table) != with_torch
@@ -120,3 +124,24 @@ def test_keras_twin_has_fastconv_weights(models):
         model = models._fastconv_model(setup, x, seed=0)
         out = np.asarray(models.keras_twin(keras, model)(xt[:8], training=False))
         np.testing.assert_allclose(out, model.predict(xt[:8]), rtol=0, atol=64 * np.finfo(setup["dtype"]).eps)
+
+
+def test_step_profile_names_the_calls_of_a_step(models):
+    setup = models.SETUPS["lenet5_b1"]
+    data = models.load_data(setup["data"], setup["dtype"], 16)
+    profile = models.step_profile(setup, data, budget_s=0.02, top=5)
+    json.dumps(profile)
+    assert profile["steps"] >= 5 and profile["calls"] == 23   # LeNet-5's step: 11 forward, loss, 11 backward
+    assert 0 < profile["step_us_min"] <= profile["step_us_median"] and profile["update_us"] > 0
+    top = profile["top"]
+    assert len(top) == 5 and [c["us"] for c in top] == sorted((c["us"] for c in top), reverse=True)
+    assert {c["phase"] for c in top} <= {"forward", "loss", "backward"}
+    assert any(c["call"].startswith("conv2d_backward (1, 16, 10, 10)") for c in top)
+
+
+@pytest.mark.parametrize("profile", [True, False])
+def test_profile_option_adds_the_profile_and_its_table(models, profile):
+    result = models.run(["seed_cnn_b1"], rounds=1, threads=1, sizes=(8, 1), progress=None, profile=profile)
+    row = result["rows"][0]
+    assert ("profile" in row) == profile
+    assert ("Where a training step of seed 000 CNN (batch 1, float64) goes" in models.to_markdown([row])) == profile
