@@ -127,10 +127,7 @@ def bench_conv(torch, dtype, quick):
             reference.conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
             reference.conv2d_backward(dy, x, w, stride=s, padding=p, dilation=d, need_dx=not first)
 
-        t_fast = timeit(fast)
-        t_ref = timeit(ref, min_time=0.05, max_reps=3) if not (quick and y.size > 1e6) else float("nan")
-        row = {"kernel": "conv2d fwd+bwd", "shape": name, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
-               "gflops": flops / t_fast / 1e9, "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
+        tfn = None
         if torch is not None:
             tx = torch.tensor(x, requires_grad=not first)
             tw = torch.tensor(w, requires_grad=True)
@@ -144,12 +141,7 @@ def bench_conv(torch, dtype, quick):
                 torch.nn.functional.conv2d(tin, tw, tb, stride=s, padding=0 if tpad else p,
                                            dilation=d).backward(tdy)
 
-            # the ratio from alternating rounds: the machine's speed drifts between back-to-back timings
-            t_fast, t_torch = timeit_interleaved([fast, tfn])
-            row.update(fast_us=t_fast * 1e6, gflops=flops / t_fast / 1e9, speedup_vs_ref=t_ref / t_fast,
-                       torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
-        rows.append(row)
-        _print_row(row)
+        rows.append(_conv_row("conv2d fwd+bwd", name, dtype, flops, fast, ref, quick and y.size > 1e6, tfn))
     for name, xs, ws, s, p in CONV_DW_SHAPES:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(xs).astype(dtype)
@@ -163,11 +155,7 @@ def bench_conv(torch, dtype, quick):
         def ref():
             reference.conv2d_backward(dy, x, w, stride=s, padding=p, need_dx=False)
 
-        t_fast = timeit(fast)
-        t_ref = timeit(ref, min_time=0.05, max_reps=3) if not quick else float("nan")
-        row = {"kernel": "conv2d dW+db (no dx)", "shape": name, "dtype": np.dtype(dtype).name,
-               "fast_us": t_fast * 1e6, "gflops": flops / t_fast / 1e9, "ref_us": t_ref * 1e6,
-               "speedup_vs_ref": t_ref / t_fast}
+        tfn = None
         if torch is not None:
             tx, tdy = torch.tensor(x), torch.tensor(dy)
 
@@ -175,12 +163,24 @@ def bench_conv(torch, dtype, quick):
                 torch.nn.grad.conv2d_weight(tx, ws, tdy, stride=s, padding=p)
                 tdy.sum((0, 2, 3))
 
-            t_fast, t_torch = timeit_interleaved([fast, tfn])
-            row.update(fast_us=t_fast * 1e6, gflops=flops / t_fast / 1e9, speedup_vs_ref=t_ref / t_fast,
-                       torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
-        rows.append(row)
-        _print_row(row)
+        rows.append(_conv_row("conv2d dW+db (no dx)", name, dtype, flops, fast, ref, quick, tfn))
     return rows
+
+
+def _conv_row(kernel, shape, dtype, flops, fast, ref, skip_ref, torch_fn):
+    """A convolution row: ``fast`` timed alone, ``ref`` (unless ``skip_ref``), and, when ``torch_fn`` is
+    given, ``fast`` and ``torch_fn`` again in alternating rounds, whose ratio the row keeps; printed."""
+    t_fast = timeit(fast)
+    t_ref = timeit(ref, min_time=0.05, max_reps=3) if not skip_ref else float("nan")
+    row = {"kernel": kernel, "shape": shape, "dtype": np.dtype(dtype).name, "fast_us": t_fast * 1e6,
+           "gflops": flops / t_fast / 1e9, "ref_us": t_ref * 1e6, "speedup_vs_ref": t_ref / t_fast}
+    if torch_fn is not None:
+        # the ratio from alternating rounds: the machine's speed drifts between back-to-back timings
+        t_fast, t_torch = timeit_interleaved([fast, torch_fn])
+        row.update(fast_us=t_fast * 1e6, gflops=flops / t_fast / 1e9, speedup_vs_ref=t_ref / t_fast,
+                   torch_us=t_torch * 1e6, torch_over_fast=t_torch / t_fast)
+    _print_row(row)
+    return row
 
 
 def bench_elementwise(torch, dtype):
